@@ -1,0 +1,9 @@
+"""The one FunctionApp. It only registers Blueprints; the work lives in `functions/` and `shared/`."""
+
+import azure.functions as func
+
+from functions import http_api, worker
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+app.register_functions(http_api.bp)
+app.register_functions(worker.bp)

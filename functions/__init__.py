@@ -1,0 +1,1 @@
+"""Thin trigger adapters: parse input, call `shared`, shape the output. No business logic here."""

@@ -1,0 +1,91 @@
+"""HTTP API Blueprint: tenants and reconciliation files. Each handler parses, calls `shared.service`, shapes."""
+
+from __future__ import annotations
+
+import re
+
+import azure.functions as func
+
+from functions.http_support import api, json_response, parse_body, query_choice, route_guid
+from shared import service
+from shared.columns import FileType
+from shared.context import get_context
+from shared.models import INVOICE_ID_PATTERN, FileRequest, FileStatus, TenantIn
+from shared.problems import bad_request
+
+bp = func.Blueprint()
+
+FILES = "tenants/{tenantId}/reconciliation-files"
+
+
+@bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def health(req: func.HttpRequest) -> func.HttpResponse:
+    return json_response({"status": "ok"})
+
+
+@bp.route(route="tenants/{tenantId}", methods=["PUT"])
+@api
+def put_tenant(req: func.HttpRequest) -> func.HttpResponse:
+    tenant_id = route_guid(req, "tenantId")
+    tenant, created = service.put_tenant(get_context(), tenant_id, parse_body(req, TenantIn))
+    return json_response(tenant.model_dump(mode="json", by_alias=True), 201 if created else 200)
+
+
+@bp.route(route="tenants", methods=["GET"])
+@api
+def list_tenants(req: func.HttpRequest) -> func.HttpResponse:
+    items = [t.model_dump(mode="json", by_alias=True) for t in get_context().tenants.list()]
+    return json_response({"items": items})
+
+
+@bp.route(route="tenants/{tenantId}", methods=["GET"])
+@api
+def get_tenant(req: func.HttpRequest) -> func.HttpResponse:
+    tenant = service.require_tenant(get_context(), route_guid(req, "tenantId"))
+    return json_response(tenant.model_dump(mode="json", by_alias=True))
+
+
+@bp.route(route=FILES, methods=["POST"])
+@api
+def request_file(req: func.HttpRequest) -> func.HttpResponse:
+    tenant_id = route_guid(req, "tenantId")
+    record, created = service.request_file(get_context(), tenant_id, parse_body(req, FileRequest))
+    location = f"/api/{FILES.format(tenantId=tenant_id)}/{record.id}"
+    return json_response(record.public(), 202 if created else 200, headers={"Location": location})
+
+
+@bp.route(route=FILES, methods=["GET"])
+@api
+def list_files(req: func.HttpRequest) -> func.HttpResponse:
+    tenant_id = route_guid(req, "tenantId")
+    invoice_type = query_choice(req, "invoiceType", {t.value for t in FileType})
+    status = query_choice(req, "status", {s.value for s in FileStatus})
+    invoice_id = req.params.get("invoiceId") or None
+    if invoice_id and not re.match(INVOICE_ID_PATTERN, invoice_id):
+        raise bad_request("invoiceId must be letters and digits.", "invoiceId")
+    items = service.list_files(get_context(), tenant_id, invoice_type, status, invoice_id)
+    return json_response({"items": [r.public() for r in items]})
+
+
+@bp.route(route=FILES + "/{fileId}", methods=["GET"])
+@api
+def get_file(req: func.HttpRequest) -> func.HttpResponse:
+    record, _ = service.get_file(get_context(), route_guid(req, "tenantId"), route_guid(req, "fileId"))
+    return json_response(record.public())
+
+
+@bp.route(route=FILES + "/{fileId}/download", methods=["GET"])
+@api
+def download(req: func.HttpRequest) -> func.HttpResponse:
+    url, expires = service.download_link(get_context(), route_guid(req, "tenantId"), route_guid(req, "fileId"))
+    return func.HttpResponse(status_code=302, headers={"Location": url, "Cache-Control": "no-store",
+                                                       "X-Link-Expires": expires.isoformat()})
+
+
+@bp.route(route=FILES + "/{fileId}/regenerate", methods=["POST"])
+@api
+def regenerate(req: func.HttpRequest) -> func.HttpResponse:
+    tenant_id = route_guid(req, "tenantId")
+    record = service.regenerate(get_context(), tenant_id, route_guid(req, "fileId"))
+    location = f"/api/{FILES.format(tenantId=tenant_id)}/{record.id}"
+    return json_response(record.public(), 202, headers={"Location": location})

@@ -1,0 +1,23 @@
+"""Queue Blueprint: the generation worker and its poison-queue handler. Both delegate to `shared.generation`."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from shared.context import get_context
+from shared.generation import Worker
+
+bp = func.Blueprint()
+
+QUEUE = "%GENERATION_QUEUE%"
+POISON_QUEUE = "%GENERATION_QUEUE%-poison"
+
+
+@bp.queue_trigger(arg_name="msg", queue_name=QUEUE, connection="AzureWebJobsStorage")
+def generate_file(msg: func.QueueMessage) -> None:
+    Worker(get_context()).handle(msg.get_body().decode("utf-8"), msg.dequeue_count or 1)
+
+
+@bp.queue_trigger(arg_name="msg", queue_name=POISON_QUEUE, connection="AzureWebJobsStorage")
+def generation_gave_up(msg: func.QueueMessage) -> None:
+    Worker(get_context()).handle_poison(msg.get_body().decode("utf-8"))

@@ -1,0 +1,1 @@
+"""The domain and its adapters, importable and testable without azure.functions."""

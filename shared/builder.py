@@ -1,0 +1,116 @@
+"""The file builder: segments in, one committed blob out, with exact totals.
+
+Memory is one Arrow batch plus one staged block, whatever the size of the invoice.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Callable, Iterator, Protocol
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import requests
+
+from shared.columns import Layout
+from shared.partner_center.client import SasExpired
+from shared.partner_center.transport import PartnerCenterError
+from shared.records import FastPathUnsupported
+from shared.sources import Source
+from shared.writers import BlockBlobSink
+
+log = logging.getLogger(__name__)
+
+SEGMENT_ATTEMPTS = 4
+# What a half-read blob looks like: a cut connection or a truncated gzip stream.
+BROKEN_STREAM = (EOFError, zlib.error, OSError, requests.exceptions.ChunkedEncodingError,
+                 requests.exceptions.ConnectionError, pa.ArrowInvalid)
+
+
+class Writer(Protocol):
+    content_type: str
+    extension: str
+
+    def write(self, batch: pa.RecordBatch) -> None: ...
+
+    def header(self) -> bytes: ...
+
+
+def decimal_sum(arr: pa.Array) -> Decimal:
+    value = pc.sum(arr).as_py()
+    return Decimal(0) if value is None else Decimal(value)
+
+
+@dataclass
+class Totals:
+    rows: int = 0
+    cost: Decimal = Decimal(0)
+    microsoft_total: Decimal = Decimal(0)
+
+    def add(self, other: "Totals") -> None:
+        self.rows += other.rows
+        self.cost += other.cost
+        self.microsoft_total += other.microsoft_total
+
+
+@dataclass
+class BuildResult:
+    totals: Totals
+    columns: list[str] = field(default_factory=list)
+
+
+Transform = Callable[[pa.RecordBatch], pa.RecordBatch]
+
+
+def build(layout: Layout, source: Source, writer: Writer, sink: BlockBlobSink, *,
+          transform: Transform | None = None, progress: Callable[[int], None] | None = None) -> BuildResult:
+    """Stream every segment through `transform` into `writer`; a failed segment is read again from its start."""
+    totals = Totals()
+    for segment in source.segments():
+        careful = False
+        attempt = 0
+        while True:
+            sink.begin_segment(segment.index)
+            part = Totals()
+            try:
+                for batch in _batches(segment.read(careful)):
+                    part.rows += batch.num_rows
+                    part.cost += decimal_sum(batch.column(layout.cost_column))
+                    part.microsoft_total += decimal_sum(batch.column(layout.total_column))
+                    writer.write(transform(batch) if transform else batch)
+                sink.end_segment()
+                break
+            except FastPathUnsupported as exc:
+                sink.discard_segment()
+                if careful:
+                    raise
+                log.info("segment %d needs the careful reader: %s", segment.index, exc)
+                careful = True
+            except SasExpired:
+                sink.discard_segment()
+                attempt += 1
+                if attempt >= SEGMENT_ATTEMPTS:
+                    raise
+                log.warning("export link expired at segment %d; asking Microsoft for a fresh export", segment.index)
+                source.refresh()
+            except BROKEN_STREAM as exc:
+                sink.discard_segment()
+                attempt += 1
+                if attempt >= SEGMENT_ATTEMPTS:
+                    raise PartnerCenterError(
+                        f"Export part {segment.index + 1} could not be read completely after {attempt} attempts "
+                        f"({type(exc).__name__}).", transient=True) from exc
+                log.warning("segment %d broke off (%s); reading it again", segment.index, type(exc).__name__)
+        totals.add(part)
+        if progress:
+            progress(totals.rows)
+    return BuildResult(totals=totals)
+
+
+def _batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    for batch in batches:
+        if batch.num_rows:
+            yield batch

@@ -1,0 +1,136 @@
+"""Pydantic models at the edges: HTTP request bodies, API responses and stored records.
+
+Requests refuse unknown fields (a typo must not be silently ignored). JSON is camelCase.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic.alias_generators import to_camel
+
+from shared.columns import FileType
+
+GUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+INVOICE_ID_PATTERN = r"^[A-Za-z0-9]{1,32}$"
+MPN_ID_PATTERN = r"^[0-9]{1,10}$"
+SETTING_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+
+Guid = Annotated[str, StringConstraints(pattern=GUID_PATTERN)]
+InvoiceId = Annotated[str, StringConstraints(pattern=INVOICE_ID_PATTERN)]
+MpnId = Annotated[str, StringConstraints(pattern=MPN_ID_PATTERN)]
+
+
+def is_guid(value: str) -> bool:
+    return bool(re.match(GUID_PATTERN, value))
+
+
+class ApiModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid",
+                              str_strip_whitespace=True)
+
+
+class FileStatus(StrEnum):
+    QUEUED = "Queued"
+    PROCESSING = "Processing"
+    AVAILABLE = "Available"
+    FAILED = "Failed"
+
+
+class View(StrEnum):
+    PARTNER = "partner"
+    RESELLER = "reseller"
+    CUSTOMER = "customer"
+
+
+class FileFormat(StrEnum):
+    CSV = "csv"
+    XLSX = "xlsx"
+    PARQUET = "parquet"
+
+
+class DataSource(StrEnum):
+    GRAPH = "graph"
+    V1 = "v1"
+
+
+# ---- tenants ---------------------------------------------------------------------------------------------------
+
+class TenantIn(ApiModel):
+    display_name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    client_id: Guid
+    client_secret_setting: Annotated[str, StringConstraints(pattern=SETTING_NAME_PATTERN)] = Field(
+        description="Name of the app setting that holds the client secret (a Key Vault reference in Azure)."
+    )
+    billing_anniversary_day: int | None = Field(default=None, ge=1, le=31)
+
+
+class Tenant(ApiModel):
+    tenant_id: str
+    display_name: str
+    client_id: str
+    client_secret_setting: str
+    billing_anniversary_day: int | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+# ---- reconciliation files -------------------------------------------------------------------------------------
+
+class FileRequest(ApiModel):
+    invoice_type: FileType
+    invoice_id: InvoiceId
+    view: View = View.PARTNER
+    reseller_id: MpnId | None = None
+    customer_id: Guid | None = None
+    format: FileFormat = FileFormat.CSV
+
+
+class Totals(ApiModel):
+    cost: Decimal = Decimal(0)
+    microsoft_total: Decimal = Decimal(0)
+
+
+class FileRecord(ApiModel):
+    """The status of one reconciliation file (its current version)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    id: str
+    tenant_id: str
+    invoice_type: FileType
+    invoice_id: str
+    view: View = View.PARTNER
+    reseller_id: str | None = None
+    customer_id: str | None = None
+    format: FileFormat = FileFormat.CSV
+    status: FileStatus
+    version: int = 1
+    reason: str = "requested"
+    created_at: datetime
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    row_count: int | None = None
+    progress_rows: int | None = None
+    totals: Totals | None = None
+    invoice_total: Decimal | None = None
+    source: DataSource | None = None
+    data_version: str | None = None
+    attempts: int = 0
+    error: str | None = None
+    file_name: str | None = None
+    blob_name: str | None = None
+    lease_until: datetime | None = None  # internal: a running generation's lease
+
+    def public(self) -> dict:
+        """The API view: internal bookkeeping (blob path, lease) stays inside."""
+        return self.model_dump(mode="json", by_alias=True, exclude={"blob_name", "lease_until"})
+
+
+class FileList(ApiModel):
+    items: list[FileRecord]

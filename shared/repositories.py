@@ -1,0 +1,137 @@
+"""Table Storage repositories: tenants and file records.
+
+Every write that changes a file's status is guarded by the entity's ETag, so two deliveries of the same queue
+message, or a regeneration racing a worker, cannot both win. Queries are parameterised; keys are validated by
+the caller's models before they get here.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any, Iterator
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import UpdateMode
+
+from shared.models import FileRecord, Tenant
+from shared.storage import Storage
+
+TENANTS_PARTITION = "tenants"
+
+
+class Conflict(Exception):
+    """The entity changed since it was read (ETag mismatch) or already exists."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _clean(entity: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in entity.items() if k not in ("PartitionKey", "RowKey") and not k.startswith("odata")}
+
+
+class TenantRepository:
+    def __init__(self, storage: Storage) -> None:
+        self.table = storage.table("Tenants")
+
+    def upsert(self, tenant: Tenant) -> None:
+        entity = {"PartitionKey": TENANTS_PARTITION, "RowKey": tenant.tenant_id,
+                  **tenant.model_dump(mode="json", exclude={"tenant_id"}, exclude_none=True)}
+        self.table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+
+    def get(self, tenant_id: str) -> Tenant | None:
+        try:
+            entity = self.table.get_entity(TENANTS_PARTITION, tenant_id)
+        except ResourceNotFoundError:
+            return None
+        return Tenant.model_validate({"tenant_id": tenant_id, **_clean(entity)})
+
+    def list(self) -> list[Tenant]:
+        rows = self.table.query_entities("PartitionKey eq @pk", parameters={"pk": TENANTS_PARTITION})
+        return [Tenant.model_validate({"tenant_id": e["RowKey"], **_clean(e)}) for e in rows]
+
+
+def _record_to_entity(record: FileRecord) -> dict[str, Any]:
+    data = record.model_dump(mode="json", exclude={"id", "tenant_id", "totals"}, exclude_none=True)
+    for key in ("created_at", "started_at", "completed_at", "lease_until"):
+        value = getattr(record, key)
+        if value is not None:
+            data[key] = value
+    if record.totals is not None:
+        data["totals_json"] = record.totals.model_dump_json(by_alias=True)
+    return {"PartitionKey": record.tenant_id, "RowKey": record.id, **data}
+
+
+def _entity_to_record(entity: dict[str, Any]) -> FileRecord:
+    data = _clean(entity)
+    totals = data.pop("totals_json", None)
+    if totals:
+        data["totals"] = json.loads(totals)
+    return FileRecord.model_validate({"id": entity["RowKey"], "tenant_id": entity["PartitionKey"], **data})
+
+
+class FileRepository:
+    """File records (current version) and one history entity per finished version."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.table = storage.table("Files")
+        self.versions = storage.table("FileVersions")
+
+    def create(self, record: FileRecord) -> str:
+        """Insert a new record; raises Conflict if a record with this id exists. Returns the ETag."""
+        try:
+            meta = self.table.create_entity(_record_to_entity(record))
+        except ResourceExistsError as exc:
+            raise Conflict(record.id) from exc
+        return meta["etag"]
+
+    def get(self, tenant_id: str, file_id: str) -> tuple[FileRecord, str] | None:
+        try:
+            entity = self.table.get_entity(tenant_id, file_id)
+        except ResourceNotFoundError:
+            return None
+        return _entity_to_record(entity), entity.metadata["etag"]
+
+    def replace(self, record: FileRecord, etag: str) -> str:
+        """Write the record only if nobody changed it since `etag` was read. Returns the new ETag."""
+        try:
+            meta = self.table.update_entity(_record_to_entity(record), mode=UpdateMode.REPLACE, etag=etag,
+                                            match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceNotFoundError) as exc:
+            raise Conflict(record.id) from exc
+        return meta["etag"]
+
+    def list(self, tenant_id: str, **filters: str | None) -> Iterator[FileRecord]:
+        clauses, params = ["PartitionKey eq @pk"], {"pk": tenant_id}
+        for i, (field, value) in enumerate(sorted(filters.items())):
+            if value is not None:
+                clauses.append(f"{field} eq @p{i}")
+                params[f"p{i}"] = value
+        for entity in self.table.query_entities(" and ".join(clauses), parameters=params):
+            yield _entity_to_record(entity)
+
+    # ---- versions --------------------------------------------------------------------------------------------
+    @staticmethod
+    def _version_key(file_id: str, version: int) -> str:
+        return f"{file_id}-v{version:05d}"
+
+    def record_version(self, record: FileRecord) -> None:
+        """Keep what this version was (idempotent: the same version writes the same entity)."""
+        entity = _record_to_entity(record)
+        entity["RowKey"] = self._version_key(record.id, record.version)
+        entity["file_id"] = record.id
+        self.versions.upsert_entity(entity, mode=UpdateMode.REPLACE)
+
+    def list_versions(self, tenant_id: str, file_id: str) -> list[FileRecord]:
+        rows = self.versions.query_entities(
+            "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+            parameters={"pk": tenant_id, "lo": f"{file_id}-v", "hi": f"{file_id}-w"},
+        )
+        out = []
+        for entity in rows:
+            entity = dict(entity, RowKey=entity["file_id"])
+            out.append(_entity_to_record(entity))
+        return sorted(out, key=lambda r: r.version)

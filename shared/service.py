@@ -1,0 +1,141 @@
+"""What the HTTP API does, without HTTP: tenants, file requests, status, regeneration, download links.
+
+The record is always written before its message is enqueued, so a message never points at nothing; a repeated
+request for the same file returns the same record (and re-enqueues it if it is still waiting), so a client or a
+timer that retries cannot create duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from datetime import datetime
+
+from shared.columns import FileType
+from shared.context import AppContext
+from shared.models import FileRecord, FileRequest, FileStatus, Tenant, TenantIn, View
+from shared.problems import Problem, bad_request, conflict, not_found
+from shared.repositories import Conflict, utcnow
+
+log = logging.getLogger(__name__)
+
+FILE_ID_NAMESPACE = uuid.UUID("6b1f1c52-2f7e-4c1e-9d0e-6a8e3c9f4b21")
+CUSTOMER_VIEW_TYPES = {FileType.ONETIME, FileType.LICENSE}
+
+
+# ---- tenants -----------------------------------------------------------------------------------------------------
+
+def put_tenant(ctx: AppContext, tenant_id: str, body: TenantIn) -> tuple[Tenant, bool]:
+    existing = ctx.tenants.get(tenant_id)
+    now = utcnow()
+    tenant = Tenant(tenant_id=tenant_id.lower(), created_at=existing.created_at if existing else now,
+                    updated_at=now, **body.model_dump())
+    ctx.tenants.upsert(tenant)
+    return tenant, existing is None
+
+
+def require_tenant(ctx: AppContext, tenant_id: str) -> Tenant:
+    tenant = ctx.tenants.get(tenant_id.lower())
+    if tenant is None:
+        raise not_found(f"Tenant {tenant_id}")
+    return tenant
+
+
+# ---- files ---------------------------------------------------------------------------------------------------
+
+def file_id_for(tenant_id: str, req: FileRequest) -> str:
+    """The same request always names the same file: retries and overlapping timers cannot duplicate it."""
+    key = "|".join([tenant_id.lower(), req.invoice_id.upper(), req.invoice_type.value, req.view.value,
+                    req.reseller_id or "", (req.customer_id or "").lower(), req.format.value])
+    return str(uuid.uuid5(FILE_ID_NAMESPACE, key))
+
+
+def _check_view(req: FileRequest) -> None:
+    if req.view == View.RESELLER and not req.reseller_id:
+        raise bad_request("A reseller view needs resellerId (the reseller's MPN id).", "resellerId")
+    if req.view == View.CUSTOMER:
+        if not req.customer_id:
+            raise bad_request("A customer view needs customerId.", "customerId")
+        if req.invoice_type not in CUSTOMER_VIEW_TYPES:
+            raise bad_request("Customer views exist for onetime and license files only.", "view")
+    if req.view != View.RESELLER and req.reseller_id:
+        raise bad_request("resellerId is only used with view=reseller.", "resellerId")
+    if req.view != View.CUSTOMER and req.customer_id:
+        raise bad_request("customerId is only used with view=customer.", "customerId")
+    if req.view != View.PARTNER:
+        raise Problem(422, "Not available yet", "Reseller and customer views come with the margin engine.",
+                      errors=[{"field": "view", "message": "only 'partner' is produced by this version"}])
+    if req.format.value != "csv":
+        raise Problem(422, "Not available yet", "Only CSV files are produced by this version.",
+                      errors=[{"field": "format", "message": "only 'csv' is produced by this version"}])
+
+
+def request_file(ctx: AppContext, tenant_id: str, req: FileRequest) -> tuple[FileRecord, bool]:
+    """Queue a file; returns (record, created). An identical earlier request returns its record."""
+    tenant = require_tenant(ctx, tenant_id)
+    _check_view(req)
+    record = FileRecord(
+        id=file_id_for(tenant.tenant_id, req), tenant_id=tenant.tenant_id, invoice_type=req.invoice_type,
+        invoice_id=req.invoice_id.upper(), view=req.view, reseller_id=req.reseller_id,
+        customer_id=(req.customer_id or None) and req.customer_id.lower(), format=req.format,
+        status=FileStatus.QUEUED, version=1, reason="requested", created_at=utcnow(),
+    )
+    try:
+        ctx.files.create(record)
+    except Conflict:
+        existing, _ = ctx.files.get(record.tenant_id, record.id)  # type: ignore[misc]
+        if existing.status == FileStatus.QUEUED:
+            enqueue(ctx, existing)  # the first enqueue may have been lost in a crash; the worker dedupes
+        return existing, False
+    enqueue(ctx, record)
+    return record, True
+
+
+def enqueue(ctx: AppContext, record: FileRecord) -> None:
+    message = json.dumps({"tenantId": record.tenant_id, "fileId": record.id, "version": record.version})
+    ctx.storage.queue().send_message(message)
+    log.info("queued %s %s v%d", record.invoice_type, record.invoice_id, record.version,
+             extra={"tenant": record.tenant_id, "file": record.id, "invoice": record.invoice_id})
+
+
+def get_file(ctx: AppContext, tenant_id: str, file_id: str) -> tuple[FileRecord, str]:
+    require_tenant(ctx, tenant_id)
+    loaded = ctx.files.get(tenant_id.lower(), file_id.lower())
+    if loaded is None:
+        raise not_found(f"Reconciliation file {file_id}")
+    return loaded
+
+
+def list_files(ctx: AppContext, tenant_id: str, invoice_type: str | None, status: str | None,
+               invoice_id: str | None) -> list[FileRecord]:
+    tenant = require_tenant(ctx, tenant_id)
+    items = ctx.files.list(tenant.tenant_id, invoice_type=invoice_type, status=status,
+                           invoice_id=invoice_id.upper() if invoice_id else None)
+    return sorted(items, key=lambda r: r.created_at, reverse=True)
+
+
+def regenerate(ctx: AppContext, tenant_id: str, file_id: str, reason: str = "regenerated on request") -> FileRecord:
+    """Make the file again as a new version; earlier versions stay."""
+    record, etag = get_file(ctx, tenant_id, file_id)
+    if record.status not in (FileStatus.AVAILABLE, FileStatus.FAILED):
+        raise conflict(f"The file is {record.status}; it can be regenerated once it is Available or Failed.")
+    record.version += 1
+    record.status, record.reason, record.error = FileStatus.QUEUED, reason, None
+    record.created_at, record.started_at, record.completed_at = utcnow(), None, None
+    record.row_count = record.progress_rows = None
+    record.totals = None
+    record.attempts = 0
+    try:
+        ctx.files.replace(record, etag)
+    except Conflict:
+        raise conflict("The file changed while regenerating it; look at its status and try again.")
+    enqueue(ctx, record)
+    return record
+
+
+def download_link(ctx: AppContext, tenant_id: str, file_id: str) -> tuple[str, datetime]:
+    record, _ = get_file(ctx, tenant_id, file_id)
+    if record.status != FileStatus.AVAILABLE or not record.blob_name:
+        raise conflict(f"The file is {record.status}, not Available; there is nothing to download yet.")
+    return ctx.links.url_for(record.blob_name, record.file_name or "reconciliation.csv")

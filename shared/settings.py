@@ -1,0 +1,75 @@
+"""App settings, read from the process environment as the Functions host provides them.
+
+Locally the development host copies `local.settings.json` "Values" into the environment for keys that are
+not already set, exactly as Core Tools does, so this module only ever looks at the environment.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PUBLIC_PARTNER_CENTER = "https://api.partnercenter.microsoft.com"
+PUBLIC_GRAPH = "https://graph.microsoft.com"
+PUBLIC_AUTHORITY = "https://login.microsoftonline.com"
+
+
+class Settings(BaseSettings):
+    """Every app setting the code reads. The Bicep template sets each of these (a test checks it)."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=True, populate_by_name=True)
+
+    # Storage: either a connection string (Azurite, local) or identity-based service URIs (Azure).
+    storage_connection_string: str | None = Field(default=None, alias="AzureWebJobsStorage")
+    blob_service_uri: str | None = Field(default=None, alias="AzureWebJobsStorage__blobServiceUri")
+    queue_service_uri: str | None = Field(default=None, alias="AzureWebJobsStorage__queueServiceUri")
+    table_service_uri: str | None = Field(default=None, alias="AzureWebJobsStorage__tableServiceUri")
+    storage_client_id: str | None = Field(default=None, alias="AzureWebJobsStorage__clientId")
+
+    files_container: str = Field(default="reconciliation-files", alias="FILES_CONTAINER")
+    generation_queue: str = Field(default="reconciliation-requests", alias="GENERATION_QUEUE")
+    table_prefix: str = Field(default="recon", alias="TABLE_PREFIX")
+    download_link_minutes: int = Field(default=15, ge=1, le=24 * 60, alias="DOWNLOAD_LINK_MINUTES")
+    max_dequeue_count: int = Field(default=5, ge=1, alias="MAX_DEQUEUE_COUNT")
+
+    # Microsoft endpoints; sovereign clouds and test servers override them.
+    partner_center_api_url: str = Field(default=PUBLIC_PARTNER_CENTER, alias="PARTNER_CENTER_API_URL")
+    graph_api_url: str = Field(default=PUBLIC_GRAPH, alias="GRAPH_API_URL")
+    entra_authority_host: str = Field(default=PUBLIC_AUTHORITY, alias="ENTRA_AUTHORITY_HOST")
+
+    # Which API generation serves a billing period (Microsoft's retirement timeline, reference §3.5).
+    onetime_graph_from: date = Field(default=date(2024, 2, 1), alias="ONETIME_GRAPH_FROM")
+    daily_usage_graph_from: date = Field(default=date(2022, 9, 1), alias="DAILY_USAGE_GRAPH_FROM")
+
+    # Throttling and faults when calling Microsoft.
+    pc_max_concurrency: int = Field(default=4, ge=1, le=64, alias="PC_MAX_CONCURRENCY")
+    pc_max_retries: int = Field(default=8, ge=0, le=50, alias="PC_MAX_RETRIES")
+    pc_retry_budget_seconds: float = Field(default=300.0, gt=0, alias="PC_RETRY_BUDGET_SECONDS")
+    pc_backoff_base_seconds: float = Field(default=1.0, gt=0, alias="PC_BACKOFF_BASE_SECONDS")
+    pc_backoff_cap_seconds: float = Field(default=60.0, gt=0, alias="PC_BACKOFF_CAP_SECONDS")
+    pc_timeout_seconds: float = Field(default=60.0, gt=0, alias="PC_TIMEOUT_SECONDS")
+    export_poll_seconds: float = Field(default=5.0, gt=0, alias="EXPORT_POLL_SECONDS")
+    export_max_wait_seconds: float = Field(default=1800.0, gt=0, alias="EXPORT_MAX_WAIT_SECONDS")
+
+    # Secret used to sign continuation tokens handed out by the charges API (a Key Vault reference in Azure).
+    token_signing_key: str | None = Field(default=None, alias="TOKEN_SIGNING_KEY")
+
+    # Files are staged in blocks of this size; memory per generation is about one block plus one Arrow batch.
+    block_size_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024, alias="BLOCK_SIZE_BYTES")
+
+    @property
+    def uses_identity(self) -> bool:
+        return not self.storage_connection_string and bool(self.blob_service_uri)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()  # type: ignore[call-arg]
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests and the development host change the environment)."""
+    get_settings.cache_clear()

@@ -1,0 +1,104 @@
+"""Where a file's lines come from: a Graph export (blob by blob) or Partner Center v1 (page by page).
+
+Both yield *segments*: units that can be read again from the start if they fail half way (a truncated blob, an
+expired SAS). The builder handles the retry; a source only knows how to read.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date
+from typing import Callable, Iterator, Protocol
+
+import pyarrow as pa
+
+from shared.columns import FileType, Layout
+from shared.models import DataSource
+from shared.partner_center.client import Manifest, PartnerCenterClient
+from shared.records import batch_from_items, read_lines_careful, read_lines_fast
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Segment:
+    index: int
+    read: Callable[[bool], Iterator[pa.RecordBatch]]  # careful: bool -> batches
+
+
+class Source(Protocol):
+    kind: DataSource
+    data_version: str | None
+
+    def segments(self) -> Iterator[Segment]: ...
+
+    def refresh(self) -> None:
+        """Renew whatever expired (a SAS); raises if the data changed meanwhile."""
+
+
+class DataChanged(Exception):
+    """Microsoft published a new version of the data while the file was being written."""
+
+
+class GraphExportSource:
+    kind = DataSource.GRAPH
+
+    def __init__(self, client: PartnerCenterClient, layout: Layout, export: Callable[[], Manifest]) -> None:
+        self.client, self.layout, self._export = client, layout, export
+        self.manifest = export()
+        self.data_version: str | None = self.manifest.etag or None
+
+    def segments(self) -> Iterator[Segment]:
+        for i in range(len(self.manifest.blobs)):
+            yield Segment(i, lambda careful, i=i: self._read(i, careful))
+
+    def _read(self, index: int, careful: bool) -> Iterator[pa.RecordBatch]:
+        stream = self.client.open_blob(self.manifest.blobs[index])
+        try:
+            reader = read_lines_careful if careful else read_lines_fast
+            yield from reader(self.layout, stream)
+        finally:
+            stream.close()
+
+    def refresh(self) -> None:
+        fresh = self._export()
+        if fresh.etag != self.manifest.etag or len(fresh.blobs) != len(self.manifest.blobs):
+            raise DataChanged("Microsoft published new data for this invoice while the file was being made.")
+        self.manifest = fresh
+
+
+class V1PagesSource:
+    kind = DataSource.V1
+    data_version: str | None = None
+
+    def __init__(self, client: PartnerCenterClient, layout: Layout, invoice_id: str) -> None:
+        self.client, self.layout, self.invoice_id = client, layout, invoice_id
+
+    def segments(self) -> Iterator[Segment]:
+        # A page is fully in memory once fetched (at most 2000 rows), so reading it again cannot fail.
+        pages = self.client.line_item_pages(self.invoice_id, self.layout.file_type.value)
+        for i, items in enumerate(pages):
+            yield Segment(i, lambda careful, items=items: iter([batch_from_items(self.layout, items)]))
+
+    def refresh(self) -> None:
+        return None
+
+
+def billing_period_start(invoice: dict) -> date | None:
+    value = invoice.get("billingPeriodStartDate") or invoice.get("invoiceDate")
+    if not value:
+        return None
+    return date.fromisoformat(str(value)[:10])
+
+
+def choose_source(client: PartnerCenterClient, layout: Layout, invoice: dict, settings: Settings) -> Source:
+    """Graph export for periods it serves, v1 otherwise (Microsoft's retirement timeline, reference §3.5)."""
+    invoice_id = str(invoice["id"])
+    start = billing_period_start(invoice)
+    graph_from = {FileType.ONETIME: settings.onetime_graph_from,
+                  FileType.DAILY: settings.daily_usage_graph_from}.get(layout.file_type)
+    if graph_from is not None and start is not None and start >= graph_from:
+        return GraphExportSource(client, layout, lambda: client.export(layout.file_type.value, invoice_id))
+    return V1PagesSource(client, layout, invoice_id)
