@@ -139,6 +139,8 @@ class _Prefixed:
                 out, self.head = self.head + self.rest.read(), b""
                 return out
             out, self.head = self.head[:size], self.head[size:]
+            if len(out) < size:
+                out += self.rest.read(size - len(out))
             return out
         return self.rest.read(size)
 

@@ -1,0 +1,77 @@
+"""Shared fixtures: real Azurite, the real Partner Center simulator, and an app context isolated per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from devtools.azurite import Azurite
+from shared.context import AppContext
+from shared.settings import Settings, reset_settings
+from shared.storage import Storage
+
+SECRET_SETTING = "PC_SECRET_TEST"
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Azurite]:
+    with Azurite() as az:
+        yield az
+
+
+@pytest.fixture(scope="session")
+def sim(tmp_path_factory: pytest.TempPathFactory):
+    from devtools.simulator import Simulator
+
+    simulator = Simulator(seed=7, size=3000, rows_per_blob=1000, workdir=str(tmp_path_factory.mktemp("sim")))
+    simulator.start()
+    yield simulator
+    simulator.stop()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def app_env(azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """App settings for one test: its own container, queue and tables in the shared Azurite."""
+    env = {
+        "AzureWebJobsStorage": azurite.connection_string,
+        "FILES_CONTAINER": unique("files-"),
+        "GENERATION_QUEUE": unique("gen-"),
+        "TABLE_PREFIX": unique("t"),
+        "PC_BACKOFF_BASE_SECONDS": "0.01",
+        "PC_BACKOFF_CAP_SECONDS": "0.05",
+        "EXPORT_POLL_SECONDS": "0.05",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    reset_settings()
+    from shared.context import reset_context
+
+    reset_context()
+    yield env
+    reset_settings()
+    reset_context()
+
+
+@pytest.fixture
+def ctx(app_env: dict[str, str]) -> AppContext:
+    settings = Settings()  # type: ignore[call-arg]
+    storage = Storage(settings)
+    storage.ensure()
+    return AppContext(settings, storage)
+
+
+@pytest.fixture
+def sim_env(sim, app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Point the app at the simulator, with the tenant's secret in the app setting its record names."""
+    for key, value in {**sim.env(), SECRET_SETTING: sim.client_secret}.items():
+        monkeypatch.setenv(key, value)
+    reset_settings()
+    sim.faults.reset()
+    return {**app_env, **sim.env()}

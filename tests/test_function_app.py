@@ -1,0 +1,136 @@
+"""The app as the Functions host sees it (indexing, bindings) and every route with good and bad input."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import azure.functions as func
+import pytest
+
+TENANT = "11111111-2222-3333-4444-555555555555"
+
+
+@pytest.fixture(scope="module")
+def functions() -> dict[str, Any]:
+    import function_app
+
+    # The worker calls get_functions() exactly once; a second call raises (reference §2.4).
+    return {f.get_function_name(): f for f in function_app.app.get_functions()}
+
+
+def test_indexing_finds_every_function_with_host_bindings(functions: dict[str, Any]) -> None:
+    http = {n: f.get_trigger().get_dict_repr() for n, f in functions.items()
+            if f.get_trigger().get_binding_name() == "httpTrigger"}
+    routes = {(d["route"], tuple(str(m.value) for m in d["methods"])) for d in http.values()}
+    assert ("tenants/{tenantId}", ("PUT",)) in routes
+    assert ("tenants/{tenantId}/reconciliation-files", ("POST",)) in routes
+    assert ("tenants/{tenantId}/reconciliation-files/{fileId}/download", ("GET",)) in routes
+    queue = functions["generate_file"].get_trigger().get_dict_repr()
+    assert queue["type"] == "queueTrigger" and queue["queueName"] == "%GENERATION_QUEUE%"
+    assert queue["connection"] == "AzureWebJobsStorage"
+    poison = functions["generation_gave_up"].get_trigger().get_dict_repr()
+    assert poison["queueName"] == "%GENERATION_QUEUE%-poison"
+    json.loads(functions["generate_file"].get_function_json())  # what the host reads must be valid JSON
+
+
+def test_host_json_queue_settings() -> None:
+    host = json.load(open("host.json"))
+    assert host["extensionBundle"]["version"] == "[4.*, 5.0.0)"
+    queues = host["extensions"]["queues"]
+    assert queues["messageEncoding"] == "base64" and queues["maxDequeueCount"] == 5
+    assert 1 <= queues["batchSize"] <= 4  # a reconciliation job is memory-heavy; keep one instance safe
+
+
+def call(functions: dict[str, Any], name: str, method: str, *, route: dict[str, str] | None = None,
+         body: Any = None, params: dict[str, str] | None = None, raw: bytes | None = None) -> func.HttpResponse:
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
+    req = func.HttpRequest(method, "http://localhost/api/x", params=params or {}, route_params=route or {},
+                           body=data, headers={"Content-Type": "application/json"})
+    return functions[name].get_user_function()(req)
+
+
+def problem(resp: func.HttpResponse) -> dict[str, Any]:
+    assert resp.mimetype == "application/problem+json", resp.get_body()
+    return json.loads(resp.get_body())
+
+
+TENANT_BODY = {"displayName": "Contoso", "clientId": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee",
+               "clientSecretSetting": "PC_SECRET_CONTOSO", "billingAnniversaryDay": 12}
+
+
+def test_tenant_routes_round_trip(functions: dict[str, Any], ctx) -> None:
+    resp = call(functions, "put_tenant", "PUT", route={"tenantId": TENANT}, body=TENANT_BODY)
+    assert resp.status_code == 201
+    assert json.loads(resp.get_body())["clientSecretSetting"] == "PC_SECRET_CONTOSO"
+    assert call(functions, "put_tenant", "PUT", route={"tenantId": TENANT}, body=TENANT_BODY).status_code == 200
+    got = json.loads(call(functions, "get_tenant", "GET", route={"tenantId": TENANT}).get_body())
+    assert got["displayName"] == "Contoso" and got["billingAnniversaryDay"] == 12
+    listed = json.loads(call(functions, "list_tenants", "GET").get_body())["items"]
+    assert [t["tenantId"] for t in listed] == [TENANT]
+
+
+@pytest.mark.parametrize("route,body,field", [
+    ({"tenantId": "not-a-guid"}, TENANT_BODY, "tenantId"),
+    ({"tenantId": TENANT}, {**TENANT_BODY, "clientId": "x"}, "clientId"),
+    ({"tenantId": TENANT}, {**TENANT_BODY, "clientSecretSetting": "has spaces!"}, "clientSecretSetting"),
+    ({"tenantId": TENANT}, {**TENANT_BODY, "billingAnniversaryDay": 32}, "billingAnniversaryDay"),
+    ({"tenantId": TENANT}, {**TENANT_BODY, "clientSecret": "never stored"}, "clientSecret"),
+    ({"tenantId": TENANT}, {"clientId": TENANT_BODY["clientId"]}, "displayName"),
+])
+def test_bad_tenant_input_is_a_400_naming_the_field(functions, ctx, route, body, field) -> None:
+    resp = call(functions, "put_tenant", "PUT", route=route, body=body)
+    assert resp.status_code == 400
+    assert field in {e["field"] for e in problem(resp)["errors"]}
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b"[1,2]", b"\xff\xfe", b"x" * (1024 * 1024 + 1)])
+def test_malformed_bodies_are_4xx_not_500(functions, ctx, raw: bytes) -> None:
+    resp = call(functions, "put_tenant", "PUT", route={"tenantId": TENANT}, raw=raw)
+    assert 400 <= resp.status_code < 500
+    problem(resp)
+
+
+def test_unknown_tenant_is_404(functions, ctx) -> None:
+    resp = call(functions, "get_tenant", "GET", route={"tenantId": TENANT})
+    assert resp.status_code == 404 and problem(resp)["status"] == 404
+
+
+@pytest.mark.parametrize("body,field,status", [
+    ({"invoiceType": "nope", "invoiceId": "G000000001"}, "invoiceType", 400),
+    ({"invoiceType": "onetime", "invoiceId": "G0000/../1"}, "invoiceId", 400),
+    ({"invoiceType": "onetime"}, "invoiceId", 400),
+    ({"invoiceType": "onetime", "invoiceId": "G1", "view": "reseller"}, "resellerId", 400),
+    ({"invoiceType": "usage", "invoiceId": "D1", "view": "customer",
+      "customerId": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"}, "view", 400),
+    ({"invoiceType": "onetime", "invoiceId": "G1", "unknown": 1}, "unknown", 400),
+])
+def test_bad_file_requests_are_4xx_naming_the_field(functions, ctx, body, field, status) -> None:
+    call(functions, "put_tenant", "PUT", route={"tenantId": TENANT}, body=TENANT_BODY)
+    resp = call(functions, "request_file", "POST", route={"tenantId": TENANT}, body=body)
+    assert resp.status_code == status
+    assert field in {e["field"] for e in problem(resp)["errors"]}
+    assert ctx.storage.queue().peek_messages() == []  # nothing queued for a refused request
+
+
+def test_file_request_writes_record_then_queues_base64_message(functions, ctx) -> None:
+    call(functions, "put_tenant", "PUT", route={"tenantId": TENANT}, body=TENANT_BODY)
+    body = {"invoiceType": "onetime", "invoiceId": "g000000001"}
+    resp = call(functions, "request_file", "POST", route={"tenantId": TENANT}, body=body)
+    assert resp.status_code == 202
+    record = json.loads(resp.get_body())
+    assert record["status"] == "Queued" and record["invoiceId"] == "G000000001" and record["version"] == 1
+    assert resp.headers["Location"].endswith(f"/reconciliation-files/{record['id']}")
+    raw = ctx.storage.queue().peek_messages()[0].content  # decoded by the SDK's base64 policy
+    assert json.loads(raw) == {"tenantId": TENANT, "fileId": record["id"], "version": 1}
+    again = call(functions, "request_file", "POST", route={"tenantId": TENANT}, body=body)
+    assert again.status_code == 200 and json.loads(again.get_body())["id"] == record["id"]
+    listed = call(functions, "list_files", "GET", route={"tenantId": TENANT}, params={"status": "Queued"})
+    assert [r["id"] for r in json.loads(listed.get_body())["items"]] == [record["id"]]
+    route = {"tenantId": TENANT, "fileId": record["id"]}
+    assert call(functions, "download", "GET", route=route).status_code == 409
+    assert call(functions, "regenerate", "POST", route=route).status_code == 409
+    assert call(functions, "list_files", "GET", route={"tenantId": TENANT},
+                params={"status": "Done"}).status_code == 400
+    missing = {"tenantId": TENANT, "fileId": "00000000-0000-0000-0000-000000000000"}
+    assert call(functions, "get_file", "GET", route=missing).status_code == 404
