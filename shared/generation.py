@@ -16,16 +16,14 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
-from typing import Callable
-
 from pydantic import BaseModel, ValidationError
 
 from shared.builder import build
-from shared.columns import FileType, layout_for
+from shared.columns import layout_for
 from shared.context import AppContext
 from shared.models import FileRecord, FileStatus, Totals
-from shared.partner_center.client import PartnerCenterClient
-from shared.partner_center.transport import Credentials, NotFound, PartnerCenterError, Transport
+from shared.invoices import client_for, file_types_of
+from shared.partner_center.transport import NotFound, PartnerCenterError
 from shared.records import BadValue
 from shared.repositories import Conflict, utcnow
 from shared.sources import DataChanged, choose_source
@@ -35,15 +33,6 @@ log = logging.getLogger(__name__)
 
 LEASE = timedelta(minutes=5)
 PROGRESS_EVERY_ROWS = 100_000
-
-# Which Partner Center billing provider an invoice must list for each file type.
-PROVIDERS = {
-    FileType.ONETIME: {"one_time", "onetime"},
-    FileType.DAILY: {"one_time", "onetime", "marketplace"},
-    FileType.LICENSE: {"office"},
-    FileType.USAGE: {"azure"},
-}
-
 
 class GenerationMessage(BaseModel):
     tenantId: str
@@ -59,13 +48,9 @@ class PermanentFailure(Exception):
     """Retrying cannot help; the reason is written on the file for a person to act on."""
 
 
-ClientFactory = Callable[[Transport], PartnerCenterClient]
-
-
 @dataclass
 class Worker:
     ctx: AppContext
-    client_factory: ClientFactory = PartnerCenterClient
 
     def handle(self, body: str, dequeue_count: int = 1) -> None:
         try:
@@ -123,19 +108,14 @@ class Worker:
         tenant = ctx.tenants.get(record.tenant_id)
         if tenant is None:
             raise PermanentFailure(f"Tenant {record.tenant_id} is not registered any more.")
-        transport = Transport(Credentials(tenant.tenant_id, tenant.client_id, tenant.client_secret_setting),
-                              ctx.settings, correlation_id=record.id)
-        client = self.client_factory(transport)
+        client = client_for(tenant, ctx.settings, correlation_id=record.id)
         layout = layout_for(record.invoice_type)
         try:
             invoice = client.get_invoice(record.invoice_id)
         except NotFound:
             raise PermanentFailure(f"Microsoft has no invoice {record.invoice_id} for this tenant.")
-        providers = {str(d.get("billingProvider", "")).lower() for d in invoice.get("invoiceDetails") or []}
-        if providers and not providers & PROVIDERS[layout.file_type]:
-            raise PermanentFailure(
-                f"Invoice {record.invoice_id} has no {layout.file_type.value} charges (its providers: "
-                f"{', '.join(sorted(providers))}).")
+        if layout.file_type not in file_types_of(invoice):
+            raise PermanentFailure(f"Invoice {record.invoice_id} has no {layout.file_type.value} charges.")
         source = choose_source(client, layout, invoice, ctx.settings)
         record.source = source.kind
         record.data_version = source.data_version

@@ -1,0 +1,42 @@
+"""`make serve`: the whole system on this machine until Ctrl-C, for curl and the browser.
+
+Starts Azurite and the local Functions host on 127.0.0.1:7071. When PARTNER_CENTER_API_URL is not set it also
+starts the Partner Center simulator and registers its partner tenant; when it is set (a real Partner Center, a
+sandbox, another test server) the given URLs, CA bundle and secrets from the environment are used as they are,
+and no sample data is registered.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+from devtools.stack import ROOT, Stack
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    (ROOT / ".run" / "azurite").mkdir(parents=True, exist_ok=True)
+    with Stack(port=7071, data_dir=str(ROOT / ".run" / "azurite")) as stack:
+        print(f"API:       {stack.api}")
+        if stack.sim:
+            tenant = stack.register_sample_tenant()
+            print(f"Simulator: {stack.sim.base_url} (seed {stack.sim_seed}, CA {stack.sim.ca_path})")
+            print(f"Tenant:    {tenant}")
+            invoices = [i["id"] for i in stack.sim.invoices()]
+            print(f"Invoices:  {', '.join(invoices)}")
+            print("Try:       curl -s -X POST -H 'Content-Type: application/json' "
+                  f"-d '{{\"invoiceType\":\"onetime\",\"invoiceId\":\"{invoices[0]}\"}}' "
+                  f"{stack.api}/tenants/{tenant}/reconciliation-files")
+        print("Ctrl-C stops everything.", flush=True)
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()
