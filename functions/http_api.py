@@ -89,3 +89,28 @@ def regenerate(req: func.HttpRequest) -> func.HttpResponse:
     record = service.regenerate(get_context(), tenant_id, route_guid(req, "fileId"))
     location = f"/api/{FILES.format(tenantId=tenant_id)}/{record.id}"
     return json_response(record.public(), 202, headers={"Location": location})
+
+
+@bp.route(route="tenants/{tenantId}/invoices", methods=["GET"])
+@api
+def list_invoices(req: func.HttpRequest) -> func.HttpResponse:
+    items = service.list_invoices(get_context(), route_guid(req, "tenantId"))
+    return json_response({"items": [i.model_dump(mode="json", by_alias=True) for i in items]})
+
+
+@bp.route(route="tenants/{tenantId}/invoices/{invoiceId}/charges", methods=["GET"])
+@api
+def get_charges(req: func.HttpRequest) -> func.HttpResponse:
+    tenant_id = route_guid(req, "tenantId")
+    invoice_id = req.route_params.get("invoiceId", "")
+    if not re.match(INVOICE_ID_PATTERN, invoice_id):
+        raise bad_request("invoiceId must be letters and digits.", "invoiceId")
+    file_type = query_choice(req, "type", {t.value for t in FileType})
+    if file_type is None:
+        raise bad_request("type is required: onetime, license, usage or dailyratedusage.", "type")
+    raw_size = req.params.get("pageSize") or "500"
+    if not raw_size.isdigit() or not 1 <= int(raw_size) <= 2000:
+        raise bad_request("pageSize must be a whole number from 1 to 2000.", "pageSize")
+    page = service.get_charges(get_context(), tenant_id, invoice_id, FileType(file_type), int(raw_size),
+                               req.params.get("continuationToken") or None)
+    return json_response(page)

@@ -12,8 +12,11 @@ import logging
 import uuid
 from datetime import datetime
 
+from shared import charges, invoices
 from shared.columns import FileType
 from shared.context import AppContext
+from shared.invoices import InvoiceSummary
+from shared.partner_center.transport import NotFound, PartnerCenterError
 from shared.models import FileRecord, FileRequest, FileStatus, Tenant, TenantIn, View
 from shared.problems import Problem, bad_request, conflict, not_found
 from shared.repositories import Conflict, utcnow
@@ -139,3 +142,32 @@ def download_link(ctx: AppContext, tenant_id: str, file_id: str) -> tuple[str, d
     if record.status != FileStatus.AVAILABLE or not record.blob_name:
         raise conflict(f"The file is {record.status}, not Available; there is nothing to download yet.")
     return ctx.links.url_for(record.blob_name, record.file_name or "reconciliation.csv")
+
+
+# ---- invoices and charges ------------------------------------------------------------------------------------
+
+def _microsoft_problem(exc: PartnerCenterError) -> Problem:
+    if isinstance(exc, NotFound):
+        return not_found("The invoice")
+    return Problem(502, "Microsoft's API failed", str(exc))
+
+
+def list_invoices(ctx: AppContext, tenant_id: str) -> list[InvoiceSummary]:
+    tenant = require_tenant(ctx, tenant_id)
+    try:
+        return invoices.list_invoices(invoices.client_for(tenant, ctx.settings))
+    except PartnerCenterError as exc:
+        raise _microsoft_problem(exc)
+
+
+def get_charges(ctx: AppContext, tenant_id: str, invoice_id: str, file_type: FileType, page_size: int,
+                token: str | None) -> dict:
+    tenant = require_tenant(ctx, tenant_id)
+    client = invoices.client_for(tenant, ctx.settings)
+    try:
+        invoice = client.get_invoice(invoice_id.upper())
+        if file_type not in invoices.file_types_of(invoice):
+            raise bad_request(f"Invoice {invoice_id} has no {file_type.value} charges.", "type")
+        return charges.charges_page(client, ctx.settings, invoice, file_type.value, page_size, token)
+    except PartnerCenterError as exc:
+        raise _microsoft_problem(exc)
