@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import uuid
+import json
 from collections.abc import Iterator
+from typing import Any
+
+import azure.functions as func
 
 import pytest
 
@@ -75,3 +78,26 @@ def sim_env(sim, app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> di
     reset_settings()
     sim.faults.reset()
     return {**app_env, **sim.env()}
+
+
+@pytest.fixture(scope="session")
+def functions() -> dict[str, Any]:
+    import function_app
+
+    # The worker calls get_functions() exactly once; a second call raises (reference §2.4).
+    return {f.get_function_name(): f for f in function_app.app.get_functions()}
+
+
+def call(functions: dict[str, Any], name: str, method: str, *, route: dict[str, str] | None = None,
+         body: Any = None, params: dict[str, str] | None = None, raw: bytes | None = None) -> func.HttpResponse:
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
+    req = func.HttpRequest(method, "http://localhost/api/x", params=params or {}, route_params=route or {},
+                           body=data, headers={"Content-Type": "application/json"})
+    return functions[name].get_user_function()(req)
+
+
+def problem(resp: func.HttpResponse) -> dict[str, Any]:
+    assert resp.mimetype == "application/problem+json", resp.get_body()
+    return json.loads(resp.get_body())
+
+

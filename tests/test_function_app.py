@@ -5,18 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import azure.functions as func
 import pytest
 
+from tests.conftest import call, problem
+
 TENANT = "11111111-2222-3333-4444-555555555555"
-
-
-@pytest.fixture(scope="module")
-def functions() -> dict[str, Any]:
-    import function_app
-
-    # The worker calls get_functions() exactly once; a second call raises (reference §2.4).
-    return {f.get_function_name(): f for f in function_app.app.get_functions()}
 
 
 def test_indexing_finds_every_function_with_host_bindings(functions: dict[str, Any]) -> None:
@@ -40,19 +33,6 @@ def test_host_json_queue_settings() -> None:
     queues = host["extensions"]["queues"]
     assert queues["messageEncoding"] == "base64" and queues["maxDequeueCount"] == 5
     assert 1 <= queues["batchSize"] <= 4  # a reconciliation job is memory-heavy; keep one instance safe
-
-
-def call(functions: dict[str, Any], name: str, method: str, *, route: dict[str, str] | None = None,
-         body: Any = None, params: dict[str, str] | None = None, raw: bytes | None = None) -> func.HttpResponse:
-    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
-    req = func.HttpRequest(method, "http://localhost/api/x", params=params or {}, route_params=route or {},
-                           body=data, headers={"Content-Type": "application/json"})
-    return functions[name].get_user_function()(req)
-
-
-def problem(resp: func.HttpResponse) -> dict[str, Any]:
-    assert resp.mimetype == "application/problem+json", resp.get_body()
-    return json.loads(resp.get_body())
 
 
 TENANT_BODY = {"displayName": "Contoso", "clientId": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee",

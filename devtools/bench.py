@@ -1,0 +1,160 @@
+"""`make bench`: how fast and how lean the daily-rated-usage pipeline is, against a floor.
+
+For each N (default 250,000 and 1,000,000 rows) the simulator publishes a daily rated usage export of N rows;
+then, each in its own process so peak memory is its own:
+- the floor: download the same gzip JSON-lines blobs and write CSV with pyarrow alone (no decimals, no storage);
+- the pipeline: the real worker path (export -> exact-decimal parsing -> CSV blocks staged in Azurite ->
+  commit -> file record), exactly what the queue trigger runs.
+It prints rows per second and peak resident memory for both, and their ratio.
+
+    python -m devtools.bench [--rows 250000,1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _client(info: dict):
+    from shared.models import Tenant
+    from shared.invoices import client_for
+    from shared.settings import Settings
+    from datetime import datetime, timezone
+
+    now = datetime.now(timezone.utc)
+    tenant = Tenant(tenant_id=info["tenant_id"], display_name="bench", client_id=info["client_id"],
+                    client_secret_setting="PC_SECRET_BENCH", created_at=now, updated_at=now)
+    return client_for(tenant, Settings())  # type: ignore[call-arg]
+
+
+def run_floor(info: dict, invoice_id: str) -> dict:
+    import pyarrow.csv as pcsv
+    import pyarrow.json as pj
+
+    client = _client(info)
+    start = time.perf_counter()
+    manifest = client.export("dailyratedusage", invoice_id)
+    rows = 0
+    with open(os.devnull, "wb") as sink:
+        for blob in manifest.blobs:
+            stream = client.open_blob(blob)
+            reader = pj.open_json(stream)
+            writer = None
+            for batch in reader:
+                if writer is None:
+                    writer = pcsv.CSVWriter(sink, batch.schema)
+                writer.write_batch(batch)
+                rows += batch.num_rows
+            stream.close()
+    return {"rows": rows, "seconds": time.perf_counter() - start, "peak_rss_mb": peak_rss_mb()}
+
+
+def run_pipeline(info: dict, invoice_id: str) -> dict:
+    import json as _json
+
+    from shared import service
+    from shared.context import AppContext
+    from shared.generation import Worker
+    from shared.models import FileRequest, TenantIn
+    from shared.settings import Settings
+    from shared.storage import Storage
+
+    settings = Settings()  # type: ignore[call-arg]
+    storage = Storage(settings)
+    storage.ensure()
+    ctx = AppContext(settings, storage)
+    service.put_tenant(ctx, info["tenant_id"], TenantIn(display_name="bench", client_id=info["client_id"],
+                                                        client_secret_setting="PC_SECRET_BENCH"))
+    record, _ = service.request_file(ctx, info["tenant_id"],
+                                     FileRequest(invoice_type="dailyratedusage", invoice_id=invoice_id))
+    message = _json.dumps({"tenantId": record.tenant_id, "fileId": record.id, "version": record.version})
+    start = time.perf_counter()
+    Worker(ctx).handle(message, 1)
+    seconds = time.perf_counter() - start
+    done, _ = ctx.files.get(record.tenant_id, record.id)
+    if done.status != "Available":
+        raise SystemExit(f"pipeline failed: {done.error}")
+    return {"rows": done.row_count, "seconds": seconds, "peak_rss_mb": peak_rss_mb(),
+            "cost": str(done.totals.cost)}
+
+
+def _child(kind: str, info: dict, invoice_id: str, env: dict[str, str]) -> dict:
+    out = subprocess.run([sys.executable, "-m", "devtools.bench", "--child", kind, "--info", json.dumps(info),
+                          "--invoice", invoice_id], env=env, cwd=ROOT, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"{kind} run failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def bench(rows: int, azurite) -> dict:
+    workdir = tempfile.mkdtemp(prefix="bench-sim-")
+    sim = subprocess.Popen([sys.executable, "-m", "devtools.simulator", "--seed", "11", "--size", str(rows),
+                            "--workdir", workdir], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        info = json.loads(sim.stdout.readline())  # type: ignore[union-attr]
+        env = {**os.environ, "AzureWebJobsStorage": azurite.connection_string,
+               "PARTNER_CENTER_API_URL": info["base_url"], "GRAPH_API_URL": info["base_url"],
+               "ENTRA_AUTHORITY_HOST": info["base_url"], "REQUESTS_CA_BUNDLE": info["ca_path"],
+               "PC_SECRET_BENCH": info["client_secret"], "GENERATION_QUEUE": f"bench{rows}",
+               "FILES_CONTAINER": f"bench{rows}", "TABLE_PREFIX": f"bench{rows}", "EXPORT_POLL_SECONDS": "0.2"}
+        invoice_id = _latest_g_invoice(info)
+        _child("floor", info, invoice_id, env)  # warm-up: the simulator writes its blobs once
+        floor = _child("floor", info, invoice_id, env)
+        pipeline = _child("pipeline", info, invoice_id, env)
+        return {"rows": rows, "floor": floor, "pipeline": pipeline}
+    finally:
+        sim.terminate()
+        sim.wait(30)
+
+
+def _latest_g_invoice(info: dict) -> str:
+    os.environ.update({"PARTNER_CENTER_API_URL": info["base_url"], "GRAPH_API_URL": info["base_url"],
+                       "ENTRA_AUTHORITY_HOST": info["base_url"], "REQUESTS_CA_BUNDLE": info["ca_path"],
+                       "PC_SECRET_BENCH": info["client_secret"]})
+    invoices = list(_client(info).list_invoices())
+    return next(str(i["id"]) for i in invoices if str(i["id"]).startswith("G") and i.get("documentType") == "invoice")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", default="250000,1000000")
+    parser.add_argument("--child")
+    parser.add_argument("--info")
+    parser.add_argument("--invoice")
+    args = parser.parse_args()
+    if args.child:
+        info = json.loads(args.info)
+        result = run_floor(info, args.invoice) if args.child == "floor" else run_pipeline(info, args.invoice)
+        print(json.dumps(result))
+        return
+    from devtools.azurite import Azurite
+
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    print(f"{'rows':>10} | {'floor rows/s':>12} {'floor MB':>9} | {'pipeline rows/s':>15} {'pipeline MB':>11} "
+          f"| {'time ratio':>10}")
+    with Azurite() as azurite:
+        for n in [int(x) for x in args.rows.split(",")]:
+            r = bench(n, azurite)
+            f, p = r["floor"], r["pipeline"]
+            assert p["rows"] == n and f["rows"] == n, r
+            print(f"{n:>10,} | {n / f['seconds']:>12,.0f} {f['peak_rss_mb']:>9.0f} | "
+                  f"{n / p['seconds']:>15,.0f} {p['peak_rss_mb']:>11.0f} | {p['seconds'] / f['seconds']:>9.2f}x",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""Invoices and the charges API, through the HTTP handlers, against the simulator."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+
+from tests.conftest import SECRET_SETTING, call, problem
+
+
+@pytest.fixture
+def tenant(functions, ctx, sim, sim_env) -> str:
+    body = {"displayName": "Sim", "clientId": sim.client_id, "clientSecretSetting": SECRET_SETTING}
+    assert call(functions, "put_tenant", "PUT", route={"tenantId": sim.tenant_id}, body=body).status_code == 201
+    return sim.tenant_id
+
+
+def test_invoices_list_says_which_file_types_each_has(functions, tenant, sim) -> None:
+    resp = call(functions, "list_invoices", "GET", route={"tenantId": tenant})
+    assert resp.status_code == 200
+    items = json.loads(resp.get_body())["items"]
+    assert {i["id"] for i in items} == {i["id"] for i in sim.invoices()}
+    by_id = {i["id"]: i for i in items}
+    g = next(i for i in items if i["id"].startswith("G") and i["documentType"] == "invoice")
+    d = next(i for i in items if i["id"].startswith("D"))
+    assert g["fileTypes"] == ["onetime", "dailyratedusage"]
+    assert set(d["fileTypes"]) == {"license", "usage"}
+    raw = next(i for i in sim.invoices() if i["id"] == g["id"])
+    assert Decimal(by_id[g["id"]]["totalCharges"]) == Decimal(str(raw["totalCharges"]))
+
+
+def test_charges_page_through_a_whole_invoice_with_the_files_totals(functions, tenant, sim) -> None:
+    invoice = next(i["id"] for i in sim.invoices() if i["id"].startswith("G") and i["documentType"] == "invoice")
+    expected = sim.expected(invoice, "onetime")
+    token, rows, cost = None, 0, Decimal(0)
+    for _ in range(100):
+        params = {"type": "onetime", "pageSize": "37", **({"continuationToken": token} if token else {})}
+        resp = call(functions, "get_charges", "GET", route={"tenantId": tenant, "invoiceId": invoice},
+                    params=params)
+        assert resp.status_code == 200, resp.get_body()
+        page = json.loads(resp.get_body())
+        assert len(page["items"]) <= 37
+        rows += len(page["items"])
+        cost += sum(Decimal(r["Subtotal"] or 0) for r in page["items"])
+        token = page["continuationToken"]
+        if not token:
+            break
+    assert rows == expected.rows and cost == expected.cost_total
+
+
+@pytest.mark.parametrize("params,field", [
+    ({"type": "onetime", "pageSize": "0"}, "pageSize"),
+    ({"type": "onetime", "pageSize": "2001"}, "pageSize"),
+    ({"type": "onetime", "pageSize": "ten"}, "pageSize"),
+    ({"pageSize": "10"}, "type"),
+    ({"type": "license"}, "type"),  # a new-commerce invoice has no legacy licence charges
+    ({"type": "onetime", "continuationToken": "not-a-token"}, "continuationToken"),
+])
+def test_charges_bad_input_is_400(functions, tenant, sim, params, field) -> None:
+    invoice = next(i["id"] for i in sim.invoices() if i["id"].startswith("G") and i["documentType"] == "invoice")
+    resp = call(functions, "get_charges", "GET", route={"tenantId": tenant, "invoiceId": invoice}, params=params)
+    assert resp.status_code == 400
+    assert field in {e["field"] for e in problem(resp)["errors"]}
+
+
+def test_tampered_token_is_400(functions, tenant, sim) -> None:
+    invoice = next(i["id"] for i in sim.invoices() if i["id"].startswith("G") and i["documentType"] == "invoice")
+    route = {"tenantId": tenant, "invoiceId": invoice}
+    page = json.loads(call(functions, "get_charges", "GET", route=route,
+                           params={"type": "onetime", "pageSize": "5"}).get_body())
+    token = page["continuationToken"]
+    flipped = token[:-3] + ("A" if token[-3] != "A" else "B") + token[-2:]
+    resp = call(functions, "get_charges", "GET", route=route,
+                params={"type": "onetime", "pageSize": "5", "continuationToken": flipped})
+    assert resp.status_code == 400
