@@ -27,7 +27,11 @@ _PROCESS_KEY = secrets.token_bytes(32)  # used when TOKEN_SIGNING_KEY is unset: 
 
 
 def _key(settings: Settings) -> bytes:
-    return settings.token_signing_key.encode() if settings.token_signing_key else _PROCESS_KEY
+    key = settings.token_signing_key
+    if key and key.startswith("@Microsoft.KeyVault("):
+        # An unresolved Key Vault reference reaches the app as its literal text: never sign with that.
+        raise RuntimeError("TOKEN_SIGNING_KEY is an unresolved Key Vault reference; check the app's identity.")
+    return key.encode() if key else _PROCESS_KEY
 
 
 def sign_token(settings: Settings, payload: dict[str, Any]) -> str:

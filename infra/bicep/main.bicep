@@ -1,0 +1,203 @@
+// Entry point of `azd provision` / `azd up`: the CSP reconciliation function app and everything it uses.
+// Subscription scope, like the azd Flex Consumption quickstarts, so that one command also creates the
+// resource group (rg-<environment>) and `azd down` removes it all. The modules under ./modules are plain
+// resource declarations (no registry modules), so the templates can be checked offline (tests/test_infra.py).
+// With the host settings added in modules/function-app.bicep, the app settings below cover every setting
+// shared/settings.py reads; tests/test_infra.py keeps the two in step.
+
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('Name of the azd environment; resource names are derived from it.')
+param environmentName string
+
+@minLength(1)
+@description('Region for all resources. It must offer Flex Consumption: az functionapp list-flexconsumption-locations')
+@metadata({ azd: { type: 'location' } })
+param location string
+
+@description('Object id of the deploying user or service principal (azd sets AZURE_PRINCIPAL_ID); empty to skip its role assignments.')
+param principalId string = ''
+
+@description('Resource group name; default rg-<environment>.')
+param resourceGroupName string = ''
+
+@description('Highest number of instances the function app scales out to.')
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int = 100
+
+@description('Partner Center REST API base URL (change only for another cloud or a test server).')
+param partnerCenterApiUrl string = 'https://api.partnercenter.microsoft.com'
+
+@description('Microsoft Graph base URL (partner billing exports).')
+param graphApiUrl string = 'https://graph.microsoft.com'
+
+@description('Entra ID authority host used to get tokens for the partner tenants (by default, the one of the current cloud).')
+param entraAuthorityHost string = environment().authentication.loginEndpoint
+
+@description('Partner Center client secrets: each entry adds the app setting settingName as a Key Vault reference to the secret secretName. Register a tenant with clientSecretSetting = settingName.')
+param tenantSecretSettings tenantSecretSetting[] = []
+
+@secure()
+@minLength(12)
+@description('Continuation-token signing key, stored in Key Vault. azd reads it back from the vault, or generates one on the first provision (main.parameters.json).')
+param tokenSigningKey string
+
+type tenantSecretSetting = {
+  settingName: string
+  secretName: string
+}
+
+var abbrs = {
+  resourceGroup: 'rg-'
+  managedIdentity: 'id-'
+  logAnalytics: 'log-'
+  applicationInsights: 'appi-'
+  storageAccount: 'st'
+  keyVault: 'kv-'
+  appServicePlan: 'plan-'
+  functionApp: 'func-'
+}
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = { 'azd-env-name': environmentName }
+var keyVaultName = '${abbrs.keyVault}${resourceToken}'
+
+// Names the code expects (the defaults in shared/settings.py); the app settings pass the same values.
+var deploymentContainerName = 'app-package'
+var filesContainerName = 'reconciliation-files'
+var generationQueueName = 'reconciliation-requests'
+var tablePrefix = 'recon'
+var tableNames = [for table in ['Tenants', 'Files', 'FileVersions', 'Invoices', 'MarginRules', 'Identifiers']: '${tablePrefix}${table}']
+
+resource rg 'Microsoft.Resources/resourceGroups@2021-04-01' = {
+  name: !empty(resourceGroupName) ? resourceGroupName : '${abbrs.resourceGroup}${environmentName}'
+  location: location
+  tags: tags
+}
+
+module identity 'modules/identity.bicep' = {
+  name: 'identity'
+  scope: rg
+  params: {
+    name: '${abbrs.managedIdentity}${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    logAnalyticsName: '${abbrs.logAnalytics}${resourceToken}'
+    applicationInsightsName: '${abbrs.applicationInsights}${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module storage 'modules/storage.bicep' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    name: '${abbrs.storageAccount}${resourceToken}'
+    location: location
+    tags: tags
+    containerNames: [
+      deploymentContainerName
+      filesContainerName
+    ]
+    queueNames: [
+      generationQueueName
+      '${generationQueueName}-poison'
+    ]
+    tableNames: tableNames
+  }
+}
+
+module keyVault 'modules/keyvault.bicep' = {
+  name: 'keyvault'
+  scope: rg
+  params: {
+    name: keyVaultName
+    location: location
+    tags: tags
+    tokenSigningKey: tokenSigningKey
+  }
+}
+
+module rbac 'modules/rbac.bicep' = {
+  name: 'rbac'
+  scope: rg
+  params: {
+    storageAccountName: storage.outputs.name
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    keyVaultName: keyVault.outputs.name
+    identityPrincipalId: identity.outputs.principalId
+    userPrincipalId: principalId
+  }
+}
+
+// Every app setting shared/settings.py reads, except the identity-based storage and telemetry settings
+// that modules/function-app.bicep adds. The tuning values start as the code defaults; tune them here.
+var appSettings = union({
+  FILES_CONTAINER: filesContainerName
+  GENERATION_QUEUE: generationQueueName
+  TABLE_PREFIX: tablePrefix
+  DOWNLOAD_LINK_MINUTES: '15'
+  MAX_DEQUEUE_COUNT: '5'
+  PARTNER_CENTER_API_URL: partnerCenterApiUrl
+  GRAPH_API_URL: graphApiUrl
+  ENTRA_AUTHORITY_HOST: entraAuthorityHost
+  ONETIME_GRAPH_FROM: '2024-02-01'
+  DAILY_USAGE_GRAPH_FROM: '2022-09-01'
+  PC_MAX_CONCURRENCY: '4'
+  PC_MAX_RETRIES: '8'
+  PC_RETRY_BUDGET_SECONDS: '300'
+  PC_BACKOFF_BASE_SECONDS: '1'
+  PC_BACKOFF_CAP_SECONDS: '60'
+  PC_TIMEOUT_SECONDS: '60'
+  EXPORT_POLL_SECONDS: '5'
+  EXPORT_MAX_WAIT_SECONDS: '1800'
+  BLOCK_SIZE_BYTES: '8388608'
+  TOKEN_SIGNING_KEY: '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.tokenSigningKeyUri})'
+}, toObject(tenantSecretSettings, s => s.settingName, s => '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${s.secretName})'))
+
+module functionApp 'modules/function-app.bicep' = {
+  name: 'function-app'
+  scope: rg
+  // The identity's roles must exist before the app starts (deployment package, host storage, Key Vault references).
+  dependsOn: [
+    rbac
+  ]
+  params: {
+    name: '${abbrs.functionApp}${resourceToken}'
+    planName: '${abbrs.appServicePlan}${resourceToken}'
+    location: location
+    tags: tags
+    identityId: identity.outputs.id
+    identityClientId: identity.outputs.clientId
+    storageAccountName: storage.outputs.name
+    deploymentContainerName: deploymentContainerName
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    maximumInstanceCount: maximumInstanceCount
+    appSettings: appSettings
+  }
+}
+
+// Read by azd (written to .azure/<env>/.env) and by docs/deploy.md. Names only: no key, secret or connection string.
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
+output AZURE_FUNCTION_APP_URL string = 'https://${functionApp.outputs.defaultHostName}'
+output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
+output AZURE_STORAGE_BLOB_ENDPOINT string = storage.outputs.blobEndpoint
+output AZURE_FILES_CONTAINER string = filesContainerName
+output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
+output AZURE_KEY_VAULT_URI string = keyVault.outputs.uri
+output AZURE_USER_ASSIGNED_IDENTITY_CLIENT_ID string = identity.outputs.clientId
+output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName
+output AZURE_LOG_ANALYTICS_WORKSPACE_NAME string = monitoring.outputs.logAnalyticsName
