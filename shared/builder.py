@@ -20,7 +20,6 @@ from shared.partner_center.client import SasExpired
 from shared.partner_center.transport import PartnerCenterError
 from shared.records import FastPathUnsupported
 from shared.sources import Source
-from shared.writers import BlockBlobSink
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +30,20 @@ BROKEN_STREAM = (EOFError, zlib.error, OSError, requests.exceptions.ChunkedEncod
 
 
 class Writer(Protocol):
+    """A file format being written segment by segment (see shared.writers)."""
+
     content_type: str
     extension: str
 
+    def begin_segment(self, index: int) -> None: ...
+
     def write(self, batch: pa.RecordBatch) -> None: ...
 
-    def header(self) -> bytes: ...
+    def end_segment(self) -> None: ...
+
+    def discard_segment(self) -> None: ...
+
+    def finish(self, metadata: dict[str, str]) -> None: ...
 
 
 def decimal_sum(arr: pa.Array) -> Decimal:
@@ -65,15 +72,18 @@ class BuildResult:
 Transform = Callable[[pa.RecordBatch], pa.RecordBatch]
 
 
-def build(layout: Layout, source: Source, writer: Writer, sink: BlockBlobSink, *,
+def build(layout: Layout, source: Source, writer: Writer, *,
           transform: Transform | None = None, progress: Callable[[int], None] | None = None) -> BuildResult:
-    """Stream every segment through `transform` into `writer`; a failed segment is read again from its start."""
+    """Stream every segment through `transform` into `writer`; a failed segment is read again from its start.
+
+    The caller commits the file (`writer.finish`) once it has decided the result is good.
+    """
     totals = Totals()
     for segment in source.segments():
         careful = False
         attempt = 0
         while True:
-            sink.begin_segment(segment.index)
+            writer.begin_segment(segment.index)
             part = Totals()
             try:
                 for batch in _batches(segment.read(careful)):
@@ -81,23 +91,23 @@ def build(layout: Layout, source: Source, writer: Writer, sink: BlockBlobSink, *
                     part.cost += decimal_sum(batch.column(layout.cost_column))
                     part.microsoft_total += decimal_sum(batch.column(layout.total_column))
                     writer.write(transform(batch) if transform else batch)
-                sink.end_segment()
+                writer.end_segment()
                 break
             except FastPathUnsupported as exc:
-                sink.discard_segment()
+                writer.discard_segment()
                 if careful:
                     raise
                 log.info("segment %d needs the careful reader: %s", segment.index, exc)
                 careful = True
             except SasExpired:
-                sink.discard_segment()
+                writer.discard_segment()
                 attempt += 1
                 if attempt >= SEGMENT_ATTEMPTS:
                     raise
                 log.warning("export link expired at segment %d; asking Microsoft for a fresh export", segment.index)
                 source.refresh()
             except BROKEN_STREAM as exc:
-                sink.discard_segment()
+                writer.discard_segment()
                 attempt += 1
                 if attempt >= SEGMENT_ATTEMPTS:
                     raise PartnerCenterError(

@@ -43,6 +43,7 @@ class Layout:
     total_column: str  # Microsoft's amount that adds up to the invoice (with tax where the file has tax)
     price_columns: tuple[str, ...]  # Microsoft's price columns, removed from reseller and customer views
     charge_date_column: str  # the date that selects the margin rule in force
+    date_columns: frozenset[str]  # written in the regional date format when one is asked for
     reseller_column: str
     customer_column: str
     subscription_column: str
@@ -88,6 +89,7 @@ ONETIME = Layout(
     total_column="Total",
     price_columns=("UnitPrice", "EffectiveUnitPrice", "Subtotal", "TaxTotal", "Total", "PriceAdjustmentDescription"),
     charge_date_column="ChargeStartDate",
+    date_columns=frozenset({"OrderDate", "ChargeStartDate", "ChargeEndDate", "PCToBCExchangeRateDate", "SubscriptionStartDate", "SubscriptionEndDate"}),
     reseller_column="ResellerMpnId",
     customer_column="CustomerId",
     subscription_column="SubscriptionId",
@@ -119,6 +121,7 @@ DAILY = Layout(
     price_columns=("UnitPrice", "EffectiveUnitPrice", "BillingPreTaxTotal", "PricingPreTaxTotal",
                    "PartnerEarnedCreditPercentage"),
     charge_date_column="UsageDate",
+    date_columns=frozenset({"ChargeStartDate", "ChargeEndDate", "UsageDate", "PCToBCExchangeRateDate"}),
     reseller_column="Tier2MpnId",
     customer_column="CustomerId",
     subscription_column="SubscriptionId",
@@ -148,6 +151,7 @@ LICENSE = Layout(
     total_column="TotalForCustomer",
     price_columns=("UnitPrice", "Amount", "TotalOtherDiscount", "Subtotal", "Tax", "TotalForCustomer"),
     charge_date_column="ChargeStartDate",
+    date_columns=frozenset({"SubscriptionStartDate", "SubscriptionEndDate", "ChargeStartDate", "ChargeEndDate"}),
     reseller_column="ResellerMpnId",
     customer_column="CustomerId",
     subscription_column="SubscriptionId",
@@ -176,6 +180,7 @@ USAGE = Layout(
     price_columns=("ListPrice", "PretaxCharges", "TaxAmount", "PostTaxTotal", "PretaxEffectiveRate",
                    "PostTaxEffectiveRate"),
     charge_date_column="ChargeStartDate",
+    date_columns=frozenset({"ChargeStartDate", "ChargeEndDate", "UsageDate"}),
     reseller_column="ResellerMpnId",
     customer_column="CustomerId",
     subscription_column="SubscriptionId",

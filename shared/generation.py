@@ -27,7 +27,7 @@ from shared.partner_center.transport import NotFound, PartnerCenterError
 from shared.records import BadValue
 from shared.repositories import Conflict, utcnow
 from shared.sources import DataChanged, choose_source
-from shared.writers import BlockBlobSink, CsvWriter
+from shared.writers import BlockBlobSink, CsvFormat, TooManyRows, writer_for
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class Worker:
         state = {"etag": etag}
         try:
             self._generate(record, state)
-        except (PermanentFailure, NotFound, BadValue) as exc:
+        except (PermanentFailure, NotFound, BadValue, TooManyRows) as exc:
             self._finish_failed(record, state["etag"], str(exc))
             return
         except (PartnerCenterError, DataChanged) as exc:
@@ -121,7 +121,8 @@ class Worker:
         record.data_version = source.data_version
         blob_name = blob_name_for(record)
         sink = BlockBlobSink(ctx.storage.files.get_blob_client(blob_name), ctx.settings.block_size_bytes)
-        writer = CsvWriter(sink)
+        csv_format = CsvFormat(**record.csv_format.model_dump()) if record.csv_format else CsvFormat()
+        writer = writer_for(record.format, sink, csv_format, layout.date_columns)
 
         def progress(rows: int) -> None:
             record.progress_rows = rows
@@ -130,10 +131,9 @@ class Worker:
                 state["etag"] = ctx.files.replace(record, state["etag"])
                 state["reported"] = rows
 
-        result = build(layout, source, writer, sink, progress=progress)
-        sink.commit(writer.header(), writer.content_type,
-                    {"tenant": record.tenant_id, "file": record.id, "version": str(record.version),
-                     "rows": str(result.totals.rows)})
+        result = build(layout, source, writer, progress=progress)
+        writer.finish({"tenant": record.tenant_id, "file": record.id, "version": str(record.version),
+                       "rows": str(result.totals.rows)})
         record.status = FileStatus.AVAILABLE
         record.completed_at = utcnow()
         record.row_count = result.totals.rows

@@ -9,9 +9,9 @@ import re
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic.alias_generators import to_camel
 
 from shared.columns import FileType
@@ -59,6 +59,20 @@ class DataSource(StrEnum):
     V1 = "v1"
 
 
+class CsvOptions(ApiModel):
+    """Regional CSV format: partners in many countries open these files in Excel."""
+
+    delimiter: Literal[",", ";", "\t", "|"] = ","
+    decimal_separator: Literal[".", ","] = "."
+    date_format: Literal["iso", "us", "eu"] = "iso"
+
+    @model_validator(mode="after")
+    def _distinct(self) -> "CsvOptions":
+        if self.delimiter == self.decimal_separator:
+            raise ValueError("delimiter and decimalSeparator must differ")
+        return self
+
+
 # ---- tenants ---------------------------------------------------------------------------------------------------
 
 class TenantIn(ApiModel):
@@ -68,6 +82,7 @@ class TenantIn(ApiModel):
         description="Name of the app setting that holds the client secret (a Key Vault reference in Azure)."
     )
     billing_anniversary_day: int | None = Field(default=None, ge=1, le=31)
+    csv_format: CsvOptions | None = None
 
 
 class Tenant(ApiModel):
@@ -76,6 +91,7 @@ class Tenant(ApiModel):
     client_id: str
     client_secret_setting: str
     billing_anniversary_day: int | None = None
+    csv_format: CsvOptions | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -89,6 +105,7 @@ class FileRequest(ApiModel):
     reseller_id: MpnId | None = None
     customer_id: Guid | None = None
     format: FileFormat = FileFormat.CSV
+    csv_format: CsvOptions | None = None  # default: the tenant's, else comma / point / ISO dates
 
 
 class Totals(ApiModel):
@@ -109,6 +126,7 @@ class FileRecord(ApiModel):
     reseller_id: str | None = None
     customer_id: str | None = None
     format: FileFormat = FileFormat.CSV
+    csv_format: CsvOptions | None = None
     status: FileStatus
     version: int = 1
     reason: str = "requested"

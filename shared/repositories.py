@@ -33,13 +33,23 @@ def _clean(entity: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in entity.items() if k not in ("PartitionKey", "RowKey") and not k.startswith("odata")}
 
 
+def _tenant(tenant_id: str, entity: dict[str, Any]) -> Tenant:
+    data = _clean(entity)
+    raw = data.pop("csv_format_json", None)
+    if raw:
+        data["csv_format"] = json.loads(raw)
+    return Tenant.model_validate({"tenant_id": tenant_id, **data})
+
+
 class TenantRepository:
     def __init__(self, storage: Storage) -> None:
         self.table = storage.table("Tenants")
 
     def upsert(self, tenant: Tenant) -> None:
         entity = {"PartitionKey": TENANTS_PARTITION, "RowKey": tenant.tenant_id,
-                  **tenant.model_dump(mode="json", exclude={"tenant_id"}, exclude_none=True)}
+                  **tenant.model_dump(mode="json", exclude={"tenant_id", "csv_format"}, exclude_none=True)}
+        if tenant.csv_format is not None:
+            entity["csv_format_json"] = tenant.csv_format.model_dump_json(by_alias=True)
         self.table.upsert_entity(entity, mode=UpdateMode.REPLACE)
 
     def get(self, tenant_id: str) -> Tenant | None:
@@ -47,29 +57,32 @@ class TenantRepository:
             entity = self.table.get_entity(TENANTS_PARTITION, tenant_id)
         except ResourceNotFoundError:
             return None
-        return Tenant.model_validate({"tenant_id": tenant_id, **_clean(entity)})
+        return _tenant(tenant_id, entity)
 
     def list(self) -> list[Tenant]:
         rows = self.table.query_entities("PartitionKey eq @pk", parameters={"pk": TENANTS_PARTITION})
-        return [Tenant.model_validate({"tenant_id": e["RowKey"], **_clean(e)}) for e in rows]
+        return [_tenant(e["RowKey"], e) for e in rows]
 
 
 def _record_to_entity(record: FileRecord) -> dict[str, Any]:
-    data = record.model_dump(mode="json", exclude={"id", "tenant_id", "totals"}, exclude_none=True)
+    data = record.model_dump(mode="json", exclude={"id", "tenant_id", "totals", "csv_format"}, exclude_none=True)
     for key in ("created_at", "started_at", "completed_at", "lease_until"):
         value = getattr(record, key)
         if value is not None:
             data[key] = value
     if record.totals is not None:
         data["totals_json"] = record.totals.model_dump_json(by_alias=True)
+    if record.csv_format is not None:
+        data["csv_format_json"] = record.csv_format.model_dump_json(by_alias=True)
     return {"PartitionKey": record.tenant_id, "RowKey": record.id, **data}
 
 
 def _entity_to_record(entity: dict[str, Any]) -> FileRecord:
     data = _clean(entity)
-    totals = data.pop("totals_json", None)
-    if totals:
-        data["totals"] = json.loads(totals)
+    for key in ("totals", "csv_format"):
+        raw = data.pop(f"{key}_json", None)
+        if raw:
+            data[key] = json.loads(raw)
     return FileRecord.model_validate({"id": entity["RowKey"], "tenant_id": entity["PartitionKey"], **data})
 
 

@@ -44,7 +44,7 @@ class DownloadLinks:
         blob = self.storage.files.get_blob_client(blob_name)
         https = blob.url.startswith("https://")
         common = dict(
-            account_name=blob.account_name,
+            account_name=self.storage.blob_service.account_name,  # blob.account_name is wrong for path-style URLs
             container_name=container,
             blob_name=blob_name,
             permission=BlobSasPermissions(read=True),

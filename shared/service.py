@@ -49,8 +49,9 @@ def require_tenant(ctx: AppContext, tenant_id: str) -> Tenant:
 
 def file_id_for(tenant_id: str, req: FileRequest) -> str:
     """The same request always names the same file: retries and overlapping timers cannot duplicate it."""
+    csv = req.csv_format.model_dump_json() if req.csv_format else ""
     key = "|".join([tenant_id.lower(), req.invoice_id.upper(), req.invoice_type.value, req.view.value,
-                    req.reseller_id or "", (req.customer_id or "").lower(), req.format.value])
+                    req.reseller_id or "", (req.customer_id or "").lower(), req.format.value, csv])
     return str(uuid.uuid5(FILE_ID_NAMESPACE, key))
 
 
@@ -69,19 +70,21 @@ def _check_view(req: FileRequest) -> None:
     if req.view != View.PARTNER:
         raise Problem(422, "Not available yet", "Reseller and customer views come with the margin engine.",
                       errors=[{"field": "view", "message": "only 'partner' is produced by this version"}])
-    if req.format.value != "csv":
-        raise Problem(422, "Not available yet", "Only CSV files are produced by this version.",
-                      errors=[{"field": "format", "message": "only 'csv' is produced by this version"}])
+    if req.csv_format is not None and req.format.value != "csv":
+        raise bad_request("csvFormat applies to CSV files only.", "csvFormat")
 
 
 def request_file(ctx: AppContext, tenant_id: str, req: FileRequest) -> tuple[FileRecord, bool]:
     """Queue a file; returns (record, created). An identical earlier request returns its record."""
     tenant = require_tenant(ctx, tenant_id)
     _check_view(req)
+    if req.format.value == "csv" and req.csv_format is None and tenant.csv_format is not None:
+        req = req.model_copy(update={"csv_format": tenant.csv_format})
     record = FileRecord(
         id=file_id_for(tenant.tenant_id, req), tenant_id=tenant.tenant_id, invoice_type=req.invoice_type,
         invoice_id=req.invoice_id.upper(), view=req.view, reseller_id=req.reseller_id,
         customer_id=(req.customer_id or None) and req.customer_id.lower(), format=req.format,
+        csv_format=req.csv_format,
         status=FileStatus.QUEUED, version=1, reason="requested", created_at=utcnow(),
     )
     try:

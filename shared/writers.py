@@ -2,23 +2,42 @@
 
 A half-written file is never visible: blocks are staged under deterministic ids (segment, chunk) and the blob
 appears only at `commit`. A segment (one export blob or one v1 page) that fails half way is discarded and
-re-staged under the same ids. The header block is staged last, so columns Microsoft added mid-stream still get
-their header, and committed first.
+re-staged under the same ids.
+
+Formats:
+- CSV streams straight into blocks. Its header block is staged last (so a column Microsoft added mid-stream
+  still gets its header) and committed first. Regional options: delimiter, decimal separator, date format.
+- Parquet and XLSX cannot take back what they wrote, so each segment is spooled to a local Arrow IPC file and
+  replayed into the format only once the segment is complete. Parquet keeps the decimal types. XLSX is written
+  by XlsxWriter in constant-memory mode to a temporary file, then uploaded block by block; its amounts are Excel
+  numbers written from the decimal's own text at 16 significant digits (Excel's precision), never via float.
 """
 
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 from dataclasses import dataclass, field
-from typing import Sequence
+from decimal import Decimal
+from typing import Any, BinaryIO, Sequence
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pcsv
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
 from azure.storage.blob import BlobBlock, BlobClient, ContentSettings
 
+from shared.models import FileFormat
 from shared.records import decimal_text
 
 HEADER_BLOCK = "0" * 16
+XLSX_MAX_ROWS = 1_048_576 - 1  # a sheet's rows, less the header
+
+
+class TooManyRows(ValueError):
+    """More rows than the chosen format can hold."""
 
 
 def _block_id(segment: int, chunk: int) -> str:
@@ -69,25 +88,75 @@ class BlockBlobSink:
                                     metadata=metadata)
 
 
+class _SinkFile:
+    """A write-only file object over a sink (what pyarrow's Parquet writer writes into)."""
+
+    def __init__(self, sink: BlockBlobSink) -> None:
+        self.sink, self.closed, self._pos = sink, False, 0
+
+    def write(self, data: Any) -> int:
+        data = bytes(data)
+        self.sink.write(data)
+        self._pos += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self._pos
+
+    def flush(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self.closed = True
+
+
 @dataclass(frozen=True)
 class CsvFormat:
     """Regional CSV options: partners in many countries open these files in Excel."""
 
     delimiter: str = ","
     decimal_separator: str = "."
+    date_format: str = "iso"  # iso: 2026-10-31, us: 10/31/2026 (Microsoft's files), eu: 31/10/2026
+
+
+_DATE = r"^(?P<y>\d{4})-(?P<m>\d{2})-(?P<d>\d{2})"
+
+
+def format_dates(arr: pa.Array, date_format: str) -> pa.Array:
+    """Microsoft's ISO timestamps as dates in the chosen format; text that is not a date is left alone."""
+    if date_format == "iso" or arr.null_count == len(arr):
+        parts = pc.extract_regex(arr, _DATE)
+        joined = pc.binary_join_element_wise(parts.field("y"), parts.field("m"), parts.field("d"), "-")
+    else:
+        parts = pc.extract_regex(arr, _DATE)
+        month = pc.replace_substring_regex(parts.field("m"), "^0", "") if date_format == "us" else parts.field("m")
+        day = pc.replace_substring_regex(parts.field("d"), "^0", "") if date_format == "us" else parts.field("d")
+        first, second = (month, day) if date_format == "us" else (day, month)
+        joined = pc.binary_join_element_wise(first, second, parts.field("y"), "/")
+    return pc.if_else(pc.match_substring_regex(arr, _DATE), joined, arr)
 
 
 class CsvWriter:
-    """Arrow batches -> CSV bytes. Decimal columns are written as exact plain text."""
+    """Arrow batches -> CSV bytes, streamed into the sink. Decimal columns are written as exact plain text."""
 
     content_type = "text/csv; charset=utf-8"
     extension = "csv"
 
-    def __init__(self, sink: BlockBlobSink, fmt: CsvFormat = CsvFormat()) -> None:
-        self.sink = sink
-        self.fmt = fmt
+    def __init__(self, sink: BlockBlobSink, fmt: CsvFormat = CsvFormat(),
+                 date_columns: frozenset[str] = frozenset()) -> None:
+        self.sink, self.fmt, self.date_columns = sink, fmt, date_columns
         self.columns: list[str] = []
+        self.rows = 0
         self._options = pcsv.WriteOptions(include_header=False, delimiter=fmt.delimiter, quoting_style="needed")
+
+    def begin_segment(self, index: int) -> None:
+        self.sink.begin_segment(index)
+
+    def end_segment(self) -> None:
+        self.sink.end_segment()
+
+    def discard_segment(self) -> None:
+        self.sink.discard_segment()
 
     def write(self, batch: pa.RecordBatch) -> None:
         for name in batch.schema.names:
@@ -100,13 +169,17 @@ class CsvWriter:
                 arrays.append(pa.nulls(batch.num_rows, pa.string()))
                 continue
             arr = batch.column(idx)
-            arrays.append(decimal_text(arr, self.fmt.decimal_separator) if pa.types.is_decimal(arr.type) else arr)
+            if pa.types.is_decimal(arr.type):
+                arr = decimal_text(arr, self.fmt.decimal_separator)
+            elif name in self.date_columns and self.fmt.date_format != "iso":
+                arr = format_dates(arr, self.fmt.date_format)
+            arrays.append(arr)
         out = io.BytesIO()
         pcsv.write_csv(pa.RecordBatch.from_arrays(arrays, names=self.columns), out, self._options)
         self.sink.write(out.getvalue())
 
-    def header(self) -> bytes:
-        return header_line(self.columns, self.fmt.delimiter)
+    def finish(self, metadata: dict[str, str]) -> None:
+        self.sink.commit(header_line(self.columns, self.fmt.delimiter), self.content_type, metadata)
 
 
 def header_line(columns: Sequence[str], delimiter: str) -> bytes:
@@ -114,3 +187,147 @@ def header_line(columns: Sequence[str], delimiter: str) -> bytes:
     table = pa.table({c: pa.array([], pa.string()) for c in columns})
     pcsv.write_csv(table, out, pcsv.WriteOptions(include_header=True, delimiter=delimiter, quoting_style="needed"))
     return b"\xef\xbb\xbf" + out.getvalue()  # UTF-8 BOM: Excel then reads accents correctly
+
+
+class _Spooled:
+    """Segment-safe writing for formats that cannot take back bytes: spool, then replay complete segments."""
+
+    def __init__(self, sink: BlockBlobSink) -> None:
+        self.sink = sink
+        self._spool: tempfile._TemporaryFileWrapper | None = None
+        self._ipc: ipc.RecordBatchStreamWriter | None = None
+        self._schema: pa.Schema | None = None
+        sink.begin_segment(0)
+
+    def begin_segment(self, index: int) -> None:
+        self._spool = tempfile.NamedTemporaryFile(prefix="seg-", suffix=".arrow", delete=False)
+        self._ipc = None
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if self._schema is None:
+            self._schema = batch.schema
+        batch = _conform(batch, self._schema)
+        if self._ipc is None:
+            self._ipc = ipc.new_stream(self._spool, self._schema)
+        self._ipc.write_batch(batch)
+
+    def _close_spool(self) -> str:
+        assert self._spool is not None
+        if self._ipc is not None:
+            self._ipc.close()
+        self._spool.close()
+        return self._spool.name
+
+    def discard_segment(self) -> None:
+        os.unlink(self._close_spool())
+
+    def end_segment(self) -> None:
+        path = self._close_spool()
+        try:
+            if self._ipc is not None:
+                with pa.memory_map(path) as source:
+                    for batch in ipc.open_stream(source):
+                        self.emit(batch)
+        finally:
+            os.unlink(path)
+
+    def emit(self, batch: pa.RecordBatch) -> None:
+        raise NotImplementedError
+
+
+def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """Align a batch to the file's schema (fixed by its first batch; later extra fields cannot be added)."""
+    if batch.schema.equals(schema):
+        return batch
+    arrays = []
+    for f in schema:
+        idx = batch.schema.get_field_index(f.name)
+        arrays.append(pa.nulls(batch.num_rows, f.type) if idx < 0 else batch.column(idx).cast(f.type))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+class ParquetWriter(_Spooled):
+    content_type = "application/vnd.apache.parquet"
+    extension = "parquet"
+
+    def __init__(self, sink: BlockBlobSink) -> None:
+        super().__init__(sink)
+        self._writer: pq.ParquetWriter | None = None
+
+    def emit(self, batch: pa.RecordBatch) -> None:
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(_SinkFile(self.sink), batch.schema, compression="zstd")
+        self._writer.write_batch(batch)
+
+    def finish(self, metadata: dict[str, str]) -> None:
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(_SinkFile(self.sink), self._schema or pa.schema([]))
+        self._writer.close()
+        self.sink.end_segment()
+        self.sink.commit(b"", self.content_type, metadata)
+
+
+class XlsxWriter(_Spooled):
+    content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    extension = "xlsx"
+
+    def __init__(self, sink: BlockBlobSink) -> None:
+        import xlsxwriter
+
+        super().__init__(sink)
+        self._path = tempfile.mktemp(prefix="recon-", suffix=".xlsx")
+        self._book = xlsxwriter.Workbook(self._path, {"constant_memory": True, "strings_to_numbers": False,
+                                                      "strings_to_formulas": False, "strings_to_urls": False})
+        self._sheet = self._book.add_worksheet("Reconciliation")
+        self._row = 0
+
+    def emit(self, batch: pa.RecordBatch) -> None:
+        if self._row == 0:
+            self._sheet.write_row(0, 0, batch.schema.names)
+            self._row = 1
+        if self._row + batch.num_rows > XLSX_MAX_ROWS + 1:
+            raise TooManyRows(f"More than {XLSX_MAX_ROWS:,} rows do not fit in one Excel sheet; choose CSV or "
+                              "Parquet for this invoice.")
+        columns = [c.to_pylist() for c in batch.columns]
+        numeric = [pa.types.is_decimal(c.type) for c in batch.columns]
+        for i in range(batch.num_rows):
+            for j, values in enumerate(columns):
+                value = values[i]
+                if value is None:
+                    continue
+                if numeric[j]:
+                    self._sheet.write_number(self._row, j, _excel_number(value))
+                else:
+                    self._sheet.write_string(self._row, j, value)
+            self._row += 1
+
+    def finish(self, metadata: dict[str, str]) -> None:
+        if self._row == 0 and self._schema is not None:
+            self._sheet.write_row(0, 0, self._schema.names)
+        self._book.close()
+        try:
+            with open(self._path, "rb") as f:
+                _copy(f, self.sink)
+        finally:
+            os.unlink(self._path)
+        self.sink.end_segment()
+        self.sink.commit(b"", self.content_type, metadata)
+
+
+def _excel_number(value: Decimal) -> Decimal:
+    """XlsxWriter writes `f"{value:.16G}"`, which a Decimal formats itself (no float); drop trailing zeros."""
+    return value.normalize()
+
+
+def _copy(source: BinaryIO, sink: BlockBlobSink, chunk: int = 4 * 1024 * 1024) -> None:
+    while data := source.read(chunk):
+        sink.write(data)
+
+
+def writer_for(fmt: FileFormat, sink: BlockBlobSink, csv_format: CsvFormat = CsvFormat(),
+               date_columns: frozenset[str] = frozenset()) -> CsvWriter | ParquetWriter | XlsxWriter:
+    if fmt == FileFormat.PARQUET:
+        return ParquetWriter(sink)
+    if fmt == FileFormat.XLSX:
+        return XlsxWriter(sink)
+    return CsvWriter(sink, csv_format, date_columns)

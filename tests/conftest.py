@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import azure.functions as func
+import hypothesis  # noqa: F401  (imported early: a late first import under pytest's rewriter trips a CPython 3.11.7 bug)
 
 import pytest
 
