@@ -11,7 +11,7 @@ from tests.conftest import SECRET_SETTING, call, problem
 
 
 @pytest.fixture
-def tenant(functions, ctx, sim, sim_env) -> str:
+def tenant(sim_env, functions, ctx, sim) -> str:
     body = {"displayName": "Sim", "clientId": sim.client_id, "clientSecretSetting": SECRET_SETTING}
     assert call(functions, "put_tenant", "PUT", route={"tenantId": sim.tenant_id}, body=body).status_code == 201
     return sim.tenant_id

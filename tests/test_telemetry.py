@@ -24,6 +24,9 @@ def clean_root(monkeypatch: pytest.MonkeyPatch) -> Iterator[logging.Logger]:
     """Put the root logger (handlers, filters, level) and the module's one-time state back after each test."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
+    for h in handlers:  # start from a root without our handler (importing function_app installs one)
+        if getattr(h, telemetry._HANDLER_MARK, False):
+            root.removeHandler(h)
     filters = {h: list(h.filters) for h in handlers}
     azure_level = logging.getLogger("azure").level
     monkeypatch.setattr(telemetry, "_monitor_configured", False)
@@ -32,6 +35,9 @@ def clean_root(monkeypatch: pytest.MonkeyPatch) -> Iterator[logging.Logger]:
     for h in list(root.handlers):
         if h not in handlers:
             root.removeHandler(h)
+    for h in handlers:
+        if h not in root.handlers:
+            root.addHandler(h)
     for h, fs in filters.items():
         h.filters[:] = fs
     root.setLevel(level)

@@ -76,7 +76,7 @@ def assert_ties_out(ctx: AppContext, sim, file_type: str, inv: str, record) -> l
 
 
 @pytest.mark.parametrize("file_type", ["onetime", "dailyratedusage"])
-def test_new_commerce_file_from_graph_export_ties_out(ctx, sim, sim_env, file_type) -> None:
+def test_new_commerce_file_from_graph_export_ties_out(sim_env, ctx, sim, file_type) -> None:
     inv = invoice_id(sim)
     _, record = generate(ctx, sim, file_type, inv)
     assert record.source == "graph" and record.data_version
@@ -93,7 +93,7 @@ def test_new_commerce_file_from_graph_export_ties_out(ctx, sim, sim_env, file_ty
 
 
 @pytest.mark.parametrize("file_type", ["onetime", "dailyratedusage"])
-def test_same_file_through_partner_center_v1_paging(ctx, sim, sim_env, monkeypatch, file_type) -> None:
+def test_same_file_through_partner_center_v1_paging(sim_env, ctx, sim, monkeypatch, file_type) -> None:
     monkeypatch.setenv("ONETIME_GRAPH_FROM", "2999-01-01")
     monkeypatch.setenv("DAILY_USAGE_GRAPH_FROM", "2999-01-01")
     ctx.settings = Settings()  # type: ignore[call-arg]
@@ -104,28 +104,29 @@ def test_same_file_through_partner_center_v1_paging(ctx, sim, sim_env, monkeypat
 
 
 @pytest.mark.parametrize("file_type", ["license", "usage"])
-def test_legacy_files_through_offset_paging(ctx, sim, sim_env, file_type) -> None:
+def test_legacy_files_through_offset_paging(sim_env, ctx, sim, file_type) -> None:
     inv = invoice_id(sim, "D")
     _, record = generate(ctx, sim, file_type, inv)
     assert record.source == "v1"
     assert_ties_out(ctx, sim, file_type, inv, record)
 
 
-def test_throttling_and_server_errors_are_retried_with_the_same_request_id(ctx, sim, sim_env) -> None:
+def test_throttling_and_server_errors_are_retried_with_the_same_request_id(sim_env, ctx, sim) -> None:
     inv = invoice_id(sim)
     sim.faults.throttle(3, retry_after=0)
-    sim.faults.server_error(2, status=503)
+    sim.faults.server_error(2, status=503, retry_after=0)
     _, record = generate(ctx, sim, "onetime", inv)
     assert_ties_out(ctx, sim, "onetime", inv, record)
-    retried = [r for r in sim.requests if r["status"] in (429, 503)]
+    retried = [r for r in sim.requests if r.status in (429, 503)]
     assert len(retried) == 5
     for failed in retried:
-        follow = [r for r in sim.requests if r.get("ms_request_id") == failed.get("ms_request_id")
-                  and r["status"] < 400]
+        request_id = failed.headers.get("ms-requestid")
+        assert request_id
+        follow = [r for r in sim.requests if r.headers.get("ms-requestid") == request_id and r.status < 400]
         assert follow, "a retried request must reuse its MS-RequestId"
 
 
-def test_truncated_blob_and_expired_sas_are_recovered(ctx, sim, sim_env) -> None:
+def test_truncated_blob_and_expired_sas_are_recovered(sim_env, ctx, sim) -> None:
     inv = invoice_id(sim)
     sim.faults.truncate_blobs(1)
     sim.faults.expire_sas(1)
@@ -133,7 +134,7 @@ def test_truncated_blob_and_expired_sas_are_recovered(ctx, sim, sim_env) -> None
     assert_ties_out(ctx, sim, "dailyratedusage", inv, record)
 
 
-def test_redelivered_message_never_makes_a_second_file(ctx, sim, sim_env) -> None:
+def test_redelivered_message_never_makes_a_second_file(sim_env, ctx, sim) -> None:
     tenant = register(ctx, sim)
     inv = invoice_id(sim)
     record, _ = service.request_file(ctx, tenant, FileRequest(invoice_type="onetime", invoice_id=inv))
@@ -148,7 +149,7 @@ def test_redelivered_message_never_makes_a_second_file(ctx, sim, sim_env) -> Non
     assert blobs == [first.blob_name]
 
 
-def test_regenerate_makes_a_new_version_and_keeps_the_old(ctx, sim, sim_env) -> None:
+def test_regenerate_makes_a_new_version_and_keeps_the_old(sim_env, ctx, sim) -> None:
     inv = invoice_id(sim)
     tenant, first = generate(ctx, sim, "onetime", inv)
     second = service.regenerate(ctx, tenant, first.id)
@@ -163,7 +164,7 @@ def test_regenerate_makes_a_new_version_and_keeps_the_old(ctx, sim, sim_env) -> 
     assert [v.version for v in ctx.files.list_versions(tenant, first.id)] == [1, 2]
 
 
-def test_persistent_failure_ends_failed_with_a_reason_after_max_dequeues(ctx, sim, sim_env) -> None:
+def test_persistent_failure_ends_failed_with_a_reason_after_max_dequeues(sim_env, ctx, sim) -> None:
     tenant = register(ctx, sim)
     inv = invoice_id(sim)
     record, _ = service.request_file(ctx, tenant, FileRequest(invoice_type="onetime", invoice_id=inv))
@@ -184,7 +185,7 @@ def test_persistent_failure_ends_failed_with_a_reason_after_max_dequeues(ctx, si
     assert not list(ctx.storage.files.list_blobs(name_starts_with=f"{tenant}/"))
 
 
-def test_poison_handler_marks_failed_with_last_reason(ctx, sim, sim_env) -> None:
+def test_poison_handler_marks_failed_with_last_reason(sim_env, ctx, sim) -> None:
     tenant = register(ctx, sim)
     record, etag = None, None
     rec, _ = service.request_file(ctx, tenant, FileRequest(invoice_type="onetime", invoice_id=invoice_id(sim)))
@@ -196,7 +197,7 @@ def test_poison_handler_marks_failed_with_last_reason(ctx, sim, sim_env) -> None
     assert failed.status == FileStatus.FAILED and "HTTP 500" in failed.error
 
 
-def test_no_data_is_retried_then_fails_with_microsofts_reason(ctx, sim, sim_env) -> None:
+def test_no_data_is_retried_then_fails_with_microsofts_reason(sim_env, ctx, sim) -> None:
     from shared.partner_center.transport import NoDataAvailable
 
     tenant = register(ctx, sim)
@@ -214,11 +215,11 @@ def test_no_data_is_retried_then_fails_with_microsofts_reason(ctx, sim, sim_env)
     assert failed.status == FileStatus.FAILED and "no data available" in failed.error.lower()
 
 
-def test_unknown_invoice_fails_at_once_with_its_id(ctx, sim, sim_env) -> None:
+def test_unknown_invoice_fails_at_once_with_its_id(sim_env, ctx, sim) -> None:
     _, missing = generate(ctx, sim, "onetime", "G999999999")
     assert missing.status == FileStatus.FAILED and "G999999999" in missing.error
 
 
-def test_type_the_invoice_does_not_have_fails_clearly(ctx, sim, sim_env) -> None:
+def test_type_the_invoice_does_not_have_fails_clearly(sim_env, ctx, sim) -> None:
     _, record = generate(ctx, sim, "license", invoice_id(sim, "G"))
     assert record.status == FileStatus.FAILED and "no license charges" in record.error
