@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
-import logging
+import os
 import sys
 import time
 from decimal import Decimal
@@ -28,7 +28,8 @@ def wait_for(api: str, path: str, timeout: float = 300.0) -> dict:
     while time.monotonic() < deadline:
         record = requests.get(f"{api}{path}", timeout=30).json()
         if record["status"] != last:
-            rows = f" ({record['progressRows']} rows so far)" if record.get("progressRows") else ""
+            progress = record.get("progressRows")
+            rows = f" ({progress} rows so far)" if record["status"] == "Processing" and progress else ""
             print(f"  status: {record['status']}{rows}", flush=True)
             last = record["status"]
         if record["status"] in ("Available", "Failed"):
@@ -47,7 +48,7 @@ def csv_totals(data: bytes, column: str) -> tuple[int, Decimal]:
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")  # the demo prints its own story; warnings still show
     with Stack() as stack:
         api = stack.api
         tenant = stack.register_sample_tenant()

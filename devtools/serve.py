@@ -8,7 +8,6 @@ and no sample data is registered.
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 
@@ -16,7 +15,9 @@ from devtools.stack import ROOT, Stack
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from shared.telemetry import configure_logging
+
+    configure_logging()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     (ROOT / ".run" / "azurite").mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints, model_validator
 from pydantic.alias_generators import to_camel
 
 from shared.columns import FileType
@@ -22,6 +22,16 @@ MPN_ID_PATTERN = r"^[0-9]{1,10}$"
 SETTING_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 
 Guid = Annotated[str, StringConstraints(pattern=GUID_PATTERN)]
+
+
+def plain_decimal(value: Decimal) -> str:
+    """Exact decimal text without trailing zeros or exponent: Decimal("12.5000") -> "12.5"."""
+    text = format(value.normalize(), "f")
+    return "0" if text in ("-0", "") else text
+
+
+# Money in API responses: exact text (JSON numbers would pass through float in most clients).
+Money = Annotated[Decimal, PlainSerializer(plain_decimal, return_type=str, when_used="json")]
 InvoiceId = Annotated[str, StringConstraints(pattern=INVOICE_ID_PATTERN)]
 MpnId = Annotated[str, StringConstraints(pattern=MPN_ID_PATTERN)]
 
@@ -109,8 +119,8 @@ class FileRequest(ApiModel):
 
 
 class Totals(ApiModel):
-    cost: Decimal = Decimal(0)
-    microsoft_total: Decimal = Decimal(0)
+    cost: Money = Decimal(0)
+    microsoft_total: Money = Decimal(0)
 
 
 class FileRecord(ApiModel):
@@ -136,7 +146,7 @@ class FileRecord(ApiModel):
     row_count: int | None = None
     progress_rows: int | None = None
     totals: Totals | None = None
-    invoice_total: Decimal | None = None
+    invoice_total: Money | None = None
     source: DataSource | None = None
     data_version: str | None = None
     attempts: int = 0

@@ -126,7 +126,7 @@ def _configure_azure_monitor() -> None:
     _monitor_configured = True
 
 
-def configure_logging(level: int | str = logging.INFO, *, stream: TextIO | None = None,
+def configure_logging(level: int | str | None = None, *, stream: TextIO | None = None,
                       console: bool | None = None) -> logging.Handler | None:
     """Set up structured, redacted logging once per process; calling it again changes nothing but the level.
 
@@ -134,6 +134,7 @@ def configure_logging(level: int | str = logging.INFO, *, stream: TextIO | None 
     the host collects our records and a second console copy would only duplicate them). Returns our handler.
     """
     root = logging.getLogger()
+    level = level if level is not None else os.environ.get("LOG_LEVEL", "INFO").upper()
     with _lock:
         root.setLevel(level)
         logging.getLogger("azure").setLevel(logging.WARNING)  # the SDKs log every HTTP request at INFO
