@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import logging
 import zlib
-from dataclasses import dataclass, field
-from decimal import Decimal
+from dataclasses import dataclass
 from typing import Callable, Iterator, Protocol
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import requests
 
-from shared.columns import Layout
 from shared.partner_center.client import SasExpired
 from shared.partner_center.transport import PartnerCenterError
+from shared.reconcile import Totals
 from shared.records import FastPathUnsupported
 from shared.sources import Source
 
@@ -46,35 +44,18 @@ class Writer(Protocol):
     def finish(self, metadata: dict[str, str]) -> None: ...
 
 
-def decimal_sum(arr: pa.Array) -> Decimal:
-    value = pc.sum(arr).as_py()
-    return Decimal(0) if value is None else Decimal(value)
-
-
-@dataclass
-class Totals:
-    rows: int = 0
-    cost: Decimal = Decimal(0)
-    microsoft_total: Decimal = Decimal(0)
-
-    def add(self, other: "Totals") -> None:
-        self.rows += other.rows
-        self.cost += other.cost
-        self.microsoft_total += other.microsoft_total
+class Plan(Protocol):
+    def process(self, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, Totals]: ...
 
 
 @dataclass
 class BuildResult:
     totals: Totals
-    columns: list[str] = field(default_factory=list)
 
 
-Transform = Callable[[pa.RecordBatch], pa.RecordBatch]
-
-
-def build(layout: Layout, source: Source, writer: Writer, *,
-          transform: Transform | None = None, progress: Callable[[int], None] | None = None) -> BuildResult:
-    """Stream every segment through `transform` into `writer`; a failed segment is read again from its start.
+def build(source: Source, plan: Plan, writer: Writer, *,
+          progress: Callable[[int], None] | None = None) -> BuildResult:
+    """Stream every segment through `plan` into `writer`; a failed segment is read again from its start.
 
     The caller commits the file (`writer.finish`) once it has decided the result is good.
     """
@@ -87,10 +68,10 @@ def build(layout: Layout, source: Source, writer: Writer, *,
             part = Totals()
             try:
                 for batch in _batches(segment.read(careful)):
-                    part.rows += batch.num_rows
-                    part.cost += decimal_sum(batch.column(layout.cost_column))
-                    part.microsoft_total += decimal_sum(batch.column(layout.total_column))
-                    writer.write(transform(batch) if transform else batch)
+                    out, measured = plan.process(batch)
+                    part.add(measured)
+                    if out.num_rows:
+                        writer.write(out)
                 writer.end_segment()
                 break
             except FastPathUnsupported as exc:

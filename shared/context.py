@@ -9,6 +9,7 @@ import threading
 from dataclasses import dataclass
 from functools import cached_property
 
+from shared.configuration import IdentifierRepository, MarginRuleRepository
 from shared.repositories import FileRepository, TenantRepository
 from shared.sas import DownloadLinks
 from shared.settings import Settings, get_settings
@@ -27,6 +28,14 @@ class AppContext:
     @cached_property
     def files(self) -> FileRepository:
         return FileRepository(self.storage)
+
+    @cached_property
+    def rules(self) -> MarginRuleRepository:
+        return MarginRuleRepository(self.storage)
+
+    @cached_property
+    def identifiers(self) -> IdentifierRepository:
+        return IdentifierRepository(self.storage)
 
     @cached_property
     def links(self) -> DownloadLinks:

@@ -12,6 +12,7 @@ Messages are delivered at least once. What makes that safe:
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
@@ -19,9 +20,12 @@ from decimal import Decimal
 from pydantic import BaseModel, ValidationError
 
 from shared.builder import build
-from shared.columns import layout_for
+from shared.columns import FileType, layout_for
 from shared.context import AppContext
-from shared.models import FileRecord, FileStatus, Totals
+from shared.models import FileRecord, FileStatus, Totals, Unmapped, View
+from shared.reconcile import FilePlan
+from shared.reconcile import Totals as FileTotals
+from shared.views import columns_for
 from shared.invoices import client_for, file_types_of
 from shared.partner_center.transport import NotFound, PartnerCenterError
 from shared.records import BadValue
@@ -122,7 +126,10 @@ class Worker:
         blob_name = blob_name_for(record)
         sink = BlockBlobSink(ctx.storage.files.get_blob_client(blob_name), ctx.settings.block_size_bytes)
         csv_format = CsvFormat(**record.csv_format.model_dump()) if record.csv_format else CsvFormat()
-        writer = writer_for(record.format, sink, csv_format, layout.date_columns)
+        plan = FilePlan(layout, ctx.rules.list(tenant.tenant_id), ctx.identifiers.mappings(tenant.tenant_id),
+                        record.view, record.reseller_id, record.customer_id)
+        writer = writer_for(record.format, sink, csv_format, layout.date_columns,
+                            columns_for(layout, record.view))
 
         def progress(rows: int) -> None:
             record.progress_rows = rows
@@ -131,22 +138,38 @@ class Worker:
                 state["etag"] = ctx.files.replace(record, state["etag"])
                 state["reported"] = rows
 
-        result = build(layout, source, writer, progress=progress)
+        result = build(source, plan, writer, progress=progress)
+        ctx.storage.files.get_blob_client(snapshot_name_for(blob_name)).upload_blob(
+            json.dumps(plan.snapshot(), indent=1, default=str).encode(), overwrite=True)
         writer.finish({"tenant": record.tenant_id, "file": record.id, "version": str(record.version),
                        "rows": str(result.totals.rows)})
-        record.status = FileStatus.AVAILABLE
-        record.completed_at = utcnow()
-        record.row_count = result.totals.rows
-        record.progress_rows = result.totals.rows
-        record.totals = Totals(cost=result.totals.cost, microsoft_total=result.totals.microsoft_total)
-        total = invoice.get("totalCharges")
-        record.invoice_total = Decimal(str(total)) if total is not None else None
+        self._record_result(record, result.totals, invoice)
         record.data_version = source.data_version
         record.blob_name = blob_name
         record.file_name = file_name_for(record, writer.extension)
         record.lease_until = None
         state["etag"] = self.ctx.files.replace(record, state["etag"])
         self.ctx.files.record_version(record)
+
+    @staticmethod
+    def _record_result(record: FileRecord, totals: FileTotals, invoice: dict) -> None:
+        partner = record.view == View.PARTNER
+        record.status = FileStatus.AVAILABLE
+        record.completed_at = utcnow()
+        record.row_count = record.progress_rows = totals.rows
+        record.totals = Totals(cost=totals.cost if partner else None,
+                               microsoft_total=totals.microsoft_total if partner else None,
+                               reseller=totals.reseller, customer=totals.customer)
+        total = invoice.get("totalCharges")
+        record.invoice_total = Decimal(str(total)) if total is not None and partner else None
+        whole_invoice = partner and record.invoice_type == FileType.ONETIME
+        record.invoice_difference = (record.invoice_total - totals.microsoft_total
+                                     if whole_invoice and record.invoice_total is not None else None)
+        record.unmapped = Unmapped(customer_lines=totals.unmapped_customer_lines,
+                                   first_customer_id=totals.first_unmapped_customer,
+                                   subscription_lines=totals.unmapped_subscription_lines,
+                                   first_subscription_id=totals.first_unmapped_subscription)
+        record.undated_lines = totals.undated_lines
 
     def _finish_failed(self, record: FileRecord, etag: str, reason: str) -> None:
         record.status, record.error, record.completed_at = FileStatus.FAILED, reason, utcnow()
@@ -188,6 +211,11 @@ def file_name_for(record: FileRecord, extension: str = "csv") -> str:
     scope = record.reseller_id or record.customer_id
     parts = [record.invoice_id, record.invoice_type.value, record.view.value] + ([scope] if scope else [])
     return "_".join(parts) + f"_v{record.version}.{extension}"
+
+
+def snapshot_name_for(blob_name: str) -> str:
+    """The rules and mappings a version was made with, stored beside it."""
+    return blob_name.rsplit("/", 1)[0] + "/snapshot.json"
 
 
 def blob_name_for(record: FileRecord) -> str:

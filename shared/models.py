@@ -119,8 +119,21 @@ class FileRequest(ApiModel):
 
 
 class Totals(ApiModel):
-    cost: Money = Decimal(0)
-    microsoft_total: Money = Decimal(0)
+    """A file's sums. `cost` and `microsoftTotal` (Microsoft's own amounts) appear in partner views only."""
+
+    cost: Money | None = None
+    microsoft_total: Money | None = None
+    reseller: Money = Decimal(0)
+    customer: Money = Decimal(0)
+
+
+class Unmapped(ApiModel):
+    """Lines whose customer or subscription has no internal id yet (the partner may want to map them first)."""
+
+    customer_lines: int = 0
+    first_customer_id: str | None = None
+    subscription_lines: int = 0
+    first_subscription_id: str | None = None
 
 
 class FileRecord(ApiModel):
@@ -147,6 +160,9 @@ class FileRecord(ApiModel):
     progress_rows: int | None = None
     totals: Totals | None = None
     invoice_total: Money | None = None
+    invoice_difference: Money | None = None  # invoiceTotal - microsoftTotal, where one file makes up the invoice
+    unmapped: Unmapped | None = None
+    undated_lines: int | None = None
     source: DataSource | None = None
     data_version: str | None = None
     attempts: int = 0
@@ -162,3 +178,57 @@ class FileRecord(ApiModel):
 
 class FileList(ApiModel):
     items: list[FileRecord]
+
+
+# ---- monthly automation ---------------------------------------------------------------------------------------
+
+from datetime import date  # noqa: E402  (kept with the models that use it)
+
+
+class AutomationIn(ApiModel):
+    """What the poller makes for a tenant. `fileTypes` None: every type each invoice has."""
+
+    enabled: bool = False
+    file_types: list[FileType] | None = None
+    reseller_views: bool = False  # accepted once the margin engine makes reseller views
+    start_from: date | None = Field(default=None, description="Only invoices whose billing period starts on or "
+                                                               "after this day (no back-filling of old years).")
+
+
+class AutomationSettings(AutomationIn):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    tenant_id: str
+    updated_at: datetime | None = None
+
+
+class Claim(ApiModel):
+    """A regeneration the poller decided on: done once the file's version has moved past `from_version`."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    from_version: int
+    reason: str
+
+
+class InvoiceState(ApiModel):
+    """An invoice the poller has seen (Invoices table, PK tenant, RK invoice id) and what it did about it.
+
+    The poller's work is derived from this state on every run, so a crash, a past-due run or two runs at once
+    neither lose nor duplicate files.
+    """
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    tenant_id: str
+    invoice_id: str
+    document_type: str | None = None
+    invoice_date: datetime | None = None
+    billing_period_start: date | None = None
+    billing_period_end: date | None = None
+    file_types: list[FileType] = []
+    discovered_at: datetime
+    requested: dict[str, str] = {}  # selection key ("onetime:partner::csv") -> file id
+    revisions: dict[str, str] = {}  # file id -> manifest eTag that triggered its regeneration
+    retries: dict[str, int] = {}  # file id -> automatic retries after transient failures
+    pending: dict[str, Claim] = {}  # file id -> regeneration decided, maybe not yet done

@@ -19,6 +19,7 @@ from shared.models import FileRecord, Tenant
 from shared.storage import Storage
 
 TENANTS_PARTITION = "tenants"
+JSON_FIELDS = ("totals", "csv_format", "unmapped")  # nested models, stored as JSON text
 
 
 class Conflict(Exception):
@@ -65,21 +66,21 @@ class TenantRepository:
 
 
 def _record_to_entity(record: FileRecord) -> dict[str, Any]:
-    data = record.model_dump(mode="json", exclude={"id", "tenant_id", "totals", "csv_format"}, exclude_none=True)
+    data = record.model_dump(mode="json", exclude={"id", "tenant_id", *JSON_FIELDS}, exclude_none=True)
     for key in ("created_at", "started_at", "completed_at", "lease_until"):
         value = getattr(record, key)
         if value is not None:
             data[key] = value
-    if record.totals is not None:
-        data["totals_json"] = record.totals.model_dump_json(by_alias=True)
-    if record.csv_format is not None:
-        data["csv_format_json"] = record.csv_format.model_dump_json(by_alias=True)
+    for key in JSON_FIELDS:
+        value = getattr(record, key)
+        if value is not None:
+            data[f"{key}_json"] = value.model_dump_json(by_alias=True)
     return {"PartitionKey": record.tenant_id, "RowKey": record.id, **data}
 
 
 def _entity_to_record(entity: dict[str, Any]) -> FileRecord:
     data = _clean(entity)
-    for key in ("totals", "csv_format"):
+    for key in JSON_FIELDS:
         raw = data.pop(f"{key}_json", None)
         if raw:
             data[key] = json.loads(raw)
@@ -148,3 +149,114 @@ class FileRepository:
             entity = dict(entity, RowKey=entity["file_id"])
             out.append(_entity_to_record(entity))
         return sorted(out, key=lambda r: r.version)
+
+
+# ---- monthly automation ---------------------------------------------------------------------------------------
+
+from shared.models import AutomationSettings, InvoiceState  # noqa: E402  (kept with the classes that use them)
+
+AUTOMATION_PARTITION = "automation"  # in the Tenants table, beside the tenant records (PartitionKey "tenants")
+_INVOICE_JSON_FIELDS = ("file_types", "requested", "revisions", "retries", "pending")
+
+
+class AutomationRepository:
+    """Per-tenant automation settings: one entity per tenant in the Tenants table, partition "automation"."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.table = storage.table("Tenants")
+
+    def upsert(self, settings: AutomationSettings) -> None:
+        data = settings.model_dump(mode="json", exclude={"tenant_id", "file_types"}, exclude_none=True)
+        if settings.file_types is not None:
+            data["file_types_json"] = json.dumps([t.value for t in settings.file_types])
+        self.table.upsert_entity({"PartitionKey": AUTOMATION_PARTITION, "RowKey": settings.tenant_id, **data},
+                                 mode=UpdateMode.REPLACE)
+
+    def get(self, tenant_id: str) -> AutomationSettings | None:
+        try:
+            entity = self.table.get_entity(AUTOMATION_PARTITION, tenant_id)
+        except ResourceNotFoundError:
+            return None
+        return self._settings(entity)
+
+    def list_enabled(self) -> list[AutomationSettings]:
+        rows = self.table.query_entities("PartitionKey eq @pk and enabled eq true",
+                                         parameters={"pk": AUTOMATION_PARTITION})
+        return [self._settings(e) for e in rows]
+
+    @staticmethod
+    def _settings(entity: dict[str, Any]) -> AutomationSettings:
+        data = _clean(entity)
+        raw = data.pop("file_types_json", None)
+        data["file_types"] = json.loads(raw) if raw else None
+        return AutomationSettings.model_validate({"tenant_id": entity["RowKey"], **data})
+
+
+def _invoice_to_entity(state: InvoiceState) -> dict[str, Any]:
+    data = state.model_dump(mode="json", exclude={"tenant_id", "invoice_id", *_INVOICE_JSON_FIELDS},
+                            exclude_none=True)
+    for key in ("invoice_date", "discovered_at"):
+        if getattr(state, key) is not None:
+            data[key] = getattr(state, key)
+    for key in _INVOICE_JSON_FIELDS:
+        data[f"{key}_json"] = json.dumps(state.model_dump(mode="json", include={key})[key])
+    return {"PartitionKey": state.tenant_id, "RowKey": state.invoice_id, **data}
+
+
+def _entity_to_invoice(entity: dict[str, Any]) -> InvoiceState:
+    data = _clean(entity)
+    for key in _INVOICE_JSON_FIELDS:
+        raw = data.pop(f"{key}_json", None)
+        if raw:
+            data[key] = json.loads(raw)
+    return InvoiceState.model_validate({"tenant_id": entity["PartitionKey"], "invoice_id": entity["RowKey"],
+                                        **data})
+
+
+class InvoiceRepository:
+    """Invoices the poller has seen (Invoices table, PK tenant, RK invoice id). Inserts are conditional and
+    replaces ETag-guarded, so racing pollers cannot overwrite each other's decisions."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.table = storage.table("Invoices")
+
+    def create(self, state: InvoiceState) -> str:
+        """Insert; raises Conflict when the invoice is already recorded. Returns the ETag."""
+        try:
+            return self.table.create_entity(_invoice_to_entity(state))["etag"]
+        except ResourceExistsError as exc:
+            raise Conflict(state.invoice_id) from exc
+
+    def get(self, tenant_id: str, invoice_id: str) -> tuple[InvoiceState, str] | None:
+        try:
+            entity = self.table.get_entity(tenant_id, invoice_id)
+        except ResourceNotFoundError:
+            return None
+        return _entity_to_invoice(entity), entity.metadata["etag"]
+
+    def replace(self, state: InvoiceState, etag: str) -> str:
+        try:
+            meta = self.table.update_entity(_invoice_to_entity(state), mode=UpdateMode.REPLACE, etag=etag,
+                                            match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceNotFoundError) as exc:
+            raise Conflict(state.invoice_id) from exc
+        return meta["etag"]
+
+    def list(self, tenant_id: str) -> list[InvoiceState]:
+        rows = self.table.query_entities("PartitionKey eq @pk", parameters={"pk": tenant_id})
+        return [_entity_to_invoice(e) for e in rows]
+
+
+class VersionRepository:
+    """The FileVersions table seen from retention: every finished version of a tenant's files, and deletion."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.table = storage.table("FileVersions")
+
+    def list(self, tenant_id: str) -> list[FileRecord]:
+        rows = self.table.query_entities("PartitionKey eq @pk", parameters={"pk": tenant_id})
+        return [_entity_to_record(dict(e, RowKey=e["file_id"])) for e in rows if "file_id" in e]
+
+    def delete(self, tenant_id: str, file_id: str, version: int) -> None:
+        """Idempotent: deleting a version that is already gone is fine."""
+        self.table.delete_entity(tenant_id, FileRepository._version_key(file_id, version))

@@ -67,9 +67,6 @@ def _check_view(req: FileRequest) -> None:
         raise bad_request("resellerId is only used with view=reseller.", "resellerId")
     if req.view != View.CUSTOMER and req.customer_id:
         raise bad_request("customerId is only used with view=customer.", "customerId")
-    if req.view != View.PARTNER:
-        raise Problem(422, "Not available yet", "Reseller and customer views come with the margin engine.",
-                      errors=[{"field": "view", "message": "only 'partner' is produced by this version"}])
     if req.csv_format is not None and req.format.value != "csv":
         raise bad_request("csvFormat applies to CSV files only.", "csvFormat")
 

@@ -64,6 +64,14 @@ class Settings(BaseSettings):
     def uses_identity(self) -> bool:
         return not self.storage_connection_string and bool(self.blob_service_uri)
 
+    # Monthly automation (shared/automation.py, shared/retention.py). Schedules are read by the timer bindings.
+    invoice_poll_schedule: str = Field(default="0 0 */6 * * *", alias="INVOICE_POLL_SCHEDULE")
+    retention_schedule: str = Field(default="0 30 3 * * *", alias="RETENTION_SCHEDULE")
+    revision_window_days: int = Field(default=15, ge=0, le=366, alias="REVISION_WINDOW_DAYS")
+    follow_revisions: bool = Field(default=True, alias="FOLLOW_REVISIONS")
+    retention_days: int = Field(default=400, ge=1, alias="RETENTION_DAYS")
+    transient_retry_cap: int = Field(default=5, ge=0, le=100, alias="TRANSIENT_RETRY_CAP")
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -64,6 +64,31 @@ def _project(layout: Layout, batch: pa.RecordBatch, view: View) -> pa.RecordBatc
     return batch.select(list(columns_for(layout, view, _extras(layout, batch))))
 
 
+def select_lines(layout: Layout, batch: pa.RecordBatch, view: View | str, reseller_id: str | None = None,
+                 customer_id: str | None = None) -> pa.RecordBatch:
+    """The lines a view shows (all columns still there: totals are measured before projection)."""
+    view = check_view(layout, view)
+    if view == View.PARTNER:
+        return batch
+    if view == View.RESELLER:
+        rid = (reseller_id or "").strip()
+        if not rid:
+            raise ValueError("A reseller view needs the reseller's id.")
+        keep = pc.equal(pc.utf8_trim_whitespace(batch.column(layout.reseller_column)), rid)
+    else:
+        cid = (customer_id or "").strip().lower()
+        if not cid:
+            raise ValueError("A customer view needs the customer's id.")
+        keep = pc.equal(pc.utf8_lower(pc.utf8_trim_whitespace(batch.column(layout.customer_column))), cid)
+    return batch.filter(pc.fill_null(keep, False))
+
+
+def project(layout: Layout, batch: pa.RecordBatch, view: View | str) -> pa.RecordBatch:
+    """The columns a view shows, in file order."""
+    view = check_view(layout, view)
+    return batch if view == View.PARTNER else _project(layout, batch, view)
+
+
 def partner_view(layout: Layout, batch: pa.RecordBatch) -> pa.RecordBatch:
     """Every line, every column, unchanged."""
     return batch
@@ -71,33 +96,15 @@ def partner_view(layout: Layout, batch: pa.RecordBatch) -> pa.RecordBatch:
 
 def reseller_view(layout: Layout, batch: pa.RecordBatch, reseller_id: str) -> pa.RecordBatch:
     """Only `reseller_id`'s lines, without Microsoft's prices or the reseller margin."""
-    rid = reseller_id.strip()
-    if not rid:
-        raise ValueError("A reseller view needs the reseller's id.")
-    keep = pc.equal(pc.utf8_trim_whitespace(batch.column(layout.reseller_column)), rid)
-    return _project(layout, batch.filter(pc.fill_null(keep, False)), View.RESELLER)
+    return project(layout, select_lines(layout, batch, View.RESELLER, reseller_id=reseller_id), View.RESELLER)
 
 
 def customer_view(layout: Layout, batch: pa.RecordBatch, customer_id: str) -> pa.RecordBatch:
     """Only `customer_id`'s lines (case-insensitive id), showing only the customer's price."""
-    check_view(layout, View.CUSTOMER)
-    cid = customer_id.strip().lower()
-    if not cid:
-        raise ValueError("A customer view needs the customer's id.")
-    keep = pc.equal(pc.utf8_lower(pc.utf8_trim_whitespace(batch.column(layout.customer_column))), cid)
-    return _project(layout, batch.filter(pc.fill_null(keep, False)), View.CUSTOMER)
+    return project(layout, select_lines(layout, batch, View.CUSTOMER, customer_id=customer_id), View.CUSTOMER)
 
 
 def view_batch(layout: Layout, batch: pa.RecordBatch, view: View | str, reseller_id: str | None = None,
                customer_id: str | None = None) -> pa.RecordBatch:
-    """Dispatch on the view; the id the view needs must be given."""
-    view = check_view(layout, view)
-    if view == View.RESELLER:
-        if not reseller_id:
-            raise ValueError("A reseller view needs reseller_id.")
-        return reseller_view(layout, batch, reseller_id)
-    if view == View.CUSTOMER:
-        if not customer_id:
-            raise ValueError("A customer view needs customer_id.")
-        return customer_view(layout, batch, customer_id)
-    return partner_view(layout, batch)
+    """Select the view's lines and project its columns; the id the view needs must be given."""
+    return project(layout, select_lines(layout, batch, view, reseller_id, customer_id), view)

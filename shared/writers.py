@@ -143,9 +143,9 @@ class CsvWriter:
     extension = "csv"
 
     def __init__(self, sink: BlockBlobSink, fmt: CsvFormat = CsvFormat(),
-                 date_columns: frozenset[str] = frozenset()) -> None:
+                 date_columns: frozenset[str] = frozenset(), columns: Sequence[str] = ()) -> None:
         self.sink, self.fmt, self.date_columns = sink, fmt, date_columns
-        self.columns: list[str] = []
+        self.columns: list[str] = list(columns)  # the header even when no line is written
         self.rows = 0
         self._options = pcsv.WriteOptions(include_header=False, delimiter=fmt.delimiter, quoting_style="needed")
 
@@ -325,9 +325,10 @@ def _copy(source: BinaryIO, sink: BlockBlobSink, chunk: int = 4 * 1024 * 1024) -
 
 
 def writer_for(fmt: FileFormat, sink: BlockBlobSink, csv_format: CsvFormat = CsvFormat(),
-               date_columns: frozenset[str] = frozenset()) -> CsvWriter | ParquetWriter | XlsxWriter:
+               date_columns: frozenset[str] = frozenset(),
+               columns: Sequence[str] = ()) -> CsvWriter | ParquetWriter | XlsxWriter:
     if fmt == FileFormat.PARQUET:
         return ParquetWriter(sink)
     if fmt == FileFormat.XLSX:
         return XlsxWriter(sink)
-    return CsvWriter(sink, csv_format, date_columns)
+    return CsvWriter(sink, csv_format, date_columns, columns)
