@@ -2,11 +2,12 @@
 
 import azure.functions as func
 
-from functions import http_api, worker
+from functions import config_api, http_api, worker
 from shared.telemetry import configure_logging
 
 configure_logging()  # structured lines, secrets redacted; Application Insights when its setting is present
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(http_api.bp)
+app.register_functions(config_api.bp)
 app.register_functions(worker.bp)

@@ -169,14 +169,29 @@ def read_lines_fast(layout: Layout, stream: BinaryIO) -> Iterator[pa.RecordBatch
             fields.append(pa.field(column, column_type(layout, column)))
             rename[column] = column
     schema = pa.schema(fields)
-    parse = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error", newlines_in_values=False)
+    # Fields that appear only later in the blob are inferred by Arrow; `_checked` sends the blob to the careful
+    # reader if one of them came out as a float (not exact), a nested value, or a known column in other casing.
+    parse = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer", newlines_in_values=False)
     try:
         reader = pj.open_json(pa.PythonFile(_Prefixed(head, stream), mode="r"), parse_options=parse,
                               read_options=pj.ReadOptions(block_size=JSON_BLOCK_BYTES, use_threads=True))
         for batch in reader:
-            yield canonical(layout, batch, rename)
+            yield canonical(layout, _checked(layout, batch, rename), rename)
     except pa.ArrowInvalid as exc:
         raise FastPathUnsupported(str(exc)[:200]) from exc
+
+
+def _checked(layout: Layout, batch: pa.RecordBatch, declared: dict[str, str]) -> pa.RecordBatch:
+    for name, arr in zip(batch.schema.names, batch.columns):
+        if name in declared:
+            continue
+        if layout.column_for_key(name) is not None:
+            raise FastPathUnsupported(f"field {name} in another casing")
+        kind = arr.type
+        if not (pa.types.is_string(kind) or pa.types.is_null(kind) or pa.types.is_integer(kind)
+                or pa.types.is_boolean(kind)):
+            raise FastPathUnsupported(f"field {name} arrived as {kind}")
+    return batch
 
 
 def canonical(layout: Layout, batch: pa.RecordBatch, rename: dict[str, str]) -> pa.RecordBatch:
@@ -188,6 +203,8 @@ def canonical(layout: Layout, batch: pa.RecordBatch, rename: dict[str, str]) -> 
         arrays.append(arr if arr is not None else pa.nulls(batch.num_rows, column_type(layout, column)))
         names.append(column)
     for name, arr in by_name.items():
+        if pa.types.is_boolean(arr.type):
+            arr = pc.if_else(arr, "true", "false")
         arrays.append(arr if arr.type == pa.string() else pc.cast(arr, pa.string()))
         names.append(name)
     return pa.RecordBatch.from_arrays(arrays, names=names)

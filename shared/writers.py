@@ -29,6 +29,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 from azure.storage.blob import BlobBlock, BlobClient, ContentSettings
 
+from shared.columns import ENGINE_COLUMNS
 from shared.models import FileFormat
 from shared.records import decimal_text
 
@@ -161,7 +162,7 @@ class CsvWriter:
     def write(self, batch: pa.RecordBatch) -> None:
         for name in batch.schema.names:
             if name not in self.columns:
-                self.columns.append(name)
+                self._add_column(name)
         arrays = []
         for name in self.columns:
             idx = batch.schema.get_field_index(name)
@@ -177,6 +178,13 @@ class CsvWriter:
         out = io.BytesIO()
         pcsv.write_csv(pa.RecordBatch.from_arrays(arrays, names=self.columns), out, self._options)
         self.sink.write(out.getvalue())
+        self.rows += batch.num_rows
+
+    def _add_column(self, name: str) -> None:
+        """A field Microsoft added goes before the engine's columns while no line is written; after that it
+        can only go last (earlier lines end before it: their trailing cell is simply empty)."""
+        tail = next((i for i, c in enumerate(self.columns) if c in ENGINE_COLUMNS), len(self.columns))
+        self.columns.insert(tail if self.rows == 0 else len(self.columns), name)
 
     def finish(self, metadata: dict[str, str]) -> None:
         self.sink.commit(header_line(self.columns, self.fmt.delimiter), self.content_type, metadata)
