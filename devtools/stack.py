@@ -18,6 +18,11 @@ from devtools.azurite import Azurite
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_SECRET_SETTING = "PC_SECRET_DEMO"
+DEFAULT_SETTINGS = {
+    "GENERATION_QUEUE": "reconciliation-requests",
+    "INVOICE_POLL_SCHEDULE": "0 0 */6 * * *",
+    "RETENTION_SCHEDULE": "0 30 3 * * *",
+}
 
 log = logging.getLogger("devtools.stack")
 
@@ -34,7 +39,8 @@ class Stack:
     host: Any = None
 
     def start(self) -> "Stack":
-        os.environ.setdefault("GENERATION_QUEUE", "reconciliation-requests")
+        for name, value in DEFAULT_SETTINGS.items():  # binding expressions (%NAME%) need these set
+            os.environ.setdefault(name, value)
         if not os.environ.get("AzureWebJobsStorage") and not os.environ.get("AzureWebJobsStorage__blobServiceUri"):
             self.azurite = Azurite(location=self.data_dir).start()
             os.environ["AzureWebJobsStorage"] = self.azurite.connection_string

@@ -10,7 +10,7 @@ from functions.http_support import api, json_response, parse_body, query_choice,
 from shared import service
 from shared.columns import FileType
 from shared.context import get_context
-from shared.models import INVOICE_ID_PATTERN, FileRequest, FileStatus, TenantIn
+from shared.models import INVOICE_ID_PATTERN, ChargesScope, FileRequest, FileStatus, TenantIn
 from shared.problems import bad_request
 
 bp = func.Blueprint()
@@ -111,6 +111,9 @@ def get_charges(req: func.HttpRequest) -> func.HttpResponse:
     raw_size = req.params.get("pageSize") or "500"
     if not raw_size.isdigit() or not 1 <= int(raw_size) <= 2000:
         raise bad_request("pageSize must be a whole number from 1 to 2000.", "pageSize")
-    page = service.get_charges(get_context(), tenant_id, invoice_id, FileType(file_type), int(raw_size),
+    scope = ChargesScope.model_validate({"invoiceType": file_type, "view": req.params.get("view") or "partner",
+                                         "resellerId": req.params.get("resellerId") or None,
+                                         "customerId": req.params.get("customerId") or None})
+    page = service.get_charges(get_context(), tenant_id, invoice_id, scope, int(raw_size),
                                req.params.get("continuationToken") or None)
     return json_response(page)

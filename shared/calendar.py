@@ -15,9 +15,9 @@ ends the day before the next (clamped) anniversary. A tenant without an annivers
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Iterable
 
 from shared.columns import FileType
 

@@ -1,8 +1,8 @@
 """The charges API: an invoice's lines, page by page, with an opaque tamper-evident continuation token.
 
-A token records where the previous page stopped (segment and row within it) and the data version it was read
-from; it is HMAC-signed so a client cannot point it elsewhere, and a token from another invoice, type or data
-version is refused.
+A token records where the previous page stopped (segment, and line of the view within it) and the data
+version it was read from; it is HMAC-signed so a client cannot point it elsewhere, and a token from another
+invoice, type, view or data version is refused.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from shared.columns import layout_for
 from shared.partner_center.client import PartnerCenterClient
 from shared.problems import bad_request
+from shared.reconcile import FilePlan
 from shared.records import decimal_text
 from shared.settings import Settings
 from shared.sources import Source, choose_source
@@ -62,15 +62,20 @@ def _rows(batch: pa.RecordBatch) -> list[dict[str, Any]]:
     return pa.RecordBatch.from_pydict(columns).to_pylist()
 
 
-def charges_page(client: PartnerCenterClient, settings: Settings, invoice: dict[str, Any], file_type: str,
+def charges_page(client: PartnerCenterClient, settings: Settings, invoice: dict[str, Any], plan: FilePlan,
                  page_size: int, token: str | None) -> dict[str, Any]:
-    layout = layout_for(file_type)
+    """One page of the lines a file with this plan would hold (same columns, same margins, same view)."""
+    layout = plan.layout
+    file_type = layout.file_type.value
     source: Source = choose_source(client, layout, invoice, settings)
+    scope = [plan.view.value, plan.reseller_id, plan.customer_id]
     start = {"seg": 0, "off": 0}
     if token:
         start = read_token(settings, token)
-        if (start.get("inv"), start.get("type"), start.get("src")) != (invoice["id"], file_type, source.kind.value):
-            raise bad_request("continuationToken belongs to another invoice or charge type.", "continuationToken")
+        if (start.get("inv"), start.get("type"), start.get("src"), start.get("scope")) != (
+                invoice["id"], file_type, source.kind.value, scope):
+            raise bad_request("continuationToken belongs to another invoice, charge type or view.",
+                              "continuationToken")
         if start.get("dv") != source.data_version:
             raise bad_request("Microsoft published new data for this invoice; start again without a token.",
                               "continuationToken")
@@ -79,17 +84,18 @@ def charges_page(client: PartnerCenterClient, settings: Settings, invoice: dict[
         if segment.index < start["seg"]:
             continue
         skip = start["off"] if segment.index == start["seg"] else 0
-        seen = 0
+        seen = 0  # the view's lines of this segment so far: offsets count lines the caller can see
         for batch in segment.read(True):
-            if seen + batch.num_rows <= skip:
-                seen += batch.num_rows
+            lines = plan.process(batch)[0]
+            if seen + lines.num_rows <= skip:
+                seen += lines.num_rows
                 continue
             lo = max(0, skip - seen)
-            take = batch.slice(lo, page_size - len(items))
+            take = lines.slice(lo, page_size - len(items))
             items.extend(_rows(take))
             seen += lo + take.num_rows
             if len(items) == page_size:
-                nxt = {"inv": invoice["id"], "type": file_type, "src": source.kind.value,
+                nxt = {"inv": invoice["id"], "type": file_type, "src": source.kind.value, "scope": scope,
                        "dv": source.data_version, "seg": segment.index, "off": seen}
                 return {"items": items, "continuationToken": sign_token(settings, nxt)}
     return {"items": items, "continuationToken": None}

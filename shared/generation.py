@@ -90,12 +90,12 @@ class Worker:
         try:
             self._generate(record, state)
         except (PermanentFailure, NotFound, BadValue, TooManyRows) as exc:
-            self._finish_failed(record, state["etag"], str(exc))
+            self._finish_failed(record, state["etag"], str(exc), transient=False)
             return
         except (PartnerCenterError, DataChanged) as exc:
             transient = getattr(exc, "transient", True)
             if not transient or dequeue_count >= self.ctx.settings.max_dequeue_count:
-                self._finish_failed(record, state["etag"], str(exc))
+                self._finish_failed(record, state["etag"], str(exc), transient=transient)
                 return
             self._note_error(record, state["etag"], str(exc))
             raise
@@ -171,8 +171,9 @@ class Worker:
                                    first_subscription_id=totals.first_unmapped_subscription)
         record.undated_lines = totals.undated_lines
 
-    def _finish_failed(self, record: FileRecord, etag: str, reason: str) -> None:
+    def _finish_failed(self, record: FileRecord, etag: str, reason: str, transient: bool = False) -> None:
         record.status, record.error, record.completed_at = FileStatus.FAILED, reason, utcnow()
+        record.transient = transient
         record.lease_until = None
         try:
             self.ctx.files.replace(record, etag)

@@ -118,6 +118,15 @@ class FileRequest(ApiModel):
     csv_format: CsvOptions | None = None  # default: the tenant's, else comma / point / ISO dates
 
 
+class ChargesScope(ApiModel):
+    """What the charges API pages through: one file type of an invoice, in one view."""
+
+    invoice_type: FileType
+    view: View = View.PARTNER
+    reseller_id: MpnId | None = None
+    customer_id: Guid | None = None
+
+
 class Totals(ApiModel):
     """A file's sums. `cost` and `microsoftTotal` (Microsoft's own amounts) appear in partner views only."""
 
@@ -167,6 +176,7 @@ class FileRecord(ApiModel):
     data_version: str | None = None
     attempts: int = 0
     error: str | None = None
+    transient: bool | None = None  # for a Failed file: whether a later attempt may succeed (the poller retries)
     file_name: str | None = None
     blob_name: str | None = None
     lease_until: datetime | None = None  # internal: a running generation's lease
@@ -232,3 +242,11 @@ class InvoiceState(ApiModel):
     revisions: dict[str, str] = {}  # file id -> manifest eTag that triggered its regeneration
     retries: dict[str, int] = {}  # file id -> automatic retries after transient failures
     pending: dict[str, Claim] = {}  # file id -> regeneration decided, maybe not yet done
+
+
+class BulkRegenerateIn(ApiModel):
+    """`POST …/reconciliation-files:regenerate`: every Available or Failed file matching all given fields."""
+
+    invoice_id: InvoiceId | None = None
+    invoice_type: FileType | None = None
+    view: View | None = None

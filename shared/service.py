@@ -13,11 +13,12 @@ import uuid
 from datetime import datetime
 
 from shared import charges, invoices
-from shared.columns import FileType
+from shared.columns import FileType, layout_for
 from shared.context import AppContext
 from shared.invoices import InvoiceSummary
+from shared.reconcile import FilePlan
 from shared.partner_center.transport import NotFound, PartnerCenterError
-from shared.models import FileRecord, FileRequest, FileStatus, Tenant, TenantIn, View
+from shared.models import ChargesScope, FileRecord, FileRequest, FileStatus, Tenant, TenantIn, View
 from shared.problems import Problem, bad_request, conflict, not_found
 from shared.repositories import Conflict, utcnow
 
@@ -124,7 +125,7 @@ def regenerate(ctx: AppContext, tenant_id: str, file_id: str, reason: str = "reg
     if record.status not in (FileStatus.AVAILABLE, FileStatus.FAILED):
         raise conflict(f"The file is {record.status}; it can be regenerated once it is Available or Failed.")
     record.version += 1
-    record.status, record.reason, record.error = FileStatus.QUEUED, reason, None
+    record.status, record.reason, record.error, record.transient = FileStatus.QUEUED, reason, None, None
     record.created_at, record.started_at, record.completed_at = utcnow(), None, None
     record.row_count = record.progress_rows = None
     record.totals = None
@@ -160,14 +161,19 @@ def list_invoices(ctx: AppContext, tenant_id: str) -> list[InvoiceSummary]:
         raise _microsoft_problem(exc)
 
 
-def get_charges(ctx: AppContext, tenant_id: str, invoice_id: str, file_type: FileType, page_size: int,
+def get_charges(ctx: AppContext, tenant_id: str, invoice_id: str, scope: ChargesScope, page_size: int,
                 token: str | None) -> dict:
+    """A page of an invoice's charges, with the columns, margins and view a file of the same request has."""
     tenant = require_tenant(ctx, tenant_id)
+    file_type = scope.invoice_type
+    _check_view(FileRequest(invoice_id=invoice_id, **scope.model_dump()))
     client = invoices.client_for(tenant, ctx.settings)
+    plan = FilePlan(layout_for(file_type), ctx.rules.list(tenant.tenant_id),
+                    ctx.identifiers.mappings(tenant.tenant_id), scope.view, scope.reseller_id, scope.customer_id)
     try:
         invoice = client.get_invoice(invoice_id.upper())
         if file_type not in invoices.file_types_of(invoice):
             raise bad_request(f"Invoice {invoice_id} has no {file_type.value} charges.", "type")
-        return charges.charges_page(client, ctx.settings, invoice, file_type.value, page_size, token)
+        return charges.charges_page(client, ctx.settings, invoice, plan, page_size, token)
     except PartnerCenterError as exc:
         raise _microsoft_problem(exc)

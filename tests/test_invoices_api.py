@@ -75,3 +75,27 @@ def test_tampered_token_is_400(functions, tenant, sim) -> None:
     resp = call(functions, "get_charges", "GET", route=route,
                 params={"type": "onetime", "pageSize": "5", "continuationToken": flipped})
     assert resp.status_code == 400
+
+
+def test_charges_in_a_reseller_view_hide_the_partners_cost(functions, tenant, sim) -> None:
+    invoice = next(i["id"] for i in sim.invoices() if i["id"].startswith("G") and i["documentType"] == "invoice")
+    reseller = next(r["ResellerMpnId"] for r in sim.iter_rows(invoice, "onetime")
+                    if r["ResellerMpnId"] not in (None, "", "0"))
+    expected = sum(1 for r in sim.iter_rows(invoice, "onetime") if r["ResellerMpnId"] == reseller)
+    route = {"tenantId": tenant, "invoiceId": invoice}
+    token, rows = None, []
+    for _ in range(100):
+        params = {"type": "onetime", "pageSize": "50", "view": "reseller", "resellerId": reseller,
+                  **({"continuationToken": token} if token else {})}
+        page = json.loads(call(functions, "get_charges", "GET", route=route, params=params).get_body())
+        rows += page["items"]
+        token = page["continuationToken"]
+        if not token:
+            break
+    assert len(rows) == expected
+    assert all(r["ResellerMpnId"] == reseller for r in rows)
+    assert not any("Subtotal" in r or "UnitPrice" in r or "ResellerMarginPercent" in r for r in rows)
+    assert all("ResellerSubtotal" in r and "CustomerSubtotal" in r for r in rows)
+    bad = call(functions, "get_charges", "GET", route=route,
+               params={"type": "usage", "view": "customer", "customerId": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"})
+    assert bad.status_code == 400

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import os
 import sys
 import textwrap
 import threading
@@ -31,6 +32,7 @@ if str(ROOT) not in sys.path:
 from devtools.azurite import Azurite  # noqa: E402
 from devtools.localhost import LocalHost, next_occurrence  # noqa: E402
 from devtools.localhost.indexing import IndexingError, load_functions  # noqa: E402
+from devtools.localhost.queues import MessageDecodingError, decode, encode  # noqa: E402
 from devtools.localhost.routing import RouteTemplate  # noqa: E402
 from devtools.localhost.settings import (  # noqa: E402
     HostConfig,
@@ -125,6 +127,16 @@ def worker(msg: func.QueueMessage) -> None:
         raise RuntimeError("asked to fail")
 
 
+@work.queue_trigger(arg_name="msg", queue_name="lh-flaky", connection="AzureWebJobsStorage")
+def flaky(msg: func.QueueMessage) -> None:
+    raise RuntimeError("always fails")
+
+
+@work.queue_trigger(arg_name="msg", queue_name="lh-flaky-poison", connection="AzureWebJobsStorage")
+def flaky_gave_up(msg: func.QueueMessage) -> None:
+    record("gave_up", body=msg.get_body().decode(), dequeue_count=msg.dequeue_count)
+
+
 @work.timer_trigger(arg_name="timer", schedule="%LH_SCHEDULE%", run_on_startup=False, use_monitor=False)
 def ticker(timer: func.TimerRequest) -> None:
     record("tick", past_due=timer.past_due, next=timer.schedule_status.get("Next"))
@@ -176,8 +188,11 @@ def read_records(folder: Path, kind: str) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def azurite() -> Iterator[Azurite]:
+    """Our own Azurite (module-scoped, shadowing the session one) so queue names and timing stay ours."""
     with Azurite() as az:
         yield az
+    if az.process is not None and az.process.stderr is not None:
+        az.process.stderr.close()  # the helper leaves its stderr pipe open (a ResourceWarning under -W error)
 
 
 @pytest.fixture(scope="module")
@@ -214,10 +229,9 @@ def clock() -> FakeClock:
 
 @pytest.fixture(scope="module")
 def host(app_dir: Path, clock: FakeClock) -> Iterator[LocalHost]:
-    import os
-
     saved = {k: os.environ.pop(k) for k in SETTING_KEYS if k in os.environ}
     sys.modules.pop("lh_sample_app", None)
+    threads_before = set(threading.enumerate())
     local = LocalHost(module="lh_sample_app", port=0, root=app_dir, poll_interval=0.2, clock=clock, lease_seconds=2)
     local.start()
     try:
@@ -227,6 +241,8 @@ def host(app_dir: Path, clock: FakeClock) -> Iterator[LocalHost]:
         sys.modules.pop("lh_sample_app", None)
         assert not any(k in os.environ for k in SETTING_KEYS), "settings from local.settings.json were not removed"
         os.environ.update(saved)
+        stray = {t.name for t in threading.enumerate() if t.is_alive()} - {t.name for t in threads_before}
+        assert not stray, f"threads left running: {stray}"
 
 
 @pytest.fixture(scope="module")
@@ -258,7 +274,7 @@ def test_indexes_every_function_with_its_trigger(host: LocalHost) -> None:
     assert host.functions == {
         "item": "httpTrigger", "get_file": "httpTrigger", "generic": "httpTrigger", "regenerate": "httpTrigger",
         "files": "httpTrigger", "hello": "httpTrigger", "boom": "httpTrigger", "enqueue": "httpTrigger",
-        "worker": "queueTrigger", "ticker": "timerTrigger",
+        "worker": "queueTrigger", "flaky": "queueTrigger", "flaky_gave_up": "queueTrigger", "ticker": "timerTrigger",
     }
 
 
@@ -319,8 +335,8 @@ def test_host_json_defaults_and_overrides() -> None:
     default = HostConfig.load(None)
     assert (default.route_prefix, default.queues.batch_size, default.queues.max_dequeue_count) == ("api", 16, 5)
     assert default.queues.message_encoding == "base64" and default.queues.visibility_timeout == timedelta(0)
-    custom = HostConfig.from_dict({"extensions": {"http": {"routePrefix": ""},
-                                                  "queues": {"messageEncoding": "none", "visibilityTimeout": "00:00:30"}}})
+    queues = {"messageEncoding": "none", "visibilityTimeout": "00:00:30"}
+    custom = HostConfig.from_dict({"extensions": {"http": {"routePrefix": ""}, "queues": queues}})
     assert custom.route_prefix == "" and custom.queues.message_encoding == "none"
     assert custom.queues.visibility_timeout == timedelta(seconds=30)
 
@@ -418,6 +434,26 @@ def _poison_exists(client: QueueClient) -> bool:
     return True
 
 
+def test_functions_on_poison_queues_get_the_poisoned_messages(app_dir: Path, azurite: Azurite) -> None:
+    flaky = QueueClient.from_connection_string(azurite.connection_string, "lh-flaky",
+                                               message_encode_policy=TextBase64EncodePolicy())
+    try:
+        flaky.create_queue()
+    except ResourceExistsError:
+        pass
+    flaky.send_message("doomed")
+    (rec,) = wait_for(lambda: read_records(app_dir / "records", "gave_up"))
+    assert rec == {"body": "doomed", "dequeue_count": 1}
+
+
+def test_message_encoding_helpers() -> None:
+    assert encode("ü".encode(), "base64") == base64.b64encode("ü".encode()).decode()
+    assert decode(encode(b"\x00\xff", "base64"), "base64") == b"\x00\xff"
+    assert encode(b"plain", "none") == "plain" and decode("plain", "none") == b"plain"
+    with pytest.raises(MessageDecodingError):
+        decode("not base64!", "base64")
+
+
 def test_http_queue_output_binding_feeds_the_queue_trigger(api: str, app_dir: Path) -> None:
     resp = requests.post(f"{api}/enqueue", data=json.dumps({"id": "from-http"}), timeout=5)
     assert resp.status_code == 202
@@ -495,7 +531,8 @@ def test_timer_scheduler_run_on_startup_and_interval_schedule(tmp_path: Path, mo
     infos = load_functions(name)
     clock = FakeClock(datetime(2030, 1, 1, tzinfo=UTC))
     calls: list[bool] = []
-    scheduler = TimerScheduler(infos, lambda info, req: calls.append(req.past_due), _InlineExecutor(), now=clock)  # type: ignore[arg-type]
+    executor: Any = _InlineExecutor()
+    scheduler = TimerScheduler(infos, lambda info, req: calls.append(req.past_due), executor, now=clock)
     scheduler.start(background=False)  # driven by hand with tick()
     assert calls == [False]  # runOnStartup
     assert scheduler.tick() == []
@@ -546,7 +583,8 @@ def test_route_templates() -> None:
     guid = str(uuid.uuid4())
     assert RouteTemplate("api/x/{id:guid}").match(f"api/x/{guid}") == {"id": guid}
     assert RouteTemplate("api/x/{id:guid}").match("api/x/123") is None
-    assert RouteTemplate("api/files/{name}.{ext}").match("api/files/report.v2.csv") == {"name": "report.v2", "ext": "csv"}
+    complex_segment = RouteTemplate("api/files/{name}.{ext}")
+    assert complex_segment.match("api/files/report.v2.csv") == {"name": "report.v2", "ext": "csv"}
     assert RouteTemplate("api/Items/{n:int:min(1)}").match("API/items/0") is None
     assert RouteTemplate("api/Items/{n:int:min(1)}").match("API/items/7") == {"n": "7"}
     assert RouteTemplate("api/p/{page=1}").match("api/p") == {"page": "1"}
@@ -556,7 +594,8 @@ def test_route_templates() -> None:
     param = RouteTemplate("api/t/{t}/{action}")
     assert literal.match("api/t/x/reconciliation-files:regenerate") == {"t": "x"}
     assert literal.precedence < param.precedence
-    assert RouteTemplate("api/a/{x:int}").precedence < RouteTemplate("api/a/{x}").precedence < RouteTemplate("api/a/{*x}").precedence
+    constrained, plain, catch_all = (RouteTemplate(t) for t in ("api/a/{x:int}", "api/a/{x}", "api/a/{*x}"))
+    assert constrained.precedence < plain.precedence < catch_all.precedence
 
 
 # shutdown

@@ -16,9 +16,11 @@ from .host import ROOT, LocalHost
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m devtools.localhost", description=__doc__)
     parser.add_argument("--port", type=int, default=7071, help="HTTP port (default 7071, as Core Tools)")
-    parser.add_argument("--module", default="function_app", help="module holding the FunctionApp (default function_app)")
+    parser.add_argument("--module", default="function_app",
+                        help="module holding the FunctionApp (default function_app)")
     parser.add_argument("--root", type=Path, default=ROOT, help="function app folder (default: the repository)")
-    parser.add_argument("--settings", type=Path, default=None, help="local.settings.json (default <root>/local.settings.json)")
+    parser.add_argument("--settings", type=Path, default=None,
+                        help="local.settings.json (default <root>/local.settings.json)")
     parser.add_argument("--host-json", type=Path, default=None, help="host.json (default <root>/host.json)")
     parser.add_argument("--poll-interval", type=float, default=1.0, help="longest wait between queue polls, seconds")
     parser.add_argument("--bind", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -35,18 +37,19 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():  # a second Ctrl-C: stop waiting for running functions
+            raise KeyboardInterrupt
         stop.set()
 
+    # Explicit handlers: a shell may start background jobs with SIGINT ignored.
+    signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     host = LocalHost(module=args.module, port=args.port, settings_file=args.settings, host_json=args.host_json,
                      poll_interval=args.poll_interval, root=args.root, bind=args.bind,
                      enable_queues=not args.no_queues, enable_timers=not args.no_timers)
     host.start()
     try:
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
+        stop.wait()
     finally:
         logging.getLogger(__name__).info("stopping")
         host.stop()

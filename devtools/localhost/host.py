@@ -84,7 +84,9 @@ class LocalHost:
         """Base URL of the HTTP server; function routes live under `url + "/" + routePrefix`."""
         if self._http is None:
             raise RuntimeError("LocalHost is not started")
-        return f"http://{self._bind}:{self._http.port}"
+        wildcard = self._bind in ("", "0.0.0.0")
+        address = "127.0.0.1" if wildcard else self._bind
+        return f"http://{address}:{self._http.port}"
 
     @property
     def functions(self) -> dict[str, str]:
@@ -184,7 +186,8 @@ class LocalHost:
         values = read_local_settings(self.settings_file)
         self._added_settings = apply_settings(values)
         if values:
-            log.info("loaded %d setting(s) from %s (%d new)", len(values), self.settings_file, len(self._added_settings))
+            log.info("loaded %d setting(s) from %s (%d new)",
+                     len(values), self.settings_file, len(self._added_settings))
         if str(self.root) not in sys.path:
             sys.path.insert(0, str(self.root))
             self._added_path = True

@@ -124,6 +124,7 @@ class LocalHttpServer(ThreadingHTTPServer):
         if self._thread is not None:
             self.shutdown()
             self._thread.join()
+            self._thread = None
         with self._connections_lock:
             for conn in self._connections:
                 try:

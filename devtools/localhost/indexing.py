@@ -57,7 +57,9 @@ class FunctionInfo:
 
     @property
     def directory(self) -> str:
-        return os.path.dirname(os.path.abspath(getattr(self.user_function, "__code__").co_filename))
+        """Where the function's code lives (the `context.function_directory` it sees)."""
+        code = getattr(self.user_function, "__code__", None)
+        return os.path.dirname(os.path.abspath(code.co_filename)) if code is not None else os.getcwd()
 
 
 def find_app(module: ModuleType) -> FunctionRegister:

@@ -110,7 +110,8 @@ class Invoker:
         """Call the function; returns its return value (used for the HTTP `$return` binding)."""
         problems = unsupported_bindings(info)
         if problems:
-            raise UnsupportedBindingError(f"function {info.name}: bindings not supported locally: {', '.join(problems)}")
+            raise UnsupportedBindingError(
+                f"function {info.name}: bindings not supported locally: {', '.join(problems)}")
         kwargs, outs = self._arguments(info, trigger_value)
         result = info.user_function(**kwargs)
         if inspect.isawaitable(result):

@@ -40,7 +40,8 @@ class CronSchedule:
     def __post_init__(self) -> None:
         fields = self.expression.split()
         if len(fields) not in (5, 6):
-            raise SettingsError(f"NCRONTAB needs six fields (second minute hour day month day-of-week): {self.expression!r}")
+            raise SettingsError(
+                f"NCRONTAB needs six fields (second minute hour day month day-of-week): {self.expression!r}")
         try:
             croniter(self._six_fields, datetime(2000, 1, 1, tzinfo=timezone.utc), second_at_beginning=True)
         except (CroniterError, ValueError) as exc:

@@ -232,9 +232,10 @@ class QueueListener:
                 if failing:
                     log.info("queue %s reachable again", self.queue_name)
                 failing = False
-            except AzureError as exc:
+            except Exception as exc:  # storage down, network, ...: keep polling, as the host does
                 if not failing:
-                    log.warning("polling queue %s failed (%s); retrying", self.queue_name, exc)
+                    log.warning("polling queue %s failed (%s); retrying", self.queue_name, exc,
+                                exc_info=not isinstance(exc, AzureError))
                 failing, received = True, []
             delay = 0.0 if received else min(max(delay * 2, MIN_POLL_SECONDS), self._max_poll)
             for message in received:

@@ -266,7 +266,8 @@ class RouteTemplate:
 
     def _validate(self) -> None:
         for i, segment in enumerate(self.segments):
-            if any(p.catch_all for p in segment.parameters) and (segment.catch_all is None or i != len(self.segments) - 1):
+            misplaced = segment.catch_all is None or i != len(self.segments) - 1
+            if misplaced and any(p.catch_all for p in segment.parameters):
                 raise RouteTemplateError(f"a catch-all parameter must be the whole last segment: {self.template!r}")
         names = [p.name.lower() for s in self.segments for p in s.parameters]
         if len(names) != len(set(names)):

@@ -162,6 +162,12 @@ var appSettings = union({
   EXPORT_POLL_SECONDS: '5'
   EXPORT_MAX_WAIT_SECONDS: '1800'
   BLOCK_SIZE_BYTES: '8388608'
+  INVOICE_POLL_SCHEDULE: '0 0 */6 * * *'
+  RETENTION_SCHEDULE: '0 30 3 * * *'
+  REVISION_WINDOW_DAYS: '15'
+  FOLLOW_REVISIONS: 'true'
+  RETENTION_DAYS: '400'
+  TRANSIENT_RETRY_CAP: '5'
   TOKEN_SIGNING_KEY: '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.tokenSigningKeyUri})'
 }, toObject(tenantSecretSettings, s => s.settingName, s => '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${s.secretName})'))
 

@@ -1,0 +1,76 @@
+"""HTTP Blueprint for the monthly automation: settings, calendar, versions, bulk regeneration.
+
+Each handler parses, calls `shared.automation`, shapes. `…/reconciliation-files:regenerate` is its own literal
+segment, so it never matches `…/reconciliation-files/{fileId}`.
+"""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from functions.http_support import api, json_response, parse_body, route_guid
+from shared import automation
+from shared.context import get_context
+from shared.models import AutomationIn, BulkRegenerateIn
+from shared.problems import bad_request
+
+bp = func.Blueprint()
+
+TENANT = "tenants/{tenantId}"
+FILES = TENANT + "/reconciliation-files"
+MAX_CALENDAR_MONTHS = 24
+
+
+@bp.route(route=TENANT + "/automation", methods=["PUT"])
+@api
+def put_automation(req: func.HttpRequest) -> func.HttpResponse:
+    settings = automation.put_automation(get_context(), route_guid(req, "tenantId"), parse_body(req, AutomationIn))
+    return json_response(settings.model_dump(mode="json", by_alias=True))
+
+
+@bp.route(route=TENANT + "/automation", methods=["GET"])
+@api
+def get_automation(req: func.HttpRequest) -> func.HttpResponse:
+    settings = automation.get_automation(get_context(), route_guid(req, "tenantId"))
+    return json_response(settings.model_dump(mode="json", by_alias=True))
+
+
+@bp.route(route=TENANT + "/calendar", methods=["GET"])
+@api
+def get_calendar(req: func.HttpRequest) -> func.HttpResponse:
+    tenant_id = route_guid(req, "tenantId")
+    return json_response(automation.calendar_view(get_context(), tenant_id, months_param(req)))
+
+
+def months_param(req: func.HttpRequest) -> int:
+    raw = req.params.get("months") or "3"
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_CALENDAR_MONTHS:
+        raise bad_request(f"months must be a whole number from 1 to {MAX_CALENDAR_MONTHS}.", "months")
+    return int(raw)
+
+
+@bp.route(route=FILES + "/{fileId}/versions", methods=["GET"])
+@api
+def list_file_versions(req: func.HttpRequest) -> func.HttpResponse:
+    items = automation.list_versions(get_context(), route_guid(req, "tenantId"), route_guid(req, "fileId"))
+    return json_response({"items": items})
+
+
+@bp.route(route=FILES + "/{fileId}/versions/{version}/download", methods=["GET"])
+@api
+def download_file_version(req: func.HttpRequest) -> func.HttpResponse:
+    raw = req.route_params.get("version", "")
+    if not raw.isdigit() or int(raw) < 1:
+        raise bad_request("version must be a whole number from 1.", "version")
+    url, expires = automation.version_download_link(get_context(), route_guid(req, "tenantId"),
+                                                    route_guid(req, "fileId"), int(raw))
+    return func.HttpResponse(status_code=302, headers={"Location": url, "Cache-Control": "no-store",
+                                                       "X-Link-Expires": expires.isoformat()})
+
+
+@bp.route(route=FILES + ":regenerate", methods=["POST"])
+@api
+def regenerate_files(req: func.HttpRequest) -> func.HttpResponse:
+    records = automation.regenerate_many(get_context(), route_guid(req, "tenantId"),
+                                         parse_body(req, BulkRegenerateIn))
+    return json_response({"items": [r.public() for r in records]}, 202)
