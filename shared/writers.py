@@ -18,7 +18,9 @@ from __future__ import annotations
 import io
 import os
 import tempfile
-from dataclasses import dataclass, field
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, BinaryIO, Sequence
 
@@ -45,15 +47,20 @@ def _block_id(segment: int, chunk: int) -> str:
     return f"{segment + 1:08d}{chunk:08d}"
 
 
-@dataclass
 class BlockBlobSink:
-    blob: BlobClient
-    block_size: int
-    committed: list[str] = field(default_factory=list)
-    _segment_ids: list[str] = field(default_factory=list)
-    _buffer: io.BytesIO = field(default_factory=io.BytesIO)
-    _segment: int = -1
-    bytes_written: int = 0
+    """Stages blocks in the background (at most `in_flight` at once), so computing the next block overlaps
+    the upload of the last one while memory stays bounded."""
+
+    def __init__(self, blob: BlobClient, block_size: int, in_flight: int = 2) -> None:
+        self.blob, self.block_size = blob, block_size
+        self.committed: list[str] = []
+        self.bytes_written = 0
+        self._segment = -1
+        self._segment_ids: list[str] = []
+        self._buffer = io.BytesIO()
+        self._pool = ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="stage-block")
+        self._slots = threading.BoundedSemaphore(in_flight)
+        self._pending: list[Future] = []
 
     def begin_segment(self, index: int) -> None:
         self._segment, self._segment_ids, self._buffer = index, [], io.BytesIO()
@@ -65,22 +72,38 @@ class BlockBlobSink:
 
     def _stage(self) -> None:
         data = self._buffer.getvalue()
-        if data:
-            block_id = _block_id(self._segment, len(self._segment_ids))
-            self.blob.stage_block(block_id, data)
-            self._segment_ids.append(block_id)
-            self.bytes_written += len(data)
         self._buffer = io.BytesIO()
+        if not data:
+            return
+        block_id = _block_id(self._segment, len(self._segment_ids))
+        self._segment_ids.append(block_id)
+        self.bytes_written += len(data)
+        self._slots.acquire()  # back-pressure: never more than `in_flight` blocks in memory
+        future = self._pool.submit(self.blob.stage_block, block_id, data)
+        future.add_done_callback(lambda _: self._slots.release())
+        self._pending.append(future)
+
+    def _wait(self) -> None:
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()  # re-raises a failed upload here, in the caller's thread
 
     def end_segment(self) -> None:
         self._stage()
+        self._wait()
         self.committed.extend(self._segment_ids)
         self._segment_ids = []
 
     def discard_segment(self) -> None:
+        try:
+            self._wait()
+        except Exception:  # the segment is being thrown away anyway
+            pass
         self._segment_ids, self._buffer = [], io.BytesIO()
 
     def commit(self, header: bytes, content_type: str, metadata: dict[str, str]) -> None:
+        self._wait()
+        self._pool.shutdown()
         if header:
             self.blob.stage_block(HEADER_BLOCK, header)
         blocks = ([HEADER_BLOCK] if header else []) + self.committed
