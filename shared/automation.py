@@ -81,9 +81,6 @@ def invoice_repo(ctx: AppContext) -> InvoiceRepository:
 
 def put_automation(ctx: AppContext, tenant_id: str, body: AutomationIn) -> AutomationSettings:
     tenant = service.require_tenant(ctx, tenant_id)
-    if body.reseller_views:
-        raise Problem(422, "Not available yet", "The poller makes partner views only for now.",
-                      errors=[{"field": "resellerViews", "message": "only false is accepted by this version"}])
     settings = AutomationSettings(tenant_id=tenant.tenant_id, updated_at=utcnow(), **body.model_dump())
     automation_repo(ctx).upsert(settings)
     return settings
@@ -102,16 +99,19 @@ def selection_key(req: FileRequest) -> str:
     return f"{req.invoice_type.value}:{req.view.value}:{scope}:{req.format.value}"
 
 
-def wanted_files(auto: AutomationSettings, state: InvoiceState) -> dict[str, FileRequest]:
-    """The files automation makes for an invoice: every type it has (or the configured ones), partner view, CSV.
-
-    Reseller views join here once the margin engine makes them (one request per reseller)."""
+def wanted_files(auto: AutomationSettings, state: InvoiceState,
+                 resellers: Iterable[str] = ()) -> dict[str, FileRequest]:
+    """The files automation makes for an invoice: every type it has (or the configured ones) in the partner view,
+    CSV; with `resellerViews`, also a reseller view per type for every reseller that has a margin rule."""
     if not auto.enabled:
         return {}
     if auto.start_from and (state.billing_period_start is None or state.billing_period_start < auto.start_from):
         return {}
     types = [t for t in state.file_types if auto.file_types is None or t in auto.file_types]
     requests = [FileRequest(invoice_type=t, invoice_id=state.invoice_id, view=View.PARTNER) for t in types]
+    if auto.reseller_views:
+        requests += [FileRequest(invoice_type=t, invoice_id=state.invoice_id, view=View.RESELLER, reseller_id=r)
+                     for t in types for r in sorted(set(resellers))]
     return {selection_key(r): r for r in requests}
 
 
@@ -207,7 +207,8 @@ def update_invoice(ctx: AppContext, tenant_id: str, invoice_id: str,
 def request_missing(ctx: AppContext, auto: AutomationSettings, state: InvoiceState, run: TenantRun) -> None:
     """Request the wanted files the invoice entity does not list yet; then list them (the request comes first, so a
     crash in between only means the idempotent request is made again next run)."""
-    for key, req in wanted_files(auto, state).items():
+    resellers = [r.target_id for r in ctx.rules.list(state.tenant_id, "reseller")] if auto.reseller_views else []
+    for key, req in wanted_files(auto, state, resellers).items():
         if key in state.requested:
             continue
         record, created = service.request_file(ctx, state.tenant_id, req)

@@ -200,7 +200,7 @@ class AutomationIn(ApiModel):
 
     enabled: bool = False
     file_types: list[FileType] | None = None
-    reseller_views: bool = False  # accepted once the margin engine makes reseller views
+    reseller_views: bool = False  # also a reseller view per type for every reseller with a margin rule
     start_from: date | None = Field(default=None, description="Only invoices whose billing period starts on or "
                                                                "after this day (no back-filling of old years).")
 

@@ -220,7 +220,22 @@ def test_automation_settings_routes(sim_env, ctx, sim, routes) -> None:
     assert (got["enabled"], got["fileTypes"], got["resellerViews"]) == (True, ["onetime"], False)
     bad = problem(call(routes, "put_automation", "PUT", t, {"enabled": True, "fileType": ["onetime"]}))
     assert bad["status"] == 400 and "fileType" in json.dumps(bad)
-    assert problem(call(routes, "put_automation", "PUT", t, {"resellerViews": True}))["status"] == 422
+
+
+def test_reseller_views_for_every_reseller_with_a_rule(sim_env, ctx, sim) -> None:
+    from shared.margins import MarginRuleIn
+
+    tenant, invoice = setup(ctx, sim, file_types=["onetime"], reseller_views=True)
+    reseller = next(r["ResellerMpnId"] for r in sim.iter_rows(invoice, "onetime")
+                    if r["ResellerMpnId"] not in (None, "", "0"))
+    ctx.rules.create(tenant, MarginRuleIn(level="reseller", target_id=reseller, percent="10",
+                                          effective_from="2020-01-01"))
+    automation.poll(ctx, NOW)
+    automation.poll(ctx, NOW)  # a second run adds nothing
+    drain(ctx)
+    files = files_of(ctx, tenant, invoice)
+    assert sorted((f.view.value, f.reseller_id) for f in files) == [("partner", None), ("reseller", reseller)]
+    assert all(f.status == FileStatus.AVAILABLE and f.version == 1 for f in files)
 
 
 def test_calendar_route(sim_env, ctx, sim, routes) -> None:
