@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 from shared.builder import build
 from shared.columns import FileType, layout_for
 from shared.context import AppContext
-from shared.models import FileRecord, FileStatus, Totals, Unmapped, View
+from shared.models import UNBILLED_PREFIX, FileRecord, FileStatus, Totals, Unmapped, View
 from shared.reconcile import FilePlan
 from shared.reconcile import Totals as FileTotals
 from shared.views import columns_for
@@ -30,7 +30,7 @@ from shared.invoices import client_for, file_types_of
 from shared.partner_center.transport import NotFound, PartnerCenterError
 from shared.records import BadValue
 from shared.repositories import Conflict, utcnow
-from shared.sources import DataChanged, choose_source
+from shared.sources import DataChanged, choose_source, unbilled_source
 from shared.writers import BlockBlobSink, CsvFormat, TooManyRows, writer_for
 
 log = logging.getLogger(__name__)
@@ -114,13 +114,16 @@ class Worker:
             raise PermanentFailure(f"Tenant {record.tenant_id} is not registered any more.")
         client = client_for(tenant, ctx.settings, correlation_id=record.id)
         layout = layout_for(record.invoice_type)
-        try:
-            invoice = client.get_invoice(record.invoice_id)
-        except NotFound:
-            raise PermanentFailure(f"Microsoft has no invoice {record.invoice_id} for this tenant.")
-        if layout.file_type not in file_types_of(invoice):
-            raise PermanentFailure(f"Invoice {record.invoice_id} has no {layout.file_type.value} charges.")
-        source = choose_source(client, layout, invoice, ctx.settings)
+        if record.invoice_id.startswith(UNBILLED_PREFIX):
+            invoice, source = unbilled_source(client, layout, record)
+        else:
+            try:
+                invoice = client.get_invoice(record.invoice_id)
+            except NotFound:
+                raise PermanentFailure(f"Microsoft has no invoice {record.invoice_id} for this tenant.")
+            if layout.file_type not in file_types_of(invoice):
+                raise PermanentFailure(f"Invoice {record.invoice_id} has no {layout.file_type.value} charges.")
+            source = choose_source(client, layout, invoice, ctx.settings)
         record.source = source.kind
         record.data_version = source.data_version
         blob_name = blob_name_for(record)

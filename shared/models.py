@@ -17,7 +17,8 @@ from pydantic.alias_generators import to_camel
 from shared.columns import FileType
 
 GUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-INVOICE_ID_PATTERN = r"^[A-Za-z0-9]{1,32}$"
+INVOICE_ID_PATTERN = r"^([A-Za-z0-9]{1,32}|(?i:unbilled-(current|last)))$"
+UNBILLED_PREFIX = "UNBILLED-"  # "unbilled-current" / "unbilled-last": usage before its invoice exists
 MPN_ID_PATTERN = r"^[0-9]{1,10}$"
 SETTING_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 
@@ -116,6 +117,8 @@ class FileRequest(ApiModel):
     customer_id: Guid | None = None
     format: FileFormat = FileFormat.CSV
     csv_format: CsvOptions | None = None  # default: the tenant's, else comma / point / ISO dates
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{3}$")] | None = Field(
+        default=None, description="Billing currency; required for unbilled-current / unbilled-last.")
 
 
 class ChargesScope(ApiModel):
@@ -159,6 +162,7 @@ class FileRecord(ApiModel):
     customer_id: str | None = None
     format: FileFormat = FileFormat.CSV
     csv_format: CsvOptions | None = None
+    currency: str | None = None
     status: FileStatus
     version: int = 1
     reason: str = "requested"

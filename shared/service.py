@@ -18,7 +18,7 @@ from shared.context import AppContext
 from shared.invoices import InvoiceSummary
 from shared.reconcile import FilePlan
 from shared.partner_center.transport import NotFound, PartnerCenterError
-from shared.models import ChargesScope, FileRecord, FileRequest, FileStatus, Tenant, TenantIn, View
+from shared.models import UNBILLED_PREFIX, ChargesScope, FileRecord, FileRequest, FileStatus, Tenant, TenantIn, View
 from shared.problems import Problem, bad_request, conflict, not_found
 from shared.repositories import Conflict, utcnow
 
@@ -52,7 +52,8 @@ def file_id_for(tenant_id: str, req: FileRequest) -> str:
     """The same request always names the same file: retries and overlapping timers cannot duplicate it."""
     csv = req.csv_format.model_dump_json() if req.csv_format else ""
     key = "|".join([tenant_id.lower(), req.invoice_id.upper(), req.invoice_type.value, req.view.value,
-                    req.reseller_id or "", (req.customer_id or "").lower(), req.format.value, csv])
+                    req.reseller_id or "", (req.customer_id or "").lower(), req.format.value, csv,
+                    (req.currency or "").upper()])
     return str(uuid.uuid5(FILE_ID_NAMESPACE, key))
 
 
@@ -70,6 +71,13 @@ def _check_view(req: FileRequest) -> None:
         raise bad_request("customerId is only used with view=customer.", "customerId")
     if req.csv_format is not None and req.format.value != "csv":
         raise bad_request("csvFormat applies to CSV files only.", "csvFormat")
+    if req.invoice_id.upper().startswith(UNBILLED_PREFIX):
+        if req.invoice_type not in (FileType.ONETIME, FileType.DAILY):
+            raise bad_request("Unbilled data exists for onetime and dailyratedusage only.", "invoiceType")
+        if not req.currency:
+            raise bad_request("Unbilled files need the billing currency (e.g. USD).", "currency")
+    elif req.currency:
+        raise bad_request("currency is only used with unbilled-current / unbilled-last.", "currency")
 
 
 def request_file(ctx: AppContext, tenant_id: str, req: FileRequest) -> tuple[FileRecord, bool]:
@@ -82,7 +90,7 @@ def request_file(ctx: AppContext, tenant_id: str, req: FileRequest) -> tuple[Fil
         id=file_id_for(tenant.tenant_id, req), tenant_id=tenant.tenant_id, invoice_type=req.invoice_type,
         invoice_id=req.invoice_id.upper(), view=req.view, reseller_id=req.reseller_id,
         customer_id=(req.customer_id or None) and req.customer_id.lower(), format=req.format,
-        csv_format=req.csv_format,
+        csv_format=req.csv_format, currency=req.currency.upper() if req.currency else None,
         status=FileStatus.QUEUED, version=1, reason="requested", created_at=utcnow(),
     )
     try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import date
-from typing import Callable, Iterator, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import pyarrow as pa
 
@@ -102,3 +102,14 @@ def choose_source(client: PartnerCenterClient, layout: Layout, invoice: dict, se
     if graph_from is not None and start is not None and start >= graph_from:
         return GraphExportSource(client, layout, lambda: client.export(layout.file_type.value, invoice_id))
     return V1PagesSource(client, layout, invoice_id)
+
+
+def unbilled_source(client: PartnerCenterClient, layout: Layout, record: Any) -> tuple[dict, Source]:
+    """The current or last period before its invoice exists (Graph unbilled export), for a partner's early look."""
+    period = record.invoice_id.split("-", 1)[1].lower()
+    currency = record.currency
+
+    def export() -> Manifest:
+        return client.unbilled_export(layout.file_type.value, currency, period)
+
+    return {"id": record.invoice_id}, GraphExportSource(client, layout, export)

@@ -223,3 +223,27 @@ def test_unknown_invoice_fails_at_once_with_its_id(sim_env, ctx, sim) -> None:
 def test_type_the_invoice_does_not_have_fails_clearly(sim_env, ctx, sim) -> None:
     _, record = generate(ctx, sim, "license", invoice_id(sim, "G"))
     assert record.status == FileStatus.FAILED and "no license charges" in record.error
+
+
+@pytest.mark.parametrize("period", ["current", "last"])
+def test_unbilled_daily_usage_before_the_invoice_exists(sim_env, ctx, sim, period) -> None:
+    tenant = register(ctx, sim)
+    req = FileRequest(invoice_type="dailyratedusage", invoice_id=f"unbilled-{period}", currency="eur")
+    record, _ = service.request_file(ctx, tenant, req)
+    run_queue(ctx)
+    done, _ = ctx.files.get(tenant, record.id)
+    expected = sim.unbilled_expected(period, "dailyratedusage")
+    assert done.status == FileStatus.AVAILABLE, done.error
+    assert done.row_count == expected.rows and done.totals.cost == expected.cost_total
+    assert done.invoice_id == f"UNBILLED-{period.upper()}" and done.source == "graph"
+
+
+def test_unbilled_needs_a_currency_and_a_new_commerce_type(sim_env, ctx, sim) -> None:
+    from shared.problems import Problem
+
+    tenant = register(ctx, sim)
+    for req in (FileRequest(invoice_type="dailyratedusage", invoice_id="unbilled-current"),
+                FileRequest(invoice_type="license", invoice_id="unbilled-current", currency="EUR")):
+        with pytest.raises(Problem) as err:
+            service.request_file(ctx, tenant, req)
+        assert err.value.status == 400
