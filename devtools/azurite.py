@@ -44,6 +44,7 @@ class Azurite:
     https_cert: str | None = None  # PEM certificate; with https_key turns on HTTPS (needed for OAuth)
     https_key: str | None = None
     oauth: bool = False
+    in_memory: bool = False  # keep data in Azurite's memory instead of its folder
     process: subprocess.Popen | None = None
     _owns_location: bool = False
 
@@ -78,8 +79,8 @@ class Azurite:
             "--blobHost", "127.0.0.1", "--blobPort", str(self.blob_port),
             "--queueHost", "127.0.0.1", "--queuePort", str(self.queue_port),
             "--tableHost", "127.0.0.1", "--tablePort", str(self.table_port),
-            "--location", self.location,
         ]
+        args += ["--inMemoryPersistence"] if self.in_memory else ["--location", self.location]
         if self.https_cert:
             args += ["--cert", self.https_cert, "--key", str(self.https_key)]
         if self.oauth:

@@ -3,11 +3,15 @@
 For each N (default 250,000 and 1,000,000 rows) the simulator publishes a daily rated usage export of N rows;
 then, each in its own process so peak memory is its own:
 - the floor: download the same gzip JSON-lines blobs and write CSV with pyarrow alone (no decimals, no storage);
-- the pipeline: the real worker path (export -> exact-decimal parsing -> CSV blocks staged in Azurite ->
-  commit -> file record), exactly what the queue trigger runs.
+- the pipeline: the real worker path (export -> exact-decimal parsing -> margin rules for every reseller and
+  half the customers, identifiers for every subscription -> CSV blocks staged in Azurite -> commit -> file
+  record), exactly what the queue trigger runs.
 It prints rows per second and peak resident memory for both, and their ratio.
 
     python -m devtools.bench [--rows 250000,1000000]
+
+BENCH_AZURITE_IN_MEMORY=1 keeps Azurite's data in its memory instead of on disk (Azurite shares the two cores
+with the pipeline; this shows how much of the time is Azurite's own).
 """
 
 from __future__ import annotations
@@ -79,6 +83,7 @@ def run_pipeline(info: dict, invoice_id: str) -> dict:
     ctx = AppContext(settings, storage)
     service.put_tenant(ctx, info["tenant_id"], TenantIn(display_name="bench", client_id=info["client_id"],
                                                         client_secret_setting="PC_SECRET_BENCH"))
+    rules = configure_margins(ctx, info, invoice_id)
     record, _ = service.request_file(ctx, info["tenant_id"],
                                      FileRequest(invoice_type="dailyratedusage", invoice_id=invoice_id))
     message = _json.dumps({"tenantId": record.tenant_id, "fileId": record.id, "version": record.version})
@@ -88,8 +93,35 @@ def run_pipeline(info: dict, invoice_id: str) -> dict:
     done, _ = ctx.files.get(record.tenant_id, record.id)
     if done.status != "Available":
         raise SystemExit(f"pipeline failed: {done.error}")
-    return {"rows": done.row_count, "seconds": seconds, "peak_rss_mb": peak_rss_mb(),
-            "cost": str(done.totals.cost)}
+    return {"rows": done.row_count, "seconds": seconds, "peak_rss_mb": peak_rss_mb(), "rules": rules,
+            "cost": str(done.totals.cost), "reseller": str(done.totals.reseller), "customer": str(done.totals.customer)}
+
+
+def configure_margins(ctx, info: dict, invoice_id: str) -> int:
+    """Margins as a partner would have them: every reseller on the first page of usage gets a rule (changing
+    mid-period), every other customer a rule, every subscription an internal id and PO number."""
+    from datetime import date
+
+    from shared.configuration import Identifier
+    from shared.margins import MarginRuleIn
+
+    page = next(_client(info).line_item_pages(invoice_id, "dailyratedusage"))
+    resellers = sorted({str(i["resellerMpnId"]) for i in page if str(i.get("resellerMpnId") or "").isdigit()
+                        and str(i["resellerMpnId"]) != "0"})
+    customers = sorted({str(i["customerId"]) for i in page if i.get("customerId")})
+    subscriptions = sorted({str(i["subscriptionId"]) for i in page if i.get("subscriptionId")})
+    tenant = info["tenant_id"]
+    rules = [MarginRuleIn(level="reseller", target_id=r, percent="10", effective_from=date(2020, 1, 1),
+                          effective_to=date(2026, 10, 16)) for r in resellers]
+    rules += [MarginRuleIn(level="reseller", target_id=r, percent="12.5", effective_from=date(2026, 10, 16))
+              for r in resellers]
+    rules += [MarginRuleIn(level="customer", target_id=c, percent="5.5", effective_from=date(2020, 1, 1))
+              for c in customers[::2]]
+    for rule in rules:
+        ctx.rules.create(tenant, rule)
+    ctx.identifiers.put_many(tenant, [Identifier(kind="subscription", id=s.lower(), internal_id=f"SUB-{n}",
+                                                 po_number=f"PO-{n}") for n, s in enumerate(subscriptions)])
+    return len(rules)
 
 
 def _child(kind: str, info: dict, invoice_id: str, env: dict[str, str]) -> dict:
@@ -145,15 +177,15 @@ def main() -> None:
 
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
     print(f"{'rows':>10} | {'floor rows/s':>12} {'floor MB':>9} | {'pipeline rows/s':>15} {'pipeline MB':>11} "
-          f"| {'time ratio':>10}")
-    with Azurite() as azurite:
+          f"| {'time ratio':>10} | margin rules")
+    with Azurite(in_memory=os.environ.get("BENCH_AZURITE_IN_MEMORY") == "1") as azurite:
         for n in [int(x) for x in args.rows.split(",")]:
             r = bench(n, azurite)
             f, p = r["floor"], r["pipeline"]
             assert p["rows"] == n and f["rows"] == n, r
             print(f"{n:>10,} | {n / f['seconds']:>12,.0f} {f['peak_rss_mb']:>9.0f} | "
-                  f"{n / p['seconds']:>15,.0f} {p['peak_rss_mb']:>11.0f} | {p['seconds'] / f['seconds']:>9.2f}x",
-                  flush=True)
+                  f"{n / p['seconds']:>15,.0f} {p['peak_rss_mb']:>11.0f} | {p['seconds'] / f['seconds']:>9.2f}x | "
+                  f"{p['rules']}", flush=True)
 
 
 if __name__ == "__main__":

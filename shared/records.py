@@ -212,14 +212,23 @@ def canonical(layout: Layout, batch: pa.RecordBatch, rename: dict[str, str]) -> 
 
 # ---- output formatting -----------------------------------------------------------------------------------------
 
+def _tiny_text(tiny: pa.Array) -> pa.Array:
+    """Arrow writes |x| < 1e-6 as 1.0E-7. Shifted by one away from zero they print plainly ("1.0000001"), and
+    the leading 1 becomes the 0 it stood for: exact, and still vectorised."""
+    wide = pc.cast(tiny, pa.decimal256(40, tiny.type.scale))
+    one = pa.scalar(Decimal(1), pa.decimal256(40, tiny.type.scale))
+    shifted = pc.if_else(pc.less(wide, 0), pc.subtract(wide, one), pc.add(wide, one))
+    # RE2 replacement "\\10" is group 1 (the sign) followed by "0".
+    return pc.replace_substring_regex(pc.cast(shifted, pa.string()), pattern=r"^(-?)1", replacement=r"\10",
+                                      max_replacements=1)
+
+
 def decimal_text(arr: pa.Array, decimal_separator: str = ".") -> pa.Array:
     """Decimals as plain text without trailing zeros (never scientific notation): 12.50 -> "12.5"."""
     text = pc.cast(arr, pa.string())
     scientific = pc.match_substring(text, "E")
-    if pc.any(scientific).as_py():  # Arrow writes |x| < 1e-6 as 1.0E-7: redo just those few in Python
-        where = pc.indices_nonzero(scientific)
-        fixed = [format(v, "f") for v in pc.take(arr, where).to_pylist()]
-        text = pc.replace_with_mask(text, scientific, pa.array(fixed, pa.string()))
+    if pc.any(scientific).as_py():
+        text = pc.replace_with_mask(text, scientific, _tiny_text(pc.filter(arr, scientific)))
     if arr.type.scale > 0:  # every value then has a point: trailing zeros, then a bare point, can go
         text = pc.ascii_rtrim(pc.ascii_rtrim(text, characters="0"), characters=".")
         text = pc.if_else(pc.equal(text, "-0"), "0", text)
