@@ -111,18 +111,23 @@ def test_legacy_files_through_offset_paging(sim_env, ctx, sim, file_type) -> Non
     assert_ties_out(ctx, sim, file_type, inv, record)
 
 
-def test_throttling_and_server_errors_are_retried_with_the_same_request_id(sim_env, ctx, sim) -> None:
-    inv = invoice_id(sim)
-    sim.faults.throttle(3, retry_after=0)
-    sim.faults.server_error(2, status=503, retry_after=0)
-    _, record = generate(ctx, sim, "onetime", inv)
-    assert_ties_out(ctx, sim, "onetime", inv, record)
-    retried = [r for r in sim.requests if r.status in (429, 503)]
+@pytest.mark.parametrize("file_type,prefix", [("onetime", "G"), ("dailyratedusage", "G"), ("license", "D"),
+                                              ("usage", "D")])
+def test_throttling_and_server_errors_are_retried_with_the_same_request_id(sim_env, ctx, sim, file_type,
+                                                                            prefix) -> None:
+    inv = invoice_id(sim, prefix)
+    seen = len(sim.requests)  # the simulator's log spans the whole session
+    sim.faults.throttle(3, retry_after=0, path_prefix="/v1")  # Partner Center and Graph (/v1.0) alike
+    sim.faults.server_error(2, status=503, retry_after=0, path_prefix="/v1")
+    _, record = generate(ctx, sim, file_type, inv)
+    assert_ties_out(ctx, sim, file_type, inv, record)
+    log = sim.requests[seen:]
+    retried = [r for r in log if r.status in (429, 503)]
     assert len(retried) == 5
     for failed in retried:
         request_id = failed.headers.get("ms-requestid")
         assert request_id
-        follow = [r for r in sim.requests if r.headers.get("ms-requestid") == request_id and r.status < 400]
+        follow = [r for r in log if r.headers.get("ms-requestid") == request_id and r.status < 400]
         assert follow, "a retried request must reuse its MS-RequestId"
 
 

@@ -21,6 +21,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Callable
 
 import msal
+from msal.exceptions import MsalError
 import requests
 
 from shared.settings import PUBLIC_AUTHORITY, Settings
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 PARTNER_CENTER_SCOPE = "https://api.partnercenter.microsoft.com/.default"
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 RETRYABLE = {429, 500, 502, 503, 504}
+ENTRA_TRANSIENT = {"temporarily_unavailable", "server_error"}  # OAuth error codes that say: try again
 
 
 class PartnerCenterError(Exception):
@@ -137,15 +139,25 @@ class Transport:
         self._semaphore = tenant_semaphore(self.creds.tenant_id, self.settings.pc_max_concurrency)
 
     def token(self, scope: str) -> str:
-        app = _msal_app(self.creds, self.settings, self.session)
-        result = app.acquire_token_for_client(scopes=[scope])
-        if "access_token" not in result:
-            # The error text from Entra names the problem (bad secret, unknown app); it holds no secret.
-            raise PartnerCenterError(
-                f"Could not sign in to the partner tenant: {result.get('error')}: "
-                f"{str(result.get('error_description', '')).splitlines()[0][:300]}"
-            )
-        return result["access_token"]
+        """An access token from MSAL's cache or Entra. Entra throttles and fails too: those are retried."""
+        for attempt in range(self.settings.pc_max_retries + 1):
+            try:
+                app = _msal_app(self.creds, self.settings, self.session)
+                result = app.acquire_token_for_client(scopes=[scope])
+            except (ValueError, requests.RequestException, MsalError) as exc:  # discovery or token call failed
+                problem = f"{type(exc).__name__}"
+            else:
+                if "access_token" in result:
+                    return result["access_token"]
+                problem = str(result.get("error"))
+                if problem not in ENTRA_TRANSIENT:
+                    # Entra's text names the problem (bad secret, unknown app); it holds no secret.
+                    raise PartnerCenterError(
+                        f"Could not sign in to the partner tenant: {problem}: "
+                        f"{str(result.get('error_description', '')).splitlines()[0][:300]}")
+            log.warning("sign-in to Entra failed (%s); retrying (attempt %d)", problem, attempt + 1)
+            self.sleep(self.backoff(attempt))
+        raise PartnerCenterError("Could not reach Entra to sign in (it kept failing); retry later.", transient=True)
 
     def backoff(self, attempt: int) -> float:
         cap = min(self.settings.pc_backoff_cap_seconds, self.settings.pc_backoff_base_seconds * (2 ** attempt))
