@@ -17,8 +17,9 @@ from shared.columns import FileType, layout_for
 from shared.context import AppContext
 from shared.invoices import InvoiceSummary
 from shared.reconcile import FilePlan
+from shared.writers import XLSX_MAX_ROWS
 from shared.partner_center.transport import NotFound, PartnerCenterError
-from shared.models import UNBILLED_PREFIX, ChargesScope, FileRecord, FileRequest, FileStatus, Tenant, TenantIn, View
+from shared.models import UNBILLED_PREFIX, ChargesScope, FileFormat, FileRecord, FileRequest, FileStatus, Tenant, TenantIn, View
 from shared.problems import Problem, bad_request, conflict, not_found
 from shared.repositories import Conflict, utcnow
 
@@ -84,6 +85,8 @@ def request_file(ctx: AppContext, tenant_id: str, req: FileRequest) -> tuple[Fil
     """Queue a file; returns (record, created). An identical earlier request returns its record."""
     tenant = require_tenant(ctx, tenant_id)
     _check_view(req)
+    if req.format == FileFormat.XLSX:
+        _check_fits_a_sheet(ctx, tenant.tenant_id, req)
     if req.format.value == "csv" and req.csv_format is None and tenant.csv_format is not None:
         req = req.model_copy(update={"csv_format": tenant.csv_format})
     record = FileRecord(
@@ -102,6 +105,19 @@ def request_file(ctx: AppContext, tenant_id: str, req: FileRequest) -> tuple[Fil
         return existing, False
     enqueue(ctx, record)
     return record, True
+
+
+def _check_fits_a_sheet(ctx: AppContext, tenant_id: str, req: FileRequest) -> None:
+    """Refuse an XLSX that cannot fit one sheet, before any work, when the same lines were counted already (any
+    earlier file of this invoice, type and view). Otherwise the generation fails with the same reason."""
+    counted = [r.row_count for r in ctx.files.list(tenant_id, invoice_id=req.invoice_id.upper(),
+                                                   invoice_type=req.invoice_type.value, view=req.view.value)
+               if r.row_count is not None and r.reseller_id == req.reseller_id
+               and r.customer_id == ((req.customer_id or None) and req.customer_id.lower())]
+    if counted and max(counted) > XLSX_MAX_ROWS:
+        raise Problem(422, "Too many rows for Excel", f"This file has {max(counted):,} lines; an Excel sheet holds "
+                      f"{XLSX_MAX_ROWS:,}. Choose csv or parquet.", errors=[{"field": "format",
+                                                                           "message": "too many rows for xlsx"}])
 
 
 def enqueue(ctx: AppContext, record: FileRecord) -> None:

@@ -252,3 +252,23 @@ def test_unbilled_needs_a_currency_and_a_new_commerce_type(sim_env, ctx, sim) ->
         with pytest.raises(Problem) as err:
             service.request_file(ctx, tenant, req)
         assert err.value.status == 400
+
+
+def test_xlsx_too_big_for_a_sheet_is_refused_before_any_work(sim_env, ctx, sim, monkeypatch) -> None:
+    from shared import writers
+    from shared.problems import Problem
+
+    inv = invoice_id(sim)
+    tenant, csv_record = generate(ctx, sim, "onetime", inv)
+    monkeypatch.setattr(service, "XLSX_MAX_ROWS", csv_record.row_count - 1)
+    with pytest.raises(Problem) as err:
+        service.request_file(ctx, tenant, FileRequest(invoice_type="onetime", invoice_id=inv, format="xlsx"))
+    assert err.value.status == 422 and err.value.errors[0]["field"] == "format"
+    assert ctx.storage.queue().peek_messages() == []
+    # Not counted before (no earlier daily usage file): the generation finds out and says so.
+    record, _ = service.request_file(ctx, tenant, FileRequest(invoice_type="dailyratedusage", invoice_id=inv,
+                                                              format="xlsx"))
+    monkeypatch.setattr(writers, "XLSX_MAX_ROWS", 10)
+    run_queue(ctx)
+    failed, _ = ctx.files.get(tenant, record.id)
+    assert failed.status == FileStatus.FAILED and "Excel" in failed.error and failed.transient is False
