@@ -1,4 +1,4 @@
-"""Table Storage repositories: tenants and file records.
+"""Table Storage repositories: tenants, file records and their versions, automation settings, invoices seen.
 
 Every write that changes a file's status is guarded by the entity's ETag, so two deliveries of the same queue
 message, or a regeneration racing a worker, cannot both win. Queries are parameterised; keys are validated by
@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import Any, Iterator
+from typing import Any, Callable, Generic, Iterable, Iterator, TypeVar
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import UpdateMode
+from azure.data.tables import TableClient, UpdateMode
+from pydantic import BaseModel
 
 from shared.models import FileRecord, Tenant
 from shared.storage import Storage
 
 TENANTS_PARTITION = "tenants"
 JSON_FIELDS = ("totals", "csv_format", "unmapped")  # nested models, stored as JSON text
+
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class Conflict(Exception):
@@ -34,12 +38,65 @@ def _clean(entity: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in entity.items() if k not in ("PartitionKey", "RowKey") and not k.startswith("odata")}
 
 
-def _tenant(tenant_id: str, entity: dict[str, Any]) -> Tenant:
+def to_entity(model: BaseModel, partition: str, row: str, *, keys: Iterable[str] = (),
+              json_fields: Iterable[str] = ()) -> dict[str, Any]:
+    """A model as a Table entity: scalars as properties (datetimes typed), nested values as JSON text."""
+    json_fields = tuple(json_fields)
+    data = model.model_dump(mode="json", exclude={*keys, *json_fields}, exclude_none=True)
+    for name, value in model:
+        if isinstance(value, datetime):
+            data[name] = value
+    dumped = model.model_dump(mode="json", include=set(json_fields))
+    for name in json_fields:
+        if dumped.get(name) is not None:
+            data[f"{name}_json"] = json.dumps(dumped[name])
+    return {"PartitionKey": partition, "RowKey": row, **data}
+
+
+def from_entity(cls: type[M], entity: dict[str, Any], *, json_fields: Iterable[str] = (), **keys: Any) -> M:
     data = _clean(entity)
-    raw = data.pop("csv_format_json", None)
-    if raw:
-        data["csv_format"] = json.loads(raw)
-    return Tenant.model_validate({"tenant_id": tenant_id, **data})
+    for name in json_fields:
+        raw = data.pop(f"{name}_json", None)
+        if raw:
+            data[name] = json.loads(raw)
+    return cls.model_validate({**data, **keys})
+
+
+class GuardedTable(Generic[M]):
+    """What every status entity needs: a conditional insert, a read with its ETag, an ETag-guarded replace."""
+
+    def __init__(self, table: TableClient, encode: Callable[[M], dict[str, Any]],
+                 decode: Callable[[dict[str, Any]], M]) -> None:
+        self.table, self.encode, self.decode = table, encode, decode
+
+    def create(self, item: M) -> str:
+        """Insert; raises Conflict if the entity exists. Returns the ETag."""
+        entity = self.encode(item)
+        try:
+            return self.table.create_entity(entity)["etag"]
+        except ResourceExistsError as exc:
+            raise Conflict(entity["RowKey"]) from exc
+
+    def get(self, partition: str, row: str) -> tuple[M, str] | None:
+        try:
+            entity = self.table.get_entity(partition, row)
+        except ResourceNotFoundError:
+            return None
+        return self.decode(entity), entity.metadata["etag"]
+
+    def replace(self, item: M, etag: str) -> str:
+        """Write only if nobody changed the entity since `etag` was read. Returns the new ETag."""
+        entity = self.encode(item)
+        try:
+            meta = self.table.update_entity(entity, mode=UpdateMode.REPLACE, etag=etag,
+                                            match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceNotFoundError) as exc:
+            raise Conflict(entity["RowKey"]) from exc
+        return meta["etag"]
+
+
+def _tenant(entity: dict[str, Any]) -> Tenant:
+    return from_entity(Tenant, entity, json_fields=("csv_format",), tenant_id=entity["RowKey"])
 
 
 class TenantRepository:
@@ -47,10 +104,8 @@ class TenantRepository:
         self.table = storage.table("Tenants")
 
     def upsert(self, tenant: Tenant) -> None:
-        entity = {"PartitionKey": TENANTS_PARTITION, "RowKey": tenant.tenant_id,
-                  **tenant.model_dump(mode="json", exclude={"tenant_id", "csv_format"}, exclude_none=True)}
-        if tenant.csv_format is not None:
-            entity["csv_format_json"] = tenant.csv_format.model_dump_json(by_alias=True)
+        entity = to_entity(tenant, TENANTS_PARTITION, tenant.tenant_id, keys={"tenant_id"},
+                           json_fields=("csv_format",))
         self.table.upsert_entity(entity, mode=UpdateMode.REPLACE)
 
     def get(self, tenant_id: str) -> Tenant | None:
@@ -58,33 +113,20 @@ class TenantRepository:
             entity = self.table.get_entity(TENANTS_PARTITION, tenant_id)
         except ResourceNotFoundError:
             return None
-        return _tenant(tenant_id, entity)
+        return _tenant(entity)
 
     def list(self) -> list[Tenant]:
         rows = self.table.query_entities("PartitionKey eq @pk", parameters={"pk": TENANTS_PARTITION})
-        return [_tenant(e["RowKey"], e) for e in rows]
+        return [_tenant(e) for e in rows]
 
 
 def _record_to_entity(record: FileRecord) -> dict[str, Any]:
-    data = record.model_dump(mode="json", exclude={"id", "tenant_id", *JSON_FIELDS}, exclude_none=True)
-    for key in ("created_at", "started_at", "completed_at", "lease_until"):
-        value = getattr(record, key)
-        if value is not None:
-            data[key] = value
-    for key in JSON_FIELDS:
-        value = getattr(record, key)
-        if value is not None:
-            data[f"{key}_json"] = value.model_dump_json(by_alias=True)
-    return {"PartitionKey": record.tenant_id, "RowKey": record.id, **data}
+    return to_entity(record, record.tenant_id, record.id, keys={"id", "tenant_id"}, json_fields=JSON_FIELDS)
 
 
 def _entity_to_record(entity: dict[str, Any]) -> FileRecord:
-    data = _clean(entity)
-    for key in JSON_FIELDS:
-        raw = data.pop(f"{key}_json", None)
-        if raw:
-            data[key] = json.loads(raw)
-    return FileRecord.model_validate({"id": entity["RowKey"], "tenant_id": entity["PartitionKey"], **data})
+    return from_entity(FileRecord, entity, json_fields=JSON_FIELDS, id=entity["RowKey"],
+                       tenant_id=entity["PartitionKey"])
 
 
 class FileRepository:
@@ -93,30 +135,8 @@ class FileRepository:
     def __init__(self, storage: Storage) -> None:
         self.table = storage.table("Files")
         self.versions = storage.table("FileVersions")
-
-    def create(self, record: FileRecord) -> str:
-        """Insert a new record; raises Conflict if a record with this id exists. Returns the ETag."""
-        try:
-            meta = self.table.create_entity(_record_to_entity(record))
-        except ResourceExistsError as exc:
-            raise Conflict(record.id) from exc
-        return meta["etag"]
-
-    def get(self, tenant_id: str, file_id: str) -> tuple[FileRecord, str] | None:
-        try:
-            entity = self.table.get_entity(tenant_id, file_id)
-        except ResourceNotFoundError:
-            return None
-        return _entity_to_record(entity), entity.metadata["etag"]
-
-    def replace(self, record: FileRecord, etag: str) -> str:
-        """Write the record only if nobody changed it since `etag` was read. Returns the new ETag."""
-        try:
-            meta = self.table.update_entity(_record_to_entity(record), mode=UpdateMode.REPLACE, etag=etag,
-                                            match_condition=MatchConditions.IfNotModified)
-        except (ResourceModifiedError, ResourceNotFoundError) as exc:
-            raise Conflict(record.id) from exc
-        return meta["etag"]
+        guarded = GuardedTable(self.table, _record_to_entity, _entity_to_record)
+        self.create, self.get, self.replace = guarded.create, guarded.get, guarded.replace
 
     def list(self, tenant_id: str, **filters: str | None) -> Iterator[FileRecord]:
         clauses, params = ["PartitionKey eq @pk"], {"pk": tenant_id}
@@ -166,11 +186,8 @@ class AutomationRepository:
         self.table = storage.table("Tenants")
 
     def upsert(self, settings: AutomationSettings) -> None:
-        data = settings.model_dump(mode="json", exclude={"tenant_id", "file_types"}, exclude_none=True)
-        if settings.file_types is not None:
-            data["file_types_json"] = json.dumps([t.value for t in settings.file_types])
-        self.table.upsert_entity({"PartitionKey": AUTOMATION_PARTITION, "RowKey": settings.tenant_id, **data},
-                                 mode=UpdateMode.REPLACE)
+        self.table.upsert_entity(to_entity(settings, AUTOMATION_PARTITION, settings.tenant_id, keys={"tenant_id"},
+                                           json_fields=("file_types",)), mode=UpdateMode.REPLACE)
 
     def get(self, tenant_id: str) -> AutomationSettings | None:
         try:
@@ -186,31 +203,17 @@ class AutomationRepository:
 
     @staticmethod
     def _settings(entity: dict[str, Any]) -> AutomationSettings:
-        data = _clean(entity)
-        raw = data.pop("file_types_json", None)
-        data["file_types"] = json.loads(raw) if raw else None
-        return AutomationSettings.model_validate({"tenant_id": entity["RowKey"], **data})
+        return from_entity(AutomationSettings, entity, json_fields=("file_types",), tenant_id=entity["RowKey"])
 
 
 def _invoice_to_entity(state: InvoiceState) -> dict[str, Any]:
-    data = state.model_dump(mode="json", exclude={"tenant_id", "invoice_id", *_INVOICE_JSON_FIELDS},
-                            exclude_none=True)
-    for key in ("invoice_date", "discovered_at"):
-        if getattr(state, key) is not None:
-            data[key] = getattr(state, key)
-    for key in _INVOICE_JSON_FIELDS:
-        data[f"{key}_json"] = json.dumps(state.model_dump(mode="json", include={key})[key])
-    return {"PartitionKey": state.tenant_id, "RowKey": state.invoice_id, **data}
+    return to_entity(state, state.tenant_id, state.invoice_id, keys={"tenant_id", "invoice_id"},
+                     json_fields=_INVOICE_JSON_FIELDS)
 
 
 def _entity_to_invoice(entity: dict[str, Any]) -> InvoiceState:
-    data = _clean(entity)
-    for key in _INVOICE_JSON_FIELDS:
-        raw = data.pop(f"{key}_json", None)
-        if raw:
-            data[key] = json.loads(raw)
-    return InvoiceState.model_validate({"tenant_id": entity["PartitionKey"], "invoice_id": entity["RowKey"],
-                                        **data})
+    return from_entity(InvoiceState, entity, json_fields=_INVOICE_JSON_FIELDS, tenant_id=entity["PartitionKey"],
+                       invoice_id=entity["RowKey"])
 
 
 class InvoiceRepository:
@@ -219,28 +222,8 @@ class InvoiceRepository:
 
     def __init__(self, storage: Storage) -> None:
         self.table = storage.table("Invoices")
-
-    def create(self, state: InvoiceState) -> str:
-        """Insert; raises Conflict when the invoice is already recorded. Returns the ETag."""
-        try:
-            return self.table.create_entity(_invoice_to_entity(state))["etag"]
-        except ResourceExistsError as exc:
-            raise Conflict(state.invoice_id) from exc
-
-    def get(self, tenant_id: str, invoice_id: str) -> tuple[InvoiceState, str] | None:
-        try:
-            entity = self.table.get_entity(tenant_id, invoice_id)
-        except ResourceNotFoundError:
-            return None
-        return _entity_to_invoice(entity), entity.metadata["etag"]
-
-    def replace(self, state: InvoiceState, etag: str) -> str:
-        try:
-            meta = self.table.update_entity(_invoice_to_entity(state), mode=UpdateMode.REPLACE, etag=etag,
-                                            match_condition=MatchConditions.IfNotModified)
-        except (ResourceModifiedError, ResourceNotFoundError) as exc:
-            raise Conflict(state.invoice_id) from exc
-        return meta["etag"]
+        guarded = GuardedTable(self.table, _invoice_to_entity, _entity_to_invoice)
+        self.create, self.get, self.replace = guarded.create, guarded.get, guarded.replace
 
     def list(self, tenant_id: str) -> list[InvoiceState]:
         rows = self.table.query_entities("PartitionKey eq @pk", parameters={"pk": tenant_id})
