@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+from decimal import Decimal
 from typing import Any, Callable, TypeVar
 
 import azure.functions as func
@@ -59,7 +60,7 @@ def parse_body(req: func.HttpRequest, model: type[M]) -> M:
     if len(body) > MAX_BODY_BYTES:
         raise Problem(413, "Request too large", f"The body is larger than {MAX_BODY_BYTES} bytes.")
     try:
-        data = json.loads(body or b"null")
+        data = json.loads(body or b"null", parse_float=Decimal)  # a number in a body never becomes a float
     except (ValueError, UnicodeDecodeError):
         raise bad_request("The body is not valid JSON.")
     if not isinstance(data, dict):
