@@ -7,7 +7,7 @@ import re
 import azure.functions as func
 
 from functions.http_support import api, json_response, parse_body, query_choice, route_guid
-from shared import service
+from shared import service, validation
 from shared.columns import FileType
 from shared.context import get_context
 from shared.models import INVOICE_ID_PATTERN, ChargesScope, FileRequest, FileStatus, TenantIn
@@ -78,8 +78,33 @@ def get_file(req: func.HttpRequest) -> func.HttpResponse:
 @api
 def download(req: func.HttpRequest) -> func.HttpResponse:
     url, expires = service.download_link(get_context(), route_guid(req, "tenantId"), route_guid(req, "fileId"))
+    return _redirect(url, expires)
+
+
+def _redirect(url: str, expires) -> func.HttpResponse:
     return func.HttpResponse(status_code=302, headers={"Location": url, "Cache-Control": "no-store",
                                                        "X-Link-Expires": expires.isoformat()})
+
+
+@bp.route(route=FILES + "/{fileId}/findings", methods=["GET"])
+@api
+def list_findings(req: func.HttpRequest) -> func.HttpResponse:
+    tenant_id, file_id = route_guid(req, "tenantId"), route_guid(req, "fileId")
+    severity = query_choice(req, "severity", set(validation.SEVERITIES))
+    rule = query_choice(req, "rule", set(validation.RULES))
+    raw_size = req.params.get("pageSize") or "500"
+    if not raw_size.isdigit() or not 1 <= int(raw_size) <= 2000:
+        raise bad_request("pageSize must be a whole number from 1 to 2000.", "pageSize")
+    page = validation.findings_page(get_context(), tenant_id, file_id, severity, rule, int(raw_size),
+                                    req.params.get("continuationToken") or None)
+    return json_response(page)
+
+
+@bp.route(route=FILES + "/{fileId}/findings/download", methods=["GET"])
+@api
+def download_findings(req: func.HttpRequest) -> func.HttpResponse:
+    url, expires = validation.findings_link(get_context(), route_guid(req, "tenantId"), route_guid(req, "fileId"))
+    return _redirect(url, expires)
 
 
 @bp.route(route=FILES + "/{fileId}/regenerate", methods=["POST"])

@@ -27,6 +27,8 @@ from shared.columns import FileType
 from shared.context import AppContext
 from shared.invoices import InvoiceSummary
 from shared.models import (
+    DOWNLOADABLE_STATUSES,
+    SETTLED_STATUSES,
     AutomationIn,
     AutomationSettings,
     BulkRegenerateIn,
@@ -233,7 +235,7 @@ def regenerate_from(ctx: AppContext, tenant_id: str, file_id: str, from_version:
     if loaded is None:
         return False
     record, _ = loaded
-    if record.version != from_version or record.status not in (FileStatus.AVAILABLE, FileStatus.FAILED):
+    if record.version != from_version or record.status not in SETTLED_STATUSES:
         return False
     try:
         service.regenerate(ctx, tenant_id, file_id, reason=reason)
@@ -264,14 +266,14 @@ def complete_claims(ctx: AppContext, state: InvoiceState, files: list[FileRecord
     for file_id, pending in state.pending.items():
         record = by_id.get(file_id)
         if record and record.version == pending.from_version and \
-                record.status in (FileStatus.AVAILABLE, FileStatus.FAILED):
+                record.status in SETTLED_STATUSES:
             regenerate_from(ctx, state.tenant_id, file_id, pending.from_version, pending.reason)
 
 
 def follow_revisions(ctx: AppContext, client: PartnerCenterClient, state: InvoiceState, files: list[FileRecord],
                      run: TenantRun) -> None:
     """Regenerate, once per new eTag, each Graph-made file whose export Microsoft has revised since."""
-    candidates = [f for f in files if f.invoice_type in REVISABLE_TYPES and f.status == FileStatus.AVAILABLE
+    candidates = [f for f in files if f.invoice_type in REVISABLE_TYPES and f.status in DOWNLOADABLE_STATUSES
                   and f.source is not None and f.source.value == "graph"]
     etags: dict[FileType, str | None] = {}
     for record in candidates:
@@ -389,7 +391,7 @@ def version_json(v: FileRecord, current: bool) -> dict:
             "completedAt": v.completed_at.isoformat() if v.completed_at else None,
             "rowCount": v.row_count, "source": v.source.value if v.source else None, "dataVersion": v.data_version,
             "error": v.error, "fileName": v.file_name,
-            "downloadable": v.status == FileStatus.AVAILABLE and bool(v.blob_name)}
+            "downloadable": v.status in DOWNLOADABLE_STATUSES and bool(v.blob_name)}
 
 
 def version_download_link(ctx: AppContext, tenant_id: str, file_id: str, version: int) -> tuple[str, datetime]:
@@ -399,7 +401,7 @@ def version_download_link(ctx: AppContext, tenant_id: str, file_id: str, version
     found = next((v for v in ctx.files.list_versions(record.tenant_id, record.id) if v.version == version), None)
     if found is None:
         raise not_found(f"Version {version} of reconciliation file {file_id}")
-    if found.status != FileStatus.AVAILABLE or not found.blob_name:
+    if found.status not in DOWNLOADABLE_STATUSES or not found.blob_name:
         raise conflict(f"Version {version} is {found.status.value}; it has no file to download.")
     return ctx.links.url_for(found.blob_name, found.file_name or "reconciliation.csv")
 
@@ -412,7 +414,7 @@ def regenerate_many(ctx: AppContext, tenant_id: str, selection: BulkRegenerateIn
                "view": selection.view.value if selection.view else None}
     done = []
     for record in ctx.files.list(tenant.tenant_id, **filters):
-        if record.status not in (FileStatus.AVAILABLE, FileStatus.FAILED):
+        if record.status not in SETTLED_STATUSES:
             continue
         try:
             done.append(service.regenerate(ctx, tenant.tenant_id, record.id, reason=BULK_REASON))

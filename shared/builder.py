@@ -65,6 +65,7 @@ def build(source: Source, plan: Plan, writer: Writer, *,
         attempt = 0
         while True:
             writer.begin_segment(segment.index)
+            _segment_hook(plan, "begin_segment")  # per-segment state of the plan (validation) restarts too
             part = Totals()
             try:
                 for batch in _batches(segment.read(careful)):
@@ -73,6 +74,7 @@ def build(source: Source, plan: Plan, writer: Writer, *,
                     if out.num_rows:
                         writer.write(out)
                 writer.end_segment()
+                _segment_hook(plan, "end_segment")
                 break
             except FastPathUnsupported as exc:
                 writer.discard_segment()
@@ -99,6 +101,12 @@ def build(source: Source, plan: Plan, writer: Writer, *,
         if progress:
             progress(totals.rows)
     return BuildResult(totals=totals)
+
+
+def _segment_hook(plan: Plan, name: str) -> None:
+    hook = getattr(plan, name, None)
+    if hook is not None:
+        hook()
 
 
 def _batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 from shared.builder import build
 from shared.columns import FileType, layout_for
 from shared.context import AppContext
-from shared.models import UNBILLED_PREFIX, FileRecord, FileStatus, Totals, Unmapped, View
+from shared.models import SETTLED_STATUSES, UNBILLED_PREFIX, FileRecord, FileStatus, Totals, Unmapped, View
 from shared.reconcile import FilePlan
 from shared.reconcile import Totals as FileTotals
 from shared.views import columns_for
@@ -31,6 +31,7 @@ from shared.partner_center.transport import NotFound, PartnerCenterError
 from shared.records import BadValue
 from shared.repositories import Conflict, utcnow
 from shared.sources import DataChanged, choose_source, unbilled_source
+from shared.validation import Report, Validator
 from shared.writers import BlockBlobSink, CsvFormat, TooManyRows, writer_for
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ class Worker:
             return
         record, etag = loaded
         extra = {"tenant": record.tenant_id, "file": record.id, "invoice": record.invoice_id}
-        if record.version != msg.version or record.status in (FileStatus.AVAILABLE, FileStatus.FAILED):
+        if record.version != msg.version or record.status in SETTLED_STATUSES:
             log.info("version %d already settled (record at v%d, %s); nothing to do", msg.version,
                      record.version, record.status, extra=extra)
             return
@@ -129,8 +130,11 @@ class Worker:
         blob_name = blob_name_for(record)
         sink = BlockBlobSink(ctx.storage.files.get_blob_client(blob_name), ctx.settings.block_size_bytes)
         csv_format = CsvFormat(**record.csv_format.model_dump()) if record.csv_format else CsvFormat()
+        validator = Validator(layout, invoice_id=record.invoice_id, cap=ctx.settings.validation_max_findings) \
+            if record.view == View.PARTNER else None
         plan = FilePlan(layout, ctx.rules.list(tenant.tenant_id), ctx.identifiers.mappings(tenant.tenant_id),
-                        record.view, record.reseller_id, record.customer_id)
+                        record.view, record.reseller_id, record.customer_id, validator=validator)
+        record.billing_period_start = _billing_start(invoice)
         writer = writer_for(record.format, sink, csv_format, layout.date_columns,
                             columns_for(layout, record.view))
 
@@ -144,9 +148,10 @@ class Worker:
         result = build(source, plan, writer, progress=progress)
         ctx.storage.files.get_blob_client(snapshot_name_for(blob_name)).upload_blob(
             json.dumps(plan.snapshot(), indent=1, default=str).encode(), overwrite=True)
+        report = self._validate(record, validator, invoice, blob_name) if validator is not None else None
         writer.finish({"tenant": record.tenant_id, "file": record.id, "version": str(record.version),
                        "rows": str(result.totals.rows)})
-        self._record_result(record, result.totals, invoice)
+        self._record_result(record, result.totals, invoice, report, ctx.settings.validation_blocks)
         record.data_version = source.data_version
         record.blob_name = blob_name
         record.file_name = file_name_for(record, writer.extension)
@@ -154,10 +159,49 @@ class Worker:
         state["etag"] = self.ctx.files.replace(record, state["etag"])
         self.ctx.files.record_version(record)
 
+    def _validate(self, record: FileRecord, validator: Validator, invoice: dict, blob_name: str) -> Report:
+        """Finish the validation that ran alongside the file; store findings.csv and summary.json beside it."""
+        ctx = self.ctx
+        previous = self._previous_summary(record)
+        report = validator.finish(invoice, previous, Decimal(str(ctx.settings.validation_change_threshold_percent)))
+        folder = blob_name.rsplit("/", 1)[0]
+        ctx.storage.files.get_blob_client(findings_name_for(blob_name)).upload_blob(report.csv_bytes(),
+                                                                                    overwrite=True)
+        ctx.storage.files.get_blob_client(folder + "/summary.json").upload_blob(
+            json.dumps({**validator.summary(), "billingPeriodStart": _iso(record.billing_period_start)},
+                       indent=1).encode(), overwrite=True)
+        return report
+
+    def _previous_summary(self, record: FileRecord) -> dict | None:
+        """summary.json of the previous month's Available (or NeedsReview) partner-view file of the same type."""
+        start = record.billing_period_start
+        if start is None:
+            return None
+        from shared.validation import _add_months
+
+        wanted = _add_months(start, -1)
+        candidates = [r for status in (FileStatus.AVAILABLE, FileStatus.NEEDS_REVIEW)
+                      for r in self.ctx.files.list(record.tenant_id, invoice_type=record.invoice_type.value,
+                                                   view=View.PARTNER.value, status=status.value)
+                      if r.id != record.id and r.blob_name and r.billing_period_start
+                      and (r.billing_period_start.year, r.billing_period_start.month) == (wanted.year, wanted.month)]
+        for prior in sorted(candidates, key=lambda r: r.completed_at or r.created_at, reverse=True):
+            try:
+                data = self.ctx.storage.files.get_blob_client(
+                    prior.blob_name.rsplit("/", 1)[0] + "/summary.json").download_blob().readall()
+                return {**json.loads(data), "invoiceId": prior.invoice_id}
+            except Exception:  # an older version made before summaries existed: nothing to compare
+                log.info("no summary for previous file %s", prior.id)
+        return None
+
     @staticmethod
-    def _record_result(record: FileRecord, totals: FileTotals, invoice: dict) -> None:
+    def _record_result(record: FileRecord, totals: FileTotals, invoice: dict, report: Report | None = None,
+                       blocks: bool = False) -> None:
         partner = record.view == View.PARTNER
         record.status = FileStatus.AVAILABLE
+        record.findings = report.totals() if report is not None else None
+        if report is not None and blocks and record.findings["error"]:
+            record.status = FileStatus.NEEDS_REVIEW
         record.completed_at = utcnow()
         record.row_count = record.progress_rows = totals.rows
         record.totals = Totals(cost=totals.cost if partner else None,
@@ -205,7 +249,7 @@ class Worker:
         if loaded is None:
             return
         record, etag = loaded
-        if record.version != msg.version or record.status in (FileStatus.AVAILABLE, FileStatus.FAILED):
+        if record.version != msg.version or record.status in SETTLED_STATUSES:
             return
         reason = record.error or "Generation kept failing; see the logs for this file id."
         self._finish_failed(record, etag, f"Gave up after repeated attempts: {reason}")
@@ -215,6 +259,25 @@ def file_name_for(record: FileRecord, extension: str = "csv") -> str:
     scope = record.reseller_id or record.customer_id
     parts = [record.invoice_id, record.invoice_type.value, record.view.value] + ([scope] if scope else [])
     return "_".join(parts) + f"_v{record.version}.{extension}"
+
+
+def findings_name_for(blob_name: str) -> str:
+    """The validation findings of a version, stored beside it."""
+    return blob_name.rsplit("/", 1)[0] + "/findings.csv"
+
+
+def _billing_start(invoice: dict):
+    from datetime import date
+
+    raw = invoice.get("billingPeriodStartDate") if isinstance(invoice, dict) else None
+    try:
+        return date.fromisoformat(str(raw)[:10]) if raw else None
+    except ValueError:
+        return None
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value is not None else None
 
 
 def snapshot_name_for(blob_name: str) -> str:

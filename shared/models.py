@@ -6,12 +6,12 @@ Requests refuse unknown fields (a typo must not be silently ignored). JSON is ca
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, StringConstraints, model_validator
 from pydantic.alias_generators import to_camel
 
 from shared.columns import FileType
@@ -51,6 +51,11 @@ class FileStatus(StrEnum):
     PROCESSING = "Processing"
     AVAILABLE = "Available"
     FAILED = "Failed"
+    NEEDS_REVIEW = "NeedsReview"  # made, with error findings, while VALIDATION_BLOCKS is on; still downloadable
+
+
+SETTLED_STATUSES = (FileStatus.AVAILABLE, FileStatus.FAILED, FileStatus.NEEDS_REVIEW)
+DOWNLOADABLE_STATUSES = (FileStatus.AVAILABLE, FileStatus.NEEDS_REVIEW)
 
 
 class View(StrEnum):
@@ -148,6 +153,25 @@ class Unmapped(ApiModel):
     first_subscription_id: str | None = None
 
 
+def _json_text_in(value: object) -> object:
+    if isinstance(value, str):
+        import json
+
+        return json.loads(value)
+    return value
+
+
+def _json_text_out(value: dict) -> str:
+    import json
+
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+# Stored in Table Storage as JSON text (an entity holds no nested objects); `FileRecord.public` shows the object.
+JsonObject = Annotated[dict, BeforeValidator(_json_text_in), PlainSerializer(_json_text_out, return_type=str,
+                                                                              when_used="json")]
+
+
 class FileRecord(ApiModel):
     """The status of one reconciliation file (its current version)."""
 
@@ -184,10 +208,21 @@ class FileRecord(ApiModel):
     file_name: str | None = None
     blob_name: str | None = None
     lease_until: datetime | None = None  # internal: a running generation's lease
+    billing_period_start: date | None = None  # the invoice's billing period (month-over-month validation)
+    # Validation findings of a partner-view file: {error, warning, info, byRule: {rule: {severity: n}}, kept}.
+    findings: JsonObject | None = None
 
     def public(self) -> dict:
         """The API view: internal bookkeeping (blob path, lease) stays inside."""
-        return self.model_dump(mode="json", by_alias=True, exclude={"blob_name", "lease_until"})
+        data = self.model_dump(mode="json", by_alias=True, exclude={"blob_name", "lease_until"})
+        if self.findings is not None:
+            data["findings"] = self.findings
+        return data
+
+
+class FindingsPage(ApiModel):
+    items: list[dict]
+    continuation_token: str | None = None
 
 
 class FileList(ApiModel):
@@ -196,7 +231,7 @@ class FileList(ApiModel):
 
 # ---- monthly automation ---------------------------------------------------------------------------------------
 
-from datetime import date  # noqa: E402  (kept with the models that use it)
+
 
 
 class AutomationIn(ApiModel):

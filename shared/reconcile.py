@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 from shared.columns import Layout
 from shared.margins import MarginEngine, Mappings, MarginRule, decimal_sum
 from shared.models import View
+from shared.validation import Validator
 from shared.views import check_view, project, select_lines
 
 
@@ -62,13 +63,26 @@ class FilePlan:
     view: View = View.PARTNER
     reseller_id: str | None = None
     customer_id: str | None = None
+    validator: Validator | None = None  # partner-view files only: checks Microsoft's lines in the same pass
     engine: MarginEngine = field(init=False)
 
     def __post_init__(self) -> None:
         self.view = check_view(self.layout, self.view)
         self.engine = MarginEngine(self.layout, self.rules, self.mappings)
 
+    def begin_segment(self) -> None:
+        """A segment (re)starts: whatever a broken attempt of it taught the validator is forgotten."""
+        if self.validator is not None:
+            self.validator.begin_segment()
+
+    def end_segment(self) -> None:
+        """The segment is complete: its findings and per-key state count from now on (like its totals)."""
+        if self.validator is not None:
+            self.validator.end_segment()
+
     def process(self, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, Totals]:
+        if self.validator is not None:
+            self.validator.check(batch)
         undated_before = self.engine.undated_rows
         lines = select_lines(self.layout, self.engine.apply(batch), self.view, self.reseller_id, self.customer_id)
         lay = self.layout

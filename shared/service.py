@@ -19,7 +19,7 @@ from shared.invoices import InvoiceSummary
 from shared.reconcile import FilePlan
 from shared.writers import XLSX_MAX_ROWS
 from shared.partner_center.transport import NotFound, PartnerCenterError
-from shared.models import UNBILLED_PREFIX, ChargesScope, FileFormat, FileRecord, FileRequest, FileStatus, Tenant, TenantIn, View
+from shared.models import DOWNLOADABLE_STATUSES, SETTLED_STATUSES, UNBILLED_PREFIX, ChargesScope, FileFormat, FileRecord, FileRequest, FileStatus, Tenant, TenantIn, View
 from shared.problems import Problem, bad_request, conflict, not_found
 from shared.repositories import Conflict, utcnow
 
@@ -146,13 +146,14 @@ def list_files(ctx: AppContext, tenant_id: str, invoice_type: str | None, status
 def regenerate(ctx: AppContext, tenant_id: str, file_id: str, reason: str = "regenerated on request") -> FileRecord:
     """Make the file again as a new version; earlier versions stay."""
     record, etag = get_file(ctx, tenant_id, file_id)
-    if record.status not in (FileStatus.AVAILABLE, FileStatus.FAILED):
-        raise conflict(f"The file is {record.status}; it can be regenerated once it is Available or Failed.")
+    if record.status not in SETTLED_STATUSES:
+        raise conflict(f"The file is {record.status}; it can be regenerated once it is settled (Available, "
+                       "NeedsReview or Failed).")
     record.version += 1
     record.status, record.reason, record.error, record.transient = FileStatus.QUEUED, reason, None, None
     record.created_at, record.started_at, record.completed_at = utcnow(), None, None
     record.row_count = record.progress_rows = None
-    record.totals = None
+    record.totals = record.findings = record.unmapped = None
     record.attempts = 0
     try:
         ctx.files.replace(record, etag)
@@ -164,7 +165,8 @@ def regenerate(ctx: AppContext, tenant_id: str, file_id: str, reason: str = "reg
 
 def download_link(ctx: AppContext, tenant_id: str, file_id: str) -> tuple[str, datetime]:
     record, _ = get_file(ctx, tenant_id, file_id)
-    if record.status != FileStatus.AVAILABLE or not record.blob_name:
+    # NeedsReview: held because Microsoft's data has error findings, but complete: partners download it to review.
+    if record.status not in DOWNLOADABLE_STATUSES or not record.blob_name:
         raise conflict(f"The file is {record.status}, not Available; there is nothing to download yet.")
     return ctx.links.url_for(record.blob_name, record.file_name or "reconciliation.csv")
 

@@ -72,6 +72,13 @@ class Settings(BaseSettings):
     retention_days: int = Field(default=400, ge=1, alias="RETENTION_DAYS")
     transient_retry_cap: int = Field(default=5, ge=0, le=100, alias="TRANSIENT_RETRY_CAP")
 
+    # Charge validation (shared/validation.py): whether error findings hold a file as NeedsReview instead of
+    # Available, the per-subscription change that is worth a month-over-month warning, and how many findings a
+    # file keeps (beyond that they are counted only).
+    validation_blocks: bool = Field(default=False, alias="VALIDATION_BLOCKS")
+    validation_change_threshold_percent: float = Field(default=50.0, gt=0, alias="VALIDATION_CHANGE_THRESHOLD_PERCENT")
+    validation_max_findings: int = Field(default=10_000, ge=0, le=1_000_000, alias="VALIDATION_MAX_FINDINGS")
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

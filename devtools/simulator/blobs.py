@@ -40,6 +40,7 @@ class BlobSet:
     names: tuple[str, ...]
     bounds: tuple[tuple[int, int], ...]  # [start, stop) row indexes per blob
     cache_dir: Path
+    defects: frozenset[str] = frozenset()  # sim.faults.defect: pinned with the version
 
 
 class BlobStore:
@@ -64,12 +65,13 @@ class BlobStore:
         directory = (f"/blobs/{_CONTAINERS[ds.file_type, ds.billed]}/v1/PartnerTenantId={world.tenant_id}/"
                      f"BillingMonth={ds.start:%Y%m}/{scope}/InvoiceVersion={ds.start:%Y%m}{version:04d}/"
                      f"Fragment={fragment}")
+        defects = self._ledger.defects(ds)
         key = digest(_CODE_FINGERPRINT, world.seed, world.size, repr(ds), version, fragment, self._rows_per_blob,
-                     self._strings_percent).hex()[:20]
+                     self._strings_percent, *sorted(defects)).hex()[:20]
         bounds = tuple((lo, min(lo + self._rows_per_blob, ds.rows)) for lo in range(0, ds.rows, self._rows_per_blob))
         names = tuple(f"part-{k:05d}-{key}.c000.json.gz" for k in range(len(bounds)))
         blob_set = BlobSet(ds, version, fragment, directory, names, bounds,
-                           self._workdir / "blobs" / f"{ds.key}-{ds.file_type}-{key}")
+                           self._workdir / "blobs" / f"{ds.key}-{ds.file_type}-{key}", defects)
         with self._lock:
             self._sets[directory] = blob_set
         return blob_set
@@ -111,7 +113,7 @@ class BlobStore:
         with open(partial, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=1,
                                                          mtime=0) as out:
             batch: list[str] = []
-            for i, row in self._ledger.rows(ds, start, stop, blob_set.version):
+            for i, row in self._ledger.rows(ds, start, stop, blob_set.version, blob_set.defects):
                 batch.append(encoder.encode(row, style.numbers_as_strings(i), style.future_field(i)))
                 if len(batch) == _BATCH_ROWS:
                     out.write(("\n".join(batch) + "\n").encode())

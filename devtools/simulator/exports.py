@@ -171,7 +171,8 @@ class Exports:
             lifetime = -timedelta(hours=1) if self._faults.take_expired_sas() else self._options.sas_lifetime
             expiry = utc_now() + lifetime
             se = utc_text(expiry)
-            etag = base64.urlsafe_b64encode(digest(self._ledger.world.seed, ds.key, blobs.version, size=12)).decode()
+            etag = base64.urlsafe_b64encode(digest(self._ledger.world.seed, ds.key, blobs.version, *sorted(blobs.defects),
+                                                   size=12)).decode()
             operation.manifest = {
                 "id": str(uuid.uuid4()), "schemaVersion": "2", "dataFormat": "compressedJSON",
                 "createdDateTime": utc_text(utc_now()), "eTag": etag,

@@ -25,7 +25,7 @@ class Faults:
 
     # What `POST /_sim/faults` may call: {"throttle": {"count": 2}, "no_data": {"invoice_id": "G..."}}.
     HTTP_ACTIONS = frozenset({"throttle", "server_error", "slow", "truncate_blobs", "expire_sas", "no_data",
-                              "fail_invoice", "clear_invoice", "revise", "publish_next_invoice", "reset"})
+                              "fail_invoice", "clear_invoice", "revise", "publish_next_invoice", "defect", "reset"})
 
     def __init__(self, ledger: Ledger) -> None:
         self._ledger = ledger
@@ -82,6 +82,11 @@ class Faults:
         """Microsoft re-rates the invoice: a few usage quantities change, totals stay consistent, the manifest eTag
         changes. Returns the new data version."""
         return self._ledger.revise(invoice_id)
+
+    def defect(self, invoice_id: str, kind: str) -> None:
+        """Microsoft's data of the invoice carries a defect of this kind until `reset` (see defects.py): served
+        alike by v1 pages and Graph exports; `expected()` follows the served rows."""
+        self._ledger.add_defect(invoice_id, kind)
 
     def publish_next_invoice(self) -> dict[str, object]:
         """The next month's new-commerce invoice appears; returns its id and billing period."""

@@ -74,7 +74,9 @@ class Ledger:
         self._lock = threading.Lock()
         self._versions: dict[str, int] = {}
         self._published: list[Invoice] = []
-        self._expected: dict[tuple[str, FileType, int], Expected] = {}
+        self._expected: dict[tuple, Expected] = {}
+        self._defects: dict[str, frozenset[str]] = {}  # invoice id (lower case) -> defect kinds
+        self._defect_rows: dict[tuple, dict[int, Row]] = {}
         first = month_start(today)
         base = [self._new_commerce(add_months(first, -k)) for k in (3, 2, 1)]
         note = {"id": self._g_id(add_months(first, -3), 1), "documentType": "adjustment_note",
@@ -162,6 +164,33 @@ class Ledger:
         with self._lock:
             self._versions.clear()
             self._published.clear()
+            self._defects.clear()
+
+    # --- defects in the data (devtools/simulator/defects.py) ---------------------------------------------------
+
+    def add_defect(self, invoice_id: str, kind: str) -> None:
+        from .defects import KINDS
+
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {sorted(KINDS)}")
+        invoice = self.invoice(invoice_id)
+        if invoice is None or invoice.legacy:
+            raise KeyError(f"no new-commerce invoice {invoice_id}")
+        with self._lock:
+            self._defects[invoice.id.lower()] = self._defects.get(invoice.id.lower(), frozenset()) | {kind}
+
+    def defects(self, ds: Dataset) -> frozenset[str]:
+        return self._defects.get(ds.key.lower(), frozenset()) if ds.billed else frozenset()
+
+    def _replacements(self, ds: Dataset, version: int, defects: frozenset[str]) -> dict[int, Row]:
+        from .defects import replacements
+
+        key = (ds, version, defects)
+        found = self._defect_rows.get(key)
+        if found is None:
+            clean = [row for _, row in self.rows(ds, version=version, defects=frozenset())]
+            found = self._defect_rows[key] = replacements(ds.file_type, clean, defects)
+        return found
 
     def _revised(self, ds: Dataset, version: int) -> Mapping[int, int]:
         """Row index -> the latest revision that changed it (a few hashes per revision; not worth caching)."""
@@ -174,24 +203,29 @@ class Ledger:
     # --- rows and totals ----------------------------------------------------------------------------------------
 
     def rows(self, ds: Dataset, start: int = 0, stop: int | None = None,
-             version: int | None = None) -> Iterator[tuple[int, Row]]:
-        """(index, canonical row) for rows start..stop of the dataset at a data version (default: current)."""
+             version: int | None = None, defects: frozenset[str] | None = None) -> Iterator[tuple[int, Row]]:
+        """(index, canonical row) for rows start..stop of the dataset at a data version (default: current), with
+        the defects asked for (default: the invoice's current ones)."""
         version = self.version(ds.key) if version is None else version
+        defects = self.defects(ds) if defects is None else defects
+        replaced = self._replacements(ds, version, defects) if defects else {}
         revised = self._revised(ds, version) if ds.file_type in REVISABLE and version else {}
         make = ROW_MAKERS[ds.file_type]
         world = self.world
         for i in range(start, ds.rows if stop is None else min(stop, ds.rows)):
-            yield i, make(world, ds, i, revised.get(i, 0))
+            row = replaced.get(i)
+            yield i, dict(row) if row is not None else make(world, ds, i, revised.get(i, 0))
 
     def expected(self, ds: Dataset) -> Expected:
         version = self.version(ds.key)
-        key = (ds.key, ds.file_type, version)
+        defects = self.defects(ds)
+        key = (ds.key, ds.file_type, version, defects)
         found = self._expected.get(key)
         if found is None:
             cost_column = layout_for(ds.file_type).cost_column
             total_column = TOTAL_COLUMNS[ds.file_type]
             cost = paid = ZERO
-            for _, row in self.rows(ds, version=version):
+            for _, row in self.rows(ds, version=version, defects=defects):
                 cost = EXACT.add(cost, Decimal(row[cost_column]))
                 paid = EXACT.add(paid, Decimal(row[total_column]))
             found = self._expected[key] = Expected(ds.rows, cost, paid, BILLING_CURRENCY)
@@ -199,4 +233,7 @@ class Ledger:
 
     def total_charges(self, invoice: Invoice) -> Decimal:
         """Σ of what the invoice charges: one-time Total, or licence TotalForCustomer + usage PostTaxTotal."""
-        return total(self.expected(ds).total for ft, ds in invoice.datasets.items() if ft != FileType.DAILY)
+        charges = total(self.expected(ds).total for ft, ds in invoice.datasets.items() if ft != FileType.DAILY)
+        if "invoice_total" in self._defects.get(invoice.id.lower(), ()):
+            charges = total([charges, Decimal("1.00")])
+        return charges

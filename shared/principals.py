@@ -1,0 +1,452 @@
+"""Who may do what in a partner tenant: stored principals (Table Storage) and the authorization policy.
+
+A principal is an Entra identity (a user's `oid`, or an application's client id) given one role in one partner
+tenant: table `Principals`, PartitionKey = tenant id, RowKey = object id. Roles:
+
+- `partnerAdmin`: everything in the tenant.
+- `partnerReader`: reads everything in the tenant (and may request files, which derives data but changes no
+  configuration); changes nothing.
+- `reseller` (`resellerIds`: MPN ids): reseller views of its own lines; customer views of its own customers;
+  customer- and subscription-level margin rules and identifiers of its own customers and their subscriptions.
+  Never reseller-level rules (they reveal the partner's cost), the partner view, invoices, or charges in any view
+  but its own reseller view.
+- `customer` (`customerIds`): customer views (onetime, license) of its own lines, as files or charges. Nothing else.
+
+Tokens carrying the app role `Reconciliation.PartnerAdmin` / `Reconciliation.PartnerReader` grant those partner
+roles in the caller's own tenant (`tid` == the tenant asked about) without a stored principal, which is how the
+first administrator registers a tenant.
+
+Which customers and subscriptions are "its own" for a reseller is not stored here: it comes from Microsoft's lines
+(`ResellerMpnId`/`Tier2MpnId` → `CustomerId`, `SubscriptionId`) and is resolved by the caller (`ReachResolver`),
+only when a reseller principal asks for something that needs it.
+
+`authorize` is pure: it answers allow / 403 / 404. A caller with no standing in the tenant gets 404 for every
+action, with the same words as a tenant that does not exist, so tenants cannot be probed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Set
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import Enum, StrEnum
+from functools import cached_property
+from typing import Annotated, Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import UpdateMode
+from pydantic import ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from shared.auth import PARTNER_ADMIN_APP_ROLE, PARTNER_READER_APP_ROLE, Caller
+from shared.models import GUID_PATTERN, MPN_ID_PATTERN, ApiModel
+from shared.problems import Problem, not_found
+from shared.repositories import Conflict
+from shared.storage import Storage
+
+TABLE = "Principals"
+MAX_IDS = 500  # ids per principal: a JSON list of 500 GUIDs stays well inside one entity property (32K chars)
+CUSTOMER_VIEW_TYPES = frozenset({"onetime", "license"})  # customer views exist for these file types only
+
+
+class Role(StrEnum):
+    PARTNER_ADMIN = "partnerAdmin"
+    PARTNER_READER = "partnerReader"
+    RESELLER = "reseller"
+    CUSTOMER = "customer"
+
+
+APP_ROLE_GRANTS: dict[str, Role] = {PARTNER_ADMIN_APP_ROLE: Role.PARTNER_ADMIN,
+                                    PARTNER_READER_APP_ROLE: Role.PARTNER_READER}
+
+ResellerId = Annotated[str, StringConstraints(strip_whitespace=True, pattern=MPN_ID_PATTERN)]
+CustomerId = Annotated[str, StringConstraints(strip_whitespace=True, pattern=GUID_PATTERN)]
+
+
+# ---- models ----------------------------------------------------------------------------------------------------
+
+class PrincipalIn(ApiModel):
+    """`PUT …/principals/{objectId}`: one role, with the ids it is scoped to (scoped roles only)."""
+
+    role: Role
+    reseller_ids: list[ResellerId] | None = Field(default=None, max_length=MAX_IDS)
+    customer_ids: list[CustomerId] | None = Field(default=None, max_length=MAX_IDS)
+
+    @field_validator("reseller_ids")
+    @classmethod
+    def _resellers(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if any(int(v) == 0 for v in value):
+            raise ValueError("0 is not a reseller (it marks direct customers in Microsoft's data)")
+        return sorted(set(value), key=lambda v: (len(v), v))
+
+    @field_validator("customer_ids")
+    @classmethod
+    def _customers(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else sorted({v.lower() for v in value})
+
+    @model_validator(mode="after")
+    def _scope_fits_role(self) -> "PrincipalIn":
+        resellers, customers = self.reseller_ids or [], self.customer_ids or []
+        if self.role == Role.RESELLER:
+            if not resellers:
+                raise ValueError("a reseller principal needs at least one resellerIds entry")
+            if customers:
+                raise ValueError("a reseller principal takes no customerIds (its customers come from its lines)")
+        elif self.role == Role.CUSTOMER:
+            if not customers:
+                raise ValueError("a customer principal needs at least one customerIds entry")
+            if resellers:
+                raise ValueError("a customer principal takes no resellerIds")
+        elif resellers or customers:
+            raise ValueError(f"a {self.role.value} principal covers the whole tenant: no resellerIds or customerIds")
+        return self
+
+
+class Principal(ApiModel):
+    """A stored principal. `etag` is the entity's, for `If-Match` (not part of the JSON)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    tenant_id: str
+    object_id: str
+    role: Role
+    reseller_ids: list[str] = []
+    customer_ids: list[str] = []
+    created_at: datetime
+    updated_at: datetime
+    etag: str | None = Field(default=None, exclude=True)
+
+    def public(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+# ---- repository ------------------------------------------------------------------------------------------------
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _to_entity(p: Principal) -> dict[str, Any]:
+    return {"PartitionKey": p.tenant_id, "RowKey": p.object_id, "role": p.role.value,
+            "reseller_ids_json": json.dumps(p.reseller_ids), "customer_ids_json": json.dumps(p.customer_ids),
+            "created_at": p.created_at, "updated_at": p.updated_at}
+
+
+def _from_entity(entity: Any) -> Principal:
+    return Principal(tenant_id=entity["PartitionKey"], object_id=entity["RowKey"], role=entity["role"],
+                     reseller_ids=json.loads(entity.get("reseller_ids_json") or "[]"),
+                     customer_ids=json.loads(entity.get("customer_ids_json") or "[]"),
+                     created_at=entity["created_at"], updated_at=entity["updated_at"],
+                     etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None)
+
+
+class PrincipalRepository:
+    """Principals per tenant. Writes are ETag-guarded: two admins editing one principal cannot both win.
+
+    Keys are lower-cased GUIDs, validated by the caller (route) before they get here.
+    """
+
+    def __init__(self, storage: Storage) -> None:
+        self.table = storage.table(TABLE)
+
+    def get(self, tenant_id: str, object_id: str) -> Principal | None:
+        try:
+            return _from_entity(self.table.get_entity(tenant_id.lower(), object_id.lower()))
+        except ResourceNotFoundError:
+            return None
+
+    def put(self, tenant_id: str, object_id: str, body: PrincipalIn, *,
+            if_match: str | None = None) -> tuple[Principal, bool]:
+        """Create or replace; returns (principal, created). With `if_match`, only over that version (else
+        Conflict); without, over whatever was just read (a concurrent change still makes a Conflict)."""
+        tenant_id, object_id = tenant_id.lower(), object_id.lower()
+        current = self.get(tenant_id, object_id)
+        now = _utcnow()
+        principal = Principal(tenant_id=tenant_id, object_id=object_id, role=body.role,
+                              reseller_ids=body.reseller_ids or [], customer_ids=body.customer_ids or [],
+                              created_at=current.created_at if current else now, updated_at=now)
+        try:
+            if current is None:
+                if if_match is not None:
+                    raise Conflict(object_id)  # the version the client saw is gone
+                meta = self.table.create_entity(_to_entity(principal))
+            else:
+                meta = self.table.update_entity(_to_entity(principal), mode=UpdateMode.REPLACE,
+                                                etag=if_match or current.etag,
+                                                match_condition=MatchConditions.IfNotModified)
+        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError) as exc:
+            raise Conflict(object_id) from exc
+        return principal.model_copy(update={"etag": meta.get("etag")}), current is None
+
+    def delete(self, tenant_id: str, object_id: str, *, if_match: str | None = None) -> bool:
+        """Returns whether there was one. ETag-guarded like `put`."""
+        current = self.get(tenant_id, object_id)
+        if current is None:
+            return False
+        try:
+            self.table.delete_entity(current.tenant_id, current.object_id, etag=if_match or current.etag,
+                                     match_condition=MatchConditions.IfNotModified)
+        except ResourceModifiedError as exc:
+            raise Conflict(object_id) from exc
+        except ResourceNotFoundError:
+            return False
+        return True
+
+    def list(self, tenant_id: str) -> list[Principal]:
+        rows = self.table.query_entities("PartitionKey eq @pk", parameters={"pk": tenant_id.lower()})
+        return sorted((_from_entity(e) for e in rows), key=lambda p: p.object_id)
+
+
+# ---- the policy ------------------------------------------------------------------------------------------------
+
+class Action(StrEnum):
+    TENANT_READ = "tenant.read"  # tenant record, automation settings, calendar
+    TENANT_WRITE = "tenant.write"  # register/update the tenant, automation settings
+    PRINCIPALS_READ = "principals.read"
+    PRINCIPALS_MANAGE = "principals.manage"
+    RULES_READ = "rules.read"  # scope: level (+ targetId)
+    RULES_WRITE = "rules.write"
+    IDENTIFIERS_READ = "identifiers.read"  # scope: kind (+ id)
+    IDENTIFIERS_WRITE = "identifiers.write"
+    FILES_REQUEST = "files.request"  # scope: view, resellerId/customerId, invoiceType
+    FILES_READ = "files.read"  # status, download, versions, findings of one file: the file's own scope
+    FILES_REGENERATE = "files.regenerate"
+    CHARGES_READ = "charges.read"  # scope: view, resellerId/customerId, invoiceType
+    INVOICES_READ = "invoices.read"  # Microsoft's invoices and totals: the partner's cost
+    AUDIT_READ = "audit.read"
+
+
+READ_ACTIONS = frozenset({Action.TENANT_READ, Action.PRINCIPALS_READ, Action.RULES_READ, Action.IDENTIFIERS_READ,
+                          Action.FILES_REQUEST, Action.FILES_READ, Action.CHARGES_READ, Action.INVOICES_READ,
+                          Action.AUDIT_READ})
+
+
+# Actions whose answer for a reseller depends on which customers and subscriptions are its own.
+REACH_ACTIONS = frozenset({Action.FILES_REQUEST, Action.FILES_READ, Action.FILES_REGENERATE, Action.RULES_READ,
+                           Action.RULES_WRITE, Action.IDENTIFIERS_READ, Action.IDENTIFIERS_WRITE})
+
+
+def _text(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, Enum):
+        value = value.value
+    return str(value).strip().lower()
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What an action touches. Unset fields mean "not narrowed": a scoped role never gets an unnarrowed scope
+    (e.g. rules.read with no level is a read of every rule: partners only; routes filter lists item by item)."""
+
+    view: str | None = None
+    reseller_id: str | None = None
+    customer_id: str | None = None
+    invoice_type: str | None = None
+    level: str | None = None  # margin rule level: reseller | customer | subscription
+    kind: str | None = None  # identifier kind: reseller | customer | subscription
+    target_id: str | None = None  # rule target / identifier id
+
+    def __post_init__(self) -> None:
+        for name in ("view", "reseller_id", "customer_id", "invoice_type", "level", "kind", "target_id"):
+            object.__setattr__(self, name, _text(getattr(self, name)))
+
+    @classmethod
+    def lines(cls, source: Any) -> "Scope":
+        """From anything with view / reseller_id / customer_id / invoice_type: FileRequest, FileRecord,
+        ChargesScope. A missing view is the partner view (the API's default)."""
+        return cls(view=_text(getattr(source, "view", None)) or "partner",
+                   reseller_id=getattr(source, "reseller_id", None), customer_id=getattr(source, "customer_id", None),
+                   invoice_type=getattr(source, "invoice_type", None))
+
+    @classmethod
+    def rule(cls, level: Any, target_id: str | None = None) -> "Scope":
+        return cls(level=level, target_id=target_id)
+
+    @classmethod
+    def identifier(cls, kind: Any, id_: str | None = None) -> "Scope":
+        return cls(kind=kind, target_id=id_)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """allow (200), hidden (404: no standing in the tenant) or forbidden (403). `enforce()` raises the problem."""
+
+    status: int
+    reason: str
+    tenant_id: str = ""
+
+    @property
+    def allowed(self) -> bool:
+        return self.status == 200
+
+    def problem(self) -> Problem | None:
+        if self.status == 404:
+            return not_found(f"Tenant {self.tenant_id}")  # word for word what a missing tenant says
+        if self.status == 403:
+            return Problem(403, "Forbidden", self.reason)
+        return None
+
+    def enforce(self) -> None:
+        problem = self.problem()
+        if problem is not None:
+            raise problem
+
+
+def effective_roles(principal: Principal | None, caller: Caller, tenant_id: str) -> frozenset[Role]:
+    """The caller's roles in `tenant_id`: from app roles in its own tenant, and from its stored principal."""
+    tenant_id = tenant_id.lower()
+    roles: set[Role] = set()
+    if caller.tenant_id.lower() == tenant_id:
+        roles.update(APP_ROLE_GRANTS[r] for r in caller.app_roles if r in APP_ROLE_GRANTS)
+    if (principal is not None and principal.tenant_id.lower() == tenant_id
+            and principal.object_id.lower() == caller.object_id.lower()):
+        roles.add(principal.role)
+    return frozenset(roles)
+
+
+def authorize(principal: Principal | None, caller: Caller, tenant_id: str, action: Action | str,
+              scope: Scope | None = None, *, customers_of_reseller: Set[str] = frozenset(),
+              subscriptions_of_reseller: Set[str] = frozenset()) -> Decision:
+    """Whether `caller` may do `action` on `scope` in `tenant_id`. Pure: every input is given.
+
+    `principal` is the caller's stored principal in `tenant_id` (or None); `customers_of_reseller` and
+    `subscriptions_of_reseller` are the customer and subscription ids that belong to the principal's resellers
+    (only read for reseller principals; empty means "none known": such a reseller sees only reseller views).
+    """
+    action = Action(action)
+    scope = scope or Scope()
+    roles = effective_roles(principal, caller, tenant_id)
+    if not roles:
+        return Decision(404, "no standing in this tenant", tenant_id)
+    reach = _Reach(
+        resellers=frozenset(_text(r) for r in (principal.reseller_ids if principal else []) if r),
+        customers=frozenset(_text(c) for c in (principal.customer_ids if principal else []) if c),
+        reseller_customers=frozenset(c.lower() for c in customers_of_reseller),
+        reseller_subscriptions=frozenset(s.lower() for s in subscriptions_of_reseller),
+    )
+    for role in sorted(roles):
+        if _GRANTS[role](action, scope, reach):
+            return Decision(200, f"allowed as {role.value}", tenant_id)
+    names = ", ".join(r.value for r in sorted(roles))
+    return Decision(403, f"Your role ({names}) does not allow {action.value} for this scope.", tenant_id)
+
+
+@dataclass(frozen=True)
+class _Reach:
+    resellers: frozenset[str | None]
+    customers: frozenset[str | None]
+    reseller_customers: frozenset[str]
+    reseller_subscriptions: frozenset[str]
+
+
+def _admin(action: Action, scope: Scope, reach: _Reach) -> bool:
+    return True
+
+
+def _reader(action: Action, scope: Scope, reach: _Reach) -> bool:
+    return action in READ_ACTIONS
+
+
+def _reseller(action: Action, scope: Scope, reach: _Reach) -> bool:
+    if action in (Action.FILES_REQUEST, Action.FILES_READ, Action.FILES_REGENERATE):
+        own_lines = scope.view == "reseller" and scope.reseller_id in reach.resellers
+        own_customer = (scope.view == "customer" and scope.customer_id in reach.reseller_customers
+                        and scope.invoice_type in CUSTOMER_VIEW_TYPES)
+        return own_lines or own_customer
+    if action == Action.CHARGES_READ:  # never Microsoft's cost: only what the reseller itself pays
+        return scope.view == "reseller" and scope.reseller_id in reach.resellers
+    if action in (Action.RULES_READ, Action.RULES_WRITE):
+        return _owns(scope.level, scope.target_id, reach)
+    if action in (Action.IDENTIFIERS_READ, Action.IDENTIFIERS_WRITE):
+        return _owns(scope.kind, scope.target_id, reach)
+    return False
+
+
+def _owns(level: str | None, target_id: str | None, reach: _Reach) -> bool:
+    """Customer- and subscription-level targets of the reseller's own customers; never reseller level."""
+    if level == "customer":
+        return target_id in reach.reseller_customers
+    if level == "subscription":
+        return target_id in reach.reseller_subscriptions
+    return False
+
+
+def _customer(action: Action, scope: Scope, reach: _Reach) -> bool:
+    if action in (Action.FILES_REQUEST, Action.FILES_READ, Action.CHARGES_READ):
+        return (scope.view == "customer" and scope.customer_id in reach.customers
+                and scope.invoice_type in CUSTOMER_VIEW_TYPES)
+    return False
+
+
+_GRANTS: dict[Role, Callable[[Action, Scope, _Reach], bool]] = {
+    Role.PARTNER_ADMIN: _admin, Role.PARTNER_READER: _reader, Role.RESELLER: _reseller, Role.CUSTOMER: _customer,
+}
+
+
+# ---- what routes use -------------------------------------------------------------------------------------------
+
+# (tenant id, reseller ids) -> (customer ids, subscription ids) of those resellers, lower-case.
+ReachResolver = Callable[[str, frozenset[str]], tuple[Set[str], Set[str]]]
+
+
+def no_reach(tenant_id: str, reseller_ids: frozenset[str]) -> tuple[Set[str], Set[str]]:
+    """Until line data is indexed: resellers own no customers (they still get their reseller views)."""
+    return frozenset(), frozenset()
+
+
+@dataclass
+class Access:
+    """One caller in one tenant, for one request: the principal is read once, the reach only if needed."""
+
+    caller: Caller
+    tenant_id: str
+    principal: Principal | None
+    resolver: ReachResolver = no_reach
+    _reach: tuple[Set[str], Set[str]] | None = field(default=None, repr=False)
+
+    @cached_property
+    def roles(self) -> frozenset[Role]:
+        return effective_roles(self.principal, self.caller, self.tenant_id)
+
+    def _resolved(self, action: Action) -> tuple[Set[str], Set[str]]:
+        needs = (self.principal is not None and self.principal.role == Role.RESELLER
+                 and not (self.roles & {Role.PARTNER_ADMIN, Role.PARTNER_READER}))
+        if not needs or action not in REACH_ACTIONS:
+            return frozenset(), frozenset()
+        if self._reach is None:
+            self._reach = self.resolver(self.tenant_id, frozenset(self.principal.reseller_ids))  # type: ignore[union-attr]
+        return self._reach
+
+    def decide(self, action: Action | str, scope: Scope | None = None) -> Decision:
+        action = Action(action)
+        customers, subscriptions = self._resolved(action) if self.roles else (frozenset(), frozenset())
+        return authorize(self.principal, self.caller, self.tenant_id, action, scope,
+                         customers_of_reseller=customers, subscriptions_of_reseller=subscriptions)
+
+    def allows(self, action: Action | str, scope: Scope | None = None) -> bool:
+        return self.decide(action, scope).allowed
+
+    def require(self, action: Action | str, scope: Scope | None = None) -> None:
+        self.decide(action, scope).enforce()
+
+    def filter(self, action: Action | str, items: Iterable[Any], scope_of: Callable[[Any], Scope]) -> list[Any]:
+        """The items of a list the caller may see; 404 first if it has no standing in the tenant at all."""
+        if not self.roles:
+            Decision(404, "no standing in this tenant", self.tenant_id).enforce()
+        return [item for item in items if self.allows(action, scope_of(item))]
+
+
+class AccessControl:
+    """Built once per process (beside the repositories); `for_tenant` per request."""
+
+    def __init__(self, principals: PrincipalRepository, resolver: ReachResolver = no_reach) -> None:
+        self.principals = principals
+        self.resolver = resolver
+
+    def for_tenant(self, caller: Caller, tenant_id: str) -> Access:
+        return Access(caller, tenant_id.lower(), self.principals.get(tenant_id, caller.object_id), self.resolver)
