@@ -7,6 +7,10 @@ segment: the builder calls `begin_segment` (which forgets whatever a broken atte
 (which commits), exactly as it adds a segment's totals only once the segment is complete.
 
 Checks are vectorised (pyarrow.compute / numpy); Python looks only at the few lines a vectorised check flags.
+The money formulas are screened in float64 only to choose which lines to check: a line whose float result is
+off by more than 5e-7 (a cent is 1e-2), or which sits near a cent boundary where ROUNDDOWN could tip, is then
+checked exactly in Decimal, and every value a finding reports is that exact Decimal. No amount in a file or a
+finding ever passes through float.
 Findings are kept in memory up to `cap` (counted beyond it) and written as `findings.csv` beside the file.
 
 | rule | what it checks | severity | types | source |
