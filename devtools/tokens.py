@@ -224,12 +224,12 @@ def minter_from_state(state_file: Path = STATE_FILE) -> Minter:
         state = json.loads(state_file.read_text())
     except FileNotFoundError:
         raise SystemExit(f"No local issuer running ({state_file} missing): start `python -m devtools.tokens "
-                         "serve` (or `make serve`) first.")
+                         "serve` (or `make serve`) first.") from None
     try:
         with urllib.request.urlopen(f"{state['issuer']}/keys", timeout=3) as resp:
             published = {k["kid"] for k in json.load(resp)["keys"]}
     except OSError:
-        raise SystemExit(f"The local issuer at {state['issuer']} does not answer; start it again.")
+        raise SystemExit(f"The local issuer at {state['issuer']} does not answer; start it again.") from None
     if state["kid"] not in published:
         raise SystemExit("The local issuer no longer publishes the key in the state file; restart it.")
     key = serialization.load_pem_private_key(state["privateKeyPem"].encode(), password=None)

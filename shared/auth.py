@@ -61,6 +61,7 @@ ALGORITHMS_BY_KTY: dict[str, frozenset[str]] = {
 _EC_CURVE_BY_ALG = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
 ACCEPTED_ALGORITHMS = frozenset().union(*ALGORITHMS_BY_KTY.values())
 MIN_RSA_BITS = 2048
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 # App roles (Entra app registration → App roles) that grant partner-wide access in the caller's own tenant.
 PARTNER_ADMIN_APP_ROLE = "Reconciliation.PartnerAdmin"
@@ -91,6 +92,9 @@ class AuthConfig:
                                                               if t.strip()))
         if self.local_issuer is not None:
             object.__setattr__(self, "local_issuer", self.local_issuer.rstrip("/"))
+            host = urlsplit(self.local_issuer).hostname
+            if host not in LOOPBACK_HOSTS:  # it is trusted for every tenant: never something reachable remotely
+                raise ValueError("local_issuer must be on a loopback address (development only)")
         if not self.audiences:
             raise ValueError("AuthConfig needs at least one audience (the API's client id or api:// URI)")
 
@@ -140,8 +144,7 @@ JsonFetcher = Callable[[str, float], dict[str, Any]]
 def fetch_json(url: str, timeout: float) -> dict[str, Any]:
     """GET a JSON document: HTTPS, or plain HTTP on loopback only (the local issuer). Size-capped."""
     parts = urlsplit(url)
-    if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost",
-                                                                                        "::1")):
+    if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS):
         raise ValueError(f"refusing to fetch keys over {parts.scheme or 'no scheme'}: {parts.hostname}")
     request = urllib.request.Request(url, headers={"Accept": "application/json"})
     context = ssl.create_default_context() if parts.scheme == "https" else None

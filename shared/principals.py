@@ -434,10 +434,15 @@ class Access:
     def require(self, action: Action | str, scope: Scope | None = None) -> None:
         self.decide(action, scope).enforce()
 
-    def filter(self, action: Action | str, items: Iterable[Any], scope_of: Callable[[Any], Scope]) -> list[Any]:
-        """The items of a list the caller may see; 404 first if it has no standing in the tenant at all."""
+    def require_standing(self) -> None:
+        """404 unless the caller has some role in the tenant: call it before parsing a body or loading a record,
+        so outsiders learn nothing (not even a 400) about a tenant."""
         if not self.roles:
             Decision(404, "no standing in this tenant", self.tenant_id).enforce()
+
+    def filter(self, action: Action | str, items: Iterable[Any], scope_of: Callable[[Any], Scope]) -> list[Any]:
+        """The items of a list the caller may see; 404 first if it has no standing in the tenant at all."""
+        self.require_standing()
         return [item for item in items if self.allows(action, scope_of(item))]
 
 

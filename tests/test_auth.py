@@ -326,9 +326,13 @@ def test_local_issuer_is_not_trusted_unless_configured(issuer: LocalIssuer, cloc
     refused(validator, bearer(issuer.mint(USER, TENANT)), "issuer")
 
 
-def test_config_needs_an_audience() -> None:
+def test_config_needs_an_audience_and_a_loopback_local_issuer() -> None:
     with pytest.raises(ValueError):
         AuthConfig(audiences=(" ",), allowed_tenants=frozenset())
+    with pytest.raises(ValueError):
+        AuthConfig(audiences=("api://x",), allowed_tenants=frozenset(), local_issuer="https://issuer.example.com")
+    assert AuthConfig(audiences=("api://x",), allowed_tenants=frozenset({TENANT.upper() + " "}),
+                      local_issuer="http://localhost:7073/").allowed_tenants == frozenset({TENANT})
 
 
 # ---- into HTTP ------------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from shared.principals import (
     Scope,
     authorize,
 )
+from shared.problems import Problem
 from shared.repositories import Conflict, utcnow
 
 TENANT = "aaaaaaaa-0000-4000-8000-000000000001"
@@ -109,9 +110,15 @@ def test_access_control_reads_the_principal_of_the_tenant_asked_about(repo: Prin
     assert [(f.view.value, f.reseller_id or f.customer_id) for f in visible] == [("reseller", R1), ("customer", C1)]
 
     elsewhere = control.for_tenant(caller, OTHER_TENANT)
-    with pytest.raises(Exception) as caught:
-        elsewhere.filter(Action.FILES_READ, files, Scope.lines)
-    assert getattr(caught.value, "status", None) == 404
+    for attempt in (elsewhere.require_standing, lambda: elsewhere.filter(Action.FILES_READ, files, Scope.lines),
+                    lambda: elsewhere.require(Action.CHARGES_READ, Scope(view="reseller", reseller_id=R1))):
+        with pytest.raises(Problem) as caught:
+            attempt()
+        assert caught.value.status == 404 and caught.value.detail == f"Tenant {OTHER_TENANT} was not found."
+    access.require_standing()
+    with pytest.raises(Problem) as caught:
+        access.require(Action.INVOICES_READ)
+    assert caught.value.status == 403
     assert calls == [(TENANT, frozenset({R1}))]
 
 
