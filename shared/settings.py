@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     token_signing_key: str | None = Field(default=None, alias="TOKEN_SIGNING_KEY")
 
     # Files are staged in blocks of this size; memory per generation is about one block plus one Arrow batch.
-    block_size_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024, alias="BLOCK_SIZE_BYTES")
+    block_size_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024, alias="BLOCK_SIZE_BYTES")
 
     @property
     def uses_identity(self) -> bool:
