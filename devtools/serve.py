@@ -29,8 +29,9 @@ def main() -> None:
             print(f"Tenant:    {tenant}")
             invoices = [i["id"] for i in stack.sim.invoices()]
             print(f"Invoices:  {', '.join(invoices)}")
+            example = next(i for i in invoices if i.startswith("G"))
             print("Try:       curl -s -X POST -H 'Content-Type: application/json' "
-                  f"-d '{{\"invoiceType\":\"onetime\",\"invoiceId\":\"{invoices[0]}\"}}' "
+                  f"-d '{{\"invoiceType\":\"onetime\",\"invoiceId\":\"{example}\"}}' "
                   f"{stack.api}/tenants/{tenant}/reconciliation-files")
         print("Ctrl-C stops everything.", flush=True)
         try:
