@@ -273,3 +273,25 @@ def test_xlsx_too_big_for_a_sheet_is_refused_before_any_work(sim_env, ctx, sim, 
     run_queue(ctx)
     failed, _ = ctx.files.get(tenant, record.id)
     assert failed.status == FileStatus.FAILED and "Excel" in failed.error and failed.transient is False
+
+
+def test_a_duplicate_delivery_during_a_live_lease_leaves_a_delayed_copy(sim_env, ctx, sim) -> None:
+    from datetime import timedelta
+
+    from shared.repositories import utcnow
+
+    tenant = register(ctx, sim)
+    record, _ = service.request_file(ctx, tenant, FileRequest(invoice_type="onetime", invoice_id=invoice_id(sim)))
+    queue = ctx.storage.queue()
+    for msg in queue.receive_messages():
+        queue.delete_message(msg)
+    running, etag = ctx.files.get(tenant, record.id)
+    running.status, running.lease_until = FileStatus.PROCESSING, utcnow() + timedelta(minutes=3)
+    ctx.files.replace(running, etag)
+    message = json.dumps({"tenantId": tenant, "fileId": record.id, "version": 1})
+    Worker(ctx).handle(message, 1)  # another delivery holds the lease: no race, no retry burnt
+    Worker(ctx).handle_poison(message)  # nor does the poison handler fail a file that is being made
+    still, _ = ctx.files.get(tenant, record.id)
+    assert still.status == FileStatus.PROCESSING and still.attempts == 0
+    assert queue.peek_messages() == []  # the copies wait until the lease can have ended
+    assert queue.get_queue_properties().approximate_message_count == 2
