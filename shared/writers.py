@@ -16,6 +16,7 @@ Formats:
 from __future__ import annotations
 
 import io
+import logging
 import os
 import tempfile
 import threading
@@ -34,6 +35,8 @@ from azure.storage.blob import BlobBlock, BlobClient, ContentSettings
 from shared.columns import ENGINE_COLUMNS
 from shared.models import FileFormat
 from shared.records import decimal_text
+
+log = logging.getLogger(__name__)
 
 HEADER_BLOCK = "0" * 16
 XLSX_MAX_ROWS = 1_048_576 - 1  # a sheet's rows, less the header
@@ -270,6 +273,9 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     """Align a batch to the file's schema (fixed by its first batch; later extra fields cannot be added)."""
     if batch.schema.equals(schema):
         return batch
+    dropped = [name for name in batch.schema.names if schema.get_field_index(name) < 0]
+    if dropped:
+        log.warning("fields Microsoft added after the first batch are left out of this file: %s", dropped)
     arrays = []
     for f in schema:
         idx = batch.schema.get_field_index(f.name)
