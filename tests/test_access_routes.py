@@ -156,3 +156,29 @@ def test_auth_disabled_locally_acts_as_a_partner_admin(functions, ctx, monkeypat
                 token=None).status_code == 201
     listed = json.loads(call(functions, "list_tenants", "GET", token=None).get_body())["items"]
     assert [t["tenantId"] for t in listed] == [TENANT]
+
+
+def test_openapi_document_is_anonymous_and_covers_every_route(functions) -> None:
+    import azure.functions as func
+
+    resp = functions["openapi_document"].get_user_function()(
+        func.HttpRequest("GET", "http://localhost/api/openapi.json", body=b""))
+    assert resp.status_code == 200
+    doc = json.loads(resp.get_body())
+    assert doc["openapi"].startswith("3.1") and doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    documented = {(path, method.upper()) for path, ops in doc["paths"].items() for method in ops}
+    indexed = set()
+    for binding in http_functions(functions).values():
+        for method in binding["methods"]:
+            indexed.add(("/" + binding["route"], str(method.value)))
+    assert documented == indexed
+    names = {op["operationId"] for ops in doc["paths"].values() for op in ops.values()}
+    assert names == set(http_functions(functions))
+    text = json.dumps(doc)  # every $ref resolves
+    for ref in set(__import__("re").findall(r'"\$ref": "#/components/schemas/([^"]+)"', text)):
+        assert ref in doc["components"]["schemas"], ref
+    request = doc["paths"]["/tenants/{tenantId}/reconciliation-files"]["post"]["requestBody"]
+    schema = request["content"]["application/json"]["schema"]
+    assert schema == {"$ref": "#/components/schemas/FileRequest"}
+    assert doc["components"]["schemas"]["FileRequest"]["additionalProperties"] is False  # unknown fields refused
+    assert "clientSecret" not in text.replace("clientSecretSetting", "")
