@@ -8,7 +8,7 @@ import azure.functions as func
 
 from functions.http_support import access_for, api, current_guard, json_response, parse_body, query_choice, route_guid
 from shared import service, validation
-from shared.audit import client_address
+from shared.audit import client_address, forwarded_chain
 from shared.columns import FileType
 from shared.context import get_context
 from shared.models import INVOICE_ID_PATTERN, ChargesScope, FileRecord, FileRequest, FileStatus, TenantIn
@@ -101,7 +101,7 @@ def audited_redirect(req: func.HttpRequest, tenant_id: str, file_id: str, versio
                      expires) -> func.HttpResponse:
     """The one way a download link leaves the API: recorded in the audit table first (no record, no link)."""
     get_context().audit.record(tenant_id, current_guard().caller, file_id, version, kind,
-                               client_address(req.headers), expires)
+                               client_address(req.headers), expires, forwarded_for=forwarded_chain(req.headers))
     return func.HttpResponse(status_code=302, headers={"Location": url, "Cache-Control": "no-store",
                                                        "X-Link-Expires": expires.isoformat()})
 

@@ -31,6 +31,8 @@ class AuditEntry(ApiModel):
     version: int
     kind: str  # "file" | "findings"
     client_address: str | None = None
+    forwarded_for: str | None = None  # the whole X-Forwarded-For chain (valid addresses only): a first entry can
+    # be set by the client itself, the later ones are added by the proxies in front of the app
     expires_at: datetime
 
 
@@ -55,6 +57,29 @@ def client_address(headers: Any) -> str | None:
     return None
 
 
+def _ip(text: str) -> str | None:
+    text = text.strip()
+    candidates = [text]
+    if text.startswith("[") and "]" in text:  # [v6]:port
+        candidates.append(text[1:text.index("]")])
+    elif text.count(":") == 1:  # v4:port
+        candidates.append(text.split(":")[0])
+    for candidate in candidates:
+        try:
+            return str(ipaddress.ip_address(candidate))
+        except ValueError:
+            continue
+    return None
+
+
+def forwarded_chain(headers: Any) -> str | None:
+    raw = headers.get("X-Forwarded-For") if headers is not None else None
+    if not raw:
+        return None
+    chain = [ip for ip in (_ip(part) for part in str(raw).split(",")[:20]) if ip]
+    return ", ".join(chain) or None
+
+
 def _row_key(at: datetime) -> str:
     return f"{at.astimezone(timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}_{uuid.uuid4().hex}"
 
@@ -68,11 +93,13 @@ class AuditLog:
         self.table = storage.table(TABLE)
 
     def record(self, tenant_id: str, caller: Caller, file_id: str, version: int, kind: str,
-               address: str | None, expires_at: datetime, *, now: datetime | None = None) -> AuditEntry:
+               address: str | None, expires_at: datetime, *, now: datetime | None = None,
+               forwarded_for: str | None = None) -> AuditEntry:
         at = now or datetime.now(timezone.utc)
         entry = AuditEntry(tenant_id=tenant_id.lower(), issued_at=at, object_id=caller.object_id,
                            caller_tenant_id=caller.tenant_id, is_app=caller.is_app, file_id=file_id.lower(),
-                           version=version, kind=kind, client_address=address, expires_at=expires_at)
+                           version=version, kind=kind, client_address=address, forwarded_for=forwarded_for,
+                           expires_at=expires_at)
         self.table.create_entity({"PartitionKey": entry.tenant_id, "RowKey": _row_key(at),
                                   **entry.model_dump(mode="json", exclude={"tenant_id"}, exclude_none=True)})
         return entry

@@ -182,3 +182,24 @@ def test_openapi_document_is_anonymous_and_covers_every_route(functions) -> None
     assert schema == {"$ref": "#/components/schemas/FileRequest"}
     assert doc["components"]["schemas"]["FileRequest"]["additionalProperties"] is False  # unknown fields refused
     assert "clientSecret" not in text.replace("clientSecretSetting", "")
+
+
+def test_a_principal_of_one_tenant_gets_404_in_another(functions, ctx) -> None:
+    for tenant in (TENANT, OTHER):
+        call(functions, "put_tenant", "PUT", route={"tenantId": tenant}, body=TENANT_BODY)
+    call(functions, "put_principal", "PUT", route={"tenantId": TENANT, "objectId": USER},
+         body={"role": "reseller", "resellerIds": ["1234567"]})
+    call(functions, "put_principal", "PUT", route={"tenantId": OTHER, "objectId": "0a0a0a0a-0000-4000-8000-00000000000a"},
+         body={"role": "partnerAdmin"})
+    reseller = token_for(TENANT, role=None, object_id=USER)
+    own = call(functions, "list_files", "GET", route={"tenantId": TENANT}, token=reseller)
+    assert own.status_code == 200
+    assert call(functions, "get_tenant", "GET", route={"tenantId": TENANT}, token=reseller).status_code == 403
+    for name, method in [("get_tenant", "GET"), ("list_files", "GET"), ("list_principals", "GET"),
+                         ("request_file", "POST"), ("list_audit", "GET")]:
+        resp = call(functions, name, method, route={"tenantId": OTHER}, token=reseller,
+                    body={"invoiceType": "onetime", "invoiceId": "G1", "view": "reseller", "resellerId": "1234567"})
+        assert resp.status_code == 404, name
+    # the same object id coming with a token from the other tenant is still only what tenant A granted in A
+    from_other = token_for(OTHER, role=None, object_id=USER)
+    assert call(functions, "list_principals", "GET", route={"tenantId": OTHER}, token=from_other).status_code == 404

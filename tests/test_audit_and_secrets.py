@@ -58,6 +58,7 @@ def test_links_are_audited_and_nothing_secret_is_logged(sim_env, ctx, sim, funct
     entries = json.loads(audit.get_body())["items"]
     assert [(e["kind"], e["version"], e["clientAddress"]) for e in entries] == [
         ("file", 1, "203.0.113.7"), ("findings", 1, None), ("file", 1, "2001:db8::1")]
+    assert [e.get("forwardedFor") for e in entries] == ["203.0.113.7, 10.0.0.1", None, None]
     assert all(e["objectId"] == ADMIN_OID and e["fileId"] == file_id and e["callerTenantId"] == tenant
                for e in entries)
     soon = datetime.now(timezone.utc) + timedelta(minutes=1)
