@@ -9,7 +9,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from functions.http_api import audited_redirect, readable_file
-from functions.http_support import access_for, api, json_response, parse_body, route_guid
+from functions.http_support import access_for, api, json_response, parse_body
 from shared import automation
 from shared.context import get_context
 from shared.models import AutomationIn, BulkRegenerateIn

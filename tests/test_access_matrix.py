@@ -181,8 +181,6 @@ def _method(name: str) -> str:
 
 @pytest.mark.parametrize("role", ROLES)
 def test_route_role_scope_matrix(world, functions, role) -> None:
-    # the identifiers and rules the list routes and reads find
-    t = world["tenant"]
     failures = []
     for name, targets in sorted(ROUTES.items()):
         if name in LIST_ROUTES:
@@ -204,7 +202,6 @@ def test_route_role_scope_matrix(world, functions, role) -> None:
 @pytest.mark.parametrize("role", ROLES)
 def test_lists_hold_only_what_the_role_may_see(world, functions, role) -> None:
     t, token = world["tenant"], world["tokens"][role]
-    ctx = world["ctx"]
     for target in CONFIG_TARGETS:  # one rule and one identifier per target
         call(functions, "create_margin_rule", "POST", **request_for(world, "create_margin_rule", target))
         call(functions, "put_reseller_identifier", "PUT", **request_for(world, "put_reseller_identifier", target))
@@ -231,4 +228,3 @@ def test_lists_hold_only_what_the_role_may_see(world, functions, role) -> None:
                 assert items, name
             else:
                 assert items == [], (name, items)
-    del ctx
