@@ -203,3 +203,24 @@ def test_a_principal_of_one_tenant_gets_404_in_another(functions, ctx) -> None:
     # the same object id coming with a token from the other tenant is still only what tenant A granted in A
     from_other = token_for(OTHER, role=None, object_id=USER)
     assert call(functions, "list_principals", "GET", route={"tenantId": OTHER}, token=from_other).status_code == 404
+
+
+def test_a_scoped_route_that_forgets_its_check_fails_closed(ctx) -> None:
+    import azure.functions as func
+
+    from functions.http_support import api, json_response
+    from shared.principals import Action
+
+    def forgetful(req: func.HttpRequest) -> func.HttpResponse:
+        return json_response({"secret": "lines"})
+
+    try:
+        wrapped = api(Action.FILES_READ, scoped=True)(forgetful)
+        req = func.HttpRequest("GET", "http://localhost/api/x", route_params={"tenantId": TENANT}, body=b"",
+                               headers={"Authorization": f"Bearer {token_for(TENANT)}"})
+        resp = wrapped(req)
+        assert resp.status_code == 500 and b"lines" not in resp.get_body()
+        with pytest.raises(ValueError):
+            api(Action.FILES_READ)(forgetful)  # one policy entry per function name
+    finally:
+        ROUTE_POLICY.pop("forgetful", None)
