@@ -2,14 +2,19 @@
 
 import azure.functions as func
 
-from functions import automation_api, config_api, http_api, timers, worker
+from functions import access_api, automation_api, config_api, http_api, openapi_api, timers, worker
+from shared.settings import refuse_auth_disabled_in_azure
 from shared.telemetry import configure_logging
 
+refuse_auth_disabled_in_azure()  # AUTH_DISABLED is for development: never start with it in Azure
 configure_logging()  # structured lines, secrets redacted; Application Insights when its setting is present
 
-app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+# Routes check Entra bearer tokens themselves (functions/http_support.api): no function keys.
+app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 app.register_functions(http_api.bp)
 app.register_functions(config_api.bp)
 app.register_functions(automation_api.bp)
+app.register_functions(access_api.bp)
+app.register_functions(openapi_api.bp)
 app.register_functions(worker.bp)
 app.register_functions(timers.bp)

@@ -22,11 +22,11 @@ from devtools.stack import ROOT, Stack
 OUT = ROOT / ".run" / "demo"
 
 
-def wait_for(api: str, path: str, timeout: float = 300.0) -> dict:
+def wait_for(api: str, path: str, headers: dict[str, str], timeout: float = 300.0) -> dict:
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
-        record = requests.get(f"{api}{path}", timeout=30).json()
+        record = requests.get(f"{api}{path}", headers=headers, timeout=30).json()
         if record["status"] != last:
             progress = record.get("progressRows")
             rows = f" ({progress} rows so far)" if record["status"] == "Processing" and progress else ""
@@ -54,16 +54,17 @@ def main() -> int:
         tenant = stack.register_sample_tenant()
         invoice = next(i for i in stack.sim.invoices() if i["id"].startswith("G") and i["documentType"] == "invoice")
         invoice_id = invoice["id"]
+        auth = stack.headers(tenant)  # a partner admin of the simulator's tenant (token from the local issuer)
         print(f"Tenant {tenant}: requesting the One Time file of invoice {invoice_id}", flush=True)
         resp = requests.post(f"{api}/tenants/{tenant}/reconciliation-files",
-                             json={"invoiceType": "onetime", "invoiceId": invoice_id}, timeout=30)
+                             json={"invoiceType": "onetime", "invoiceId": invoice_id}, headers=auth, timeout=30)
         resp.raise_for_status()
-        record = wait_for(api, resp.headers["Location"].removeprefix("/api"))
+        record = wait_for(api, resp.headers["Location"].removeprefix("/api"), auth)
         if record["status"] != "Available":
             print(f"Generation failed: {record.get('error')}")
             return 1
         link = requests.get(f"{api}/tenants/{tenant}/reconciliation-files/{record['id']}/download",
-                            allow_redirects=False, timeout=30)
+                            headers=auth, allow_redirects=False, timeout=30)
         data = requests.get(link.headers["Location"], timeout=60).content
         OUT.mkdir(parents=True, exist_ok=True)
         path = OUT / record["fileName"]

@@ -21,8 +21,12 @@ def main() -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     (ROOT / ".run" / "azurite").mkdir(parents=True, exist_ok=True)
-    with Stack(port=7071, data_dir=str(ROOT / ".run" / "azurite")) as stack:
+    from devtools.tokens import STATE_FILE
+
+    with Stack(port=7071, data_dir=str(ROOT / ".run" / "azurite"), issuer_state_file=STATE_FILE) as stack:
         print(f"API:       {stack.api}")
+        print(f"Issuer:    {stack.issuer.issuer} (tokens: python -m devtools.tokens mint --role partnerAdmin "
+              "--tenant <tenant id>)")
         if stack.sim:
             tenant = stack.register_sample_tenant()
             print(f"Simulator: {stack.sim.base_url} (seed {stack.sim_seed}, CA {stack.sim.ca_path})")
@@ -30,7 +34,9 @@ def main() -> None:
             invoices = [i["id"] for i in stack.sim.invoices()]
             print(f"Invoices:  {', '.join(invoices)}")
             example = next(i for i in invoices if i.startswith("G"))
-            print("Try:       curl -s -X POST -H 'Content-Type: application/json' "
+            print("Try:       T=$(.venv/bin/python -m devtools.tokens mint --role partnerAdmin "
+                  f"--tenant {tenant})")
+            print("           curl -s -X POST -H \"Authorization: Bearer $T\" -H 'Content-Type: application/json' "
                   f"-d '{{\"invoiceType\":\"onetime\",\"invoiceId\":\"{example}\"}}' "
                   f"{stack.api}/tenants/{tenant}/reconciliation-files")
         print("Ctrl-C stops everything.", flush=True)

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from functions.http_support import api, json_response, parse_body, route_guid
+from functions.http_api import audited_redirect, readable_file
+from functions.http_support import access_for, api, json_response, parse_body
 from shared import automation
 from shared.context import get_context
 from shared.models import AutomationIn, BulkRegenerateIn
+from shared.principals import Action
 from shared.problems import bad_request
 
 bp = func.Blueprint()
@@ -22,23 +24,23 @@ MAX_CALENDAR_MONTHS = 24
 
 
 @bp.route(route=TENANT + "/automation", methods=["PUT"])
-@api
+@api(Action.TENANT_WRITE)
 def put_automation(req: func.HttpRequest) -> func.HttpResponse:
-    settings = automation.put_automation(get_context(), route_guid(req, "tenantId"), parse_body(req, AutomationIn))
+    settings = automation.put_automation(get_context(), access_for(req)[0], parse_body(req, AutomationIn))
     return json_response(settings.model_dump(mode="json", by_alias=True))
 
 
 @bp.route(route=TENANT + "/automation", methods=["GET"])
-@api
+@api(Action.TENANT_READ)
 def get_automation(req: func.HttpRequest) -> func.HttpResponse:
-    settings = automation.get_automation(get_context(), route_guid(req, "tenantId"))
+    settings = automation.get_automation(get_context(), access_for(req)[0])
     return json_response(settings.model_dump(mode="json", by_alias=True))
 
 
 @bp.route(route=TENANT + "/calendar", methods=["GET"])
-@api
+@api(Action.TENANT_READ)
 def get_calendar(req: func.HttpRequest) -> func.HttpResponse:
-    tenant_id = route_guid(req, "tenantId")
+    tenant_id = access_for(req)[0]
     return json_response(automation.calendar_view(get_context(), tenant_id, months_param(req)))
 
 
@@ -50,27 +52,27 @@ def months_param(req: func.HttpRequest) -> int:
 
 
 @bp.route(route=FILES + "/{fileId}/versions", methods=["GET"])
-@api
+@api(Action.FILES_READ, scoped=True)
 def list_file_versions(req: func.HttpRequest) -> func.HttpResponse:
-    items = automation.list_versions(get_context(), route_guid(req, "tenantId"), route_guid(req, "fileId"))
+    record = readable_file(req)
+    items = automation.list_versions(get_context(), record.tenant_id, record.id)
     return json_response({"items": items})
 
 
 @bp.route(route=FILES + "/{fileId}/versions/{version}/download", methods=["GET"])
-@api
+@api(Action.FILES_READ, scoped=True)
 def download_file_version(req: func.HttpRequest) -> func.HttpResponse:
     raw = req.route_params.get("version", "")
     if not raw.isdigit() or int(raw) < 1:
         raise bad_request("version must be a whole number from 1.", "version")
-    url, expires = automation.version_download_link(get_context(), route_guid(req, "tenantId"),
-                                                    route_guid(req, "fileId"), int(raw))
-    return func.HttpResponse(status_code=302, headers={"Location": url, "Cache-Control": "no-store",
-                                                       "X-Link-Expires": expires.isoformat()})
+    record = readable_file(req)
+    url, expires = automation.version_download_link(get_context(), record.tenant_id, record.id, int(raw))
+    return audited_redirect(req, record.tenant_id, record.id, int(raw), "file", url, expires)
 
 
 @bp.route(route=FILES + ":regenerate", methods=["POST"])
-@api
+@api(Action.FILES_REGENERATE)
 def regenerate_files(req: func.HttpRequest) -> func.HttpResponse:
-    records = automation.regenerate_many(get_context(), route_guid(req, "tenantId"),
+    records = automation.regenerate_many(get_context(), access_for(req)[0],
                                          parse_body(req, BulkRegenerateIn))
     return json_response({"items": [r.public() for r in records]}, 202)

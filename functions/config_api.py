@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from functions.http_support import MAX_BODY_BYTES, api, json_response, parse_body, query_choice, route_guid
+from functions.http_support import MAX_BODY_BYTES, access_for, api, json_response, parse_body, query_choice, route_guid
 from shared import service
 from shared.configuration import (
     CustomerIdentifierIn,
@@ -16,7 +16,8 @@ from shared.configuration import (
 )
 from shared.context import get_context
 from shared.margins import MarginLevel, MarginRuleIn
-from shared.problems import Problem, bad_request
+from shared.principals import Action, Scope
+from shared.problems import Problem, bad_request, not_found
 
 bp = func.Blueprint()
 
@@ -24,36 +25,49 @@ RULES = "tenants/{tenantId}/margin-rules"
 
 
 def _tenant(req: func.HttpRequest) -> str:
-    tenant_id = route_guid(req, "tenantId")
+    tenant_id, _ = access_for(req)
     service.require_tenant(get_context(), tenant_id)
     return tenant_id
 
 
 @bp.route(route=RULES, methods=["POST"])
-@api
+@api(Action.RULES_WRITE, scoped=True)
 def create_margin_rule(req: func.HttpRequest) -> func.HttpResponse:
-    tenant_id = _tenant(req)
-    rule = get_context().rules.create(tenant_id, parse_body(req, MarginRuleIn))
+    tenant_id, access = access_for(req)
+    service.require_tenant(get_context(), tenant_id)
+    body = parse_body(req, MarginRuleIn)
+    access.require(Scope.rule(body.level, body.target_id))
+    rule = get_context().rules.create(tenant_id, body)
     return json_response(rule.model_dump(mode="json", by_alias=True), 201,
                          headers={"Location": f"/api/{RULES.format(tenantId=tenant_id)}/{rule.id}"})
 
 
 @bp.route(route=RULES, methods=["GET"])
-@api
+@api(Action.RULES_READ, scoped=True)
 def list_margin_rules(req: func.HttpRequest) -> func.HttpResponse:
     tenant_id = _tenant(req)
+    _, access = access_for(req)
     level = query_choice(req, "level", {lv.value for lv in MarginLevel})
     target = req.params.get("targetId") or None
     if target is not None and (len(target) > 100 or not target.replace("-", "").isalnum()):
         raise bad_request("targetId must be an MPN id or a GUID.", "targetId")
-    rules = get_context().rules.list(tenant_id, level, target)
+    rules = access.filter(get_context().rules.list(tenant_id, level, target),
+                          lambda r: Scope.rule(r.level, r.target_id))
     return json_response({"items": [r.model_dump(mode="json", by_alias=True) for r in rules]})
 
 
 @bp.route(route=RULES + "/{ruleId}", methods=["DELETE"])
-@api
+@api(Action.RULES_WRITE, scoped=True)
 def delete_margin_rule(req: func.HttpRequest) -> func.HttpResponse:
-    get_context().rules.delete(_tenant(req), route_guid(req, "ruleId"))
+    tenant_id = _tenant(req)
+    _, access = access_for(req)
+    rule_id = route_guid(req, "ruleId")
+    missing = not_found(f"Margin rule {rule_id}")
+    rule = get_context().rules.get(tenant_id, rule_id)
+    if rule is None:
+        raise missing
+    access.require(Scope.rule(rule.level, rule.target_id), hidden=missing)
+    get_context().rules.delete(tenant_id, rule_id)
     return func.HttpResponse(status_code=204)
 
 
@@ -66,24 +80,28 @@ def _identifier_routes(plural: str) -> None:
     kind, param, model = _KINDS[plural]
     route = f"tenants/{{tenantId}}/{plural}/{{{param}}}"
 
-    @api
     def put(req: func.HttpRequest) -> func.HttpResponse:
         tenant_id = _tenant(req)
+        _, access = access_for(req)
         id_ = check_target_id(kind, req.route_params.get(param, ""), param)
+        access.require(Scope.identifier(kind, id_))
         body = parse_body(req, model)
         saved = get_context().identifiers.put(tenant_id, Identifier(kind=kind, id=id_, **body.model_dump()))
         return json_response(saved.model_dump(mode="json", by_alias=True, exclude_none=True))
 
-    @api
     def get(req: func.HttpRequest) -> func.HttpResponse:
         tenant_id = _tenant(req)
+        _, access = access_for(req)
         id_ = check_target_id(kind, req.route_params.get(param, ""), param)
+        access.require(Scope.identifier(kind, id_))
         found = get_context().identifiers.get(tenant_id, kind, id_)
         return json_response(found.model_dump(mode="json", by_alias=True, exclude_none=True))
 
-    put.__name__, get.__name__ = f"put_{kind}_identifier", f"get_{kind}_identifier"
-    bp.route(route=route, methods=["PUT"])(put)
-    bp.route(route=route, methods=["GET"])(get)
+    # Named before `api` sees them: the policy is keyed by function name.
+    put.__name__ = put.__qualname__ = f"put_{kind}_identifier"
+    get.__name__ = get.__qualname__ = f"get_{kind}_identifier"
+    bp.route(route=route, methods=["PUT"])(api(Action.IDENTIFIERS_WRITE, scoped=True)(put))
+    bp.route(route=route, methods=["GET"])(api(Action.IDENTIFIERS_READ, scoped=True)(get))
 
 
 for _plural in _KINDS:
@@ -91,14 +109,15 @@ for _plural in _KINDS:
 
 
 @bp.route(route="tenants/{tenantId}/identifiers", methods=["GET"])
-@api
+@api(Action.IDENTIFIERS_READ, scoped=True)
 def list_identifiers(req: func.HttpRequest) -> func.HttpResponse:
-    items = get_context().identifiers.list(_tenant(req))
+    _, access = access_for(req)
+    items = access.filter(get_context().identifiers.list(_tenant(req)), lambda i: Scope.identifier(i.kind, i.id))
     return json_response({"items": [i.model_dump(mode="json", by_alias=True, exclude_none=True) for i in items]})
 
 
 @bp.route(route="tenants/{tenantId}/identifiers:import", methods=["POST"])
-@api
+@api(Action.IDENTIFIERS_WRITE)
 def import_identifiers_csv(req: func.HttpRequest) -> func.HttpResponse:
     """One CSV upload (kind,id,internalId,name,poNumber): validated as a whole, all or nothing."""
     tenant_id = _tenant(req)

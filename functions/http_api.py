@@ -6,12 +6,14 @@ import re
 
 import azure.functions as func
 
-from functions.http_support import api, json_response, parse_body, query_choice, route_guid
+from functions.http_support import access_for, api, current_guard, json_response, parse_body, query_choice, route_guid
 from shared import service, validation
+from shared.audit import client_address, forwarded_chain
 from shared.columns import FileType
 from shared.context import get_context
-from shared.models import INVOICE_ID_PATTERN, ChargesScope, FileRequest, FileStatus, TenantIn
-from shared.problems import bad_request
+from shared.models import INVOICE_ID_PATTERN, ChargesScope, FileRecord, FileRequest, FileStatus, TenantIn
+from shared.principals import Action, Scope
+from shared.problems import bad_request, not_found
 
 bp = func.Blueprint()
 
@@ -24,72 +26,91 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.route(route="tenants/{tenantId}", methods=["PUT"])
-@api
+@api(Action.TENANT_WRITE)
 def put_tenant(req: func.HttpRequest) -> func.HttpResponse:
-    tenant_id = route_guid(req, "tenantId")
+    tenant_id, _ = access_for(req)
     tenant, created = service.put_tenant(get_context(), tenant_id, parse_body(req, TenantIn))
     return json_response(tenant.model_dump(mode="json", by_alias=True), 201 if created else 200)
 
 
 @bp.route(route="tenants", methods=["GET"])
-@api
+@api(Action.TENANT_READ, scoped=True)
 def list_tenants(req: func.HttpRequest) -> func.HttpResponse:
-    items = [t.model_dump(mode="json", by_alias=True) for t in get_context().tenants.list()]
+    guard = current_guard()
+    items = [t.model_dump(mode="json", by_alias=True) for t in get_context().tenants.list()
+             if guard.allows_in(t.tenant_id)]
     return json_response({"items": items})
 
 
 @bp.route(route="tenants/{tenantId}", methods=["GET"])
-@api
+@api(Action.TENANT_READ)
 def get_tenant(req: func.HttpRequest) -> func.HttpResponse:
-    tenant = service.require_tenant(get_context(), route_guid(req, "tenantId"))
+    tenant = service.require_tenant(get_context(), access_for(req)[0])
     return json_response(tenant.model_dump(mode="json", by_alias=True))
 
 
 @bp.route(route=FILES, methods=["POST"])
-@api
+@api(Action.FILES_REQUEST, scoped=True)
 def request_file(req: func.HttpRequest) -> func.HttpResponse:
-    tenant_id = route_guid(req, "tenantId")
-    record, created = service.request_file(get_context(), tenant_id, parse_body(req, FileRequest))
+    tenant_id, access = access_for(req)
+    body = parse_body(req, FileRequest)
+    access.require(Scope.lines(body))
+    record, created = service.request_file(get_context(), tenant_id, body)
     location = f"/api/{FILES.format(tenantId=tenant_id)}/{record.id}"
     return json_response(record.public(), 202 if created else 200, headers={"Location": location})
 
 
 @bp.route(route=FILES, methods=["GET"])
-@api
+@api(Action.FILES_READ, scoped=True)
 def list_files(req: func.HttpRequest) -> func.HttpResponse:
-    tenant_id = route_guid(req, "tenantId")
+    tenant_id, access = access_for(req)
     invoice_type = query_choice(req, "invoiceType", {t.value for t in FileType})
     status = query_choice(req, "status", {s.value for s in FileStatus})
     invoice_id = req.params.get("invoiceId") or None
     if invoice_id and not re.match(INVOICE_ID_PATTERN, invoice_id):
         raise bad_request("invoiceId must be letters and digits.", "invoiceId")
     items = service.list_files(get_context(), tenant_id, invoice_type, status, invoice_id)
-    return json_response({"items": [r.public() for r in items]})
+    return json_response({"items": [r.public() for r in access.filter(items, Scope.lines)]})
+
+
+def readable_file(req: func.HttpRequest) -> FileRecord:
+    """The route's file if the caller may act on it (the route's action, on the file's own scope); a file the
+    caller may not see is answered exactly like one that does not exist."""
+    tenant_id, access = access_for(req)
+    file_id = route_guid(req, "fileId")
+    record, _ = service.get_file(get_context(), tenant_id, file_id)
+    access.require(Scope.lines(record), hidden=not_found(f"Reconciliation file {file_id}"))
+    return record
 
 
 @bp.route(route=FILES + "/{fileId}", methods=["GET"])
-@api
+@api(Action.FILES_READ, scoped=True)
 def get_file(req: func.HttpRequest) -> func.HttpResponse:
-    record, _ = service.get_file(get_context(), route_guid(req, "tenantId"), route_guid(req, "fileId"))
-    return json_response(record.public())
+    return json_response(readable_file(req).public())
 
 
 @bp.route(route=FILES + "/{fileId}/download", methods=["GET"])
-@api
+@api(Action.FILES_READ, scoped=True)
 def download(req: func.HttpRequest) -> func.HttpResponse:
-    url, expires = service.download_link(get_context(), route_guid(req, "tenantId"), route_guid(req, "fileId"))
-    return _redirect(url, expires)
+    record = readable_file(req)
+    url, expires = service.download_link(get_context(), record.tenant_id, record.id)
+    return audited_redirect(req, record.tenant_id, record.id, record.version, "file", url, expires)
 
 
-def _redirect(url: str, expires) -> func.HttpResponse:
+def audited_redirect(req: func.HttpRequest, tenant_id: str, file_id: str, version: int, kind: str, url: str,
+                     expires) -> func.HttpResponse:
+    """The one way a download link leaves the API: recorded in the audit table first (no record, no link)."""
+    get_context().audit.record(tenant_id, current_guard().caller, file_id, version, kind,
+                               client_address(req.headers), expires, forwarded_for=forwarded_chain(req.headers))
     return func.HttpResponse(status_code=302, headers={"Location": url, "Cache-Control": "no-store",
                                                        "X-Link-Expires": expires.isoformat()})
 
 
 @bp.route(route=FILES + "/{fileId}/findings", methods=["GET"])
-@api
+@api(Action.FILES_READ, scoped=True)
 def list_findings(req: func.HttpRequest) -> func.HttpResponse:
-    tenant_id, file_id = route_guid(req, "tenantId"), route_guid(req, "fileId")
+    record = readable_file(req)
+    tenant_id, file_id = record.tenant_id, record.id
     severity = query_choice(req, "severity", set(validation.SEVERITIES))
     rule = query_choice(req, "rule", set(validation.RULES))
     raw_size = req.params.get("pageSize") or "500"
@@ -101,32 +122,38 @@ def list_findings(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.route(route=FILES + "/{fileId}/findings/download", methods=["GET"])
-@api
+@api(Action.FILES_READ, scoped=True)
 def download_findings(req: func.HttpRequest) -> func.HttpResponse:
-    url, expires = validation.findings_link(get_context(), route_guid(req, "tenantId"), route_guid(req, "fileId"))
-    return _redirect(url, expires)
+    record = readable_file(req)
+    url, expires = validation.findings_link(get_context(), record.tenant_id, record.id)
+    return audited_redirect(req, record.tenant_id, record.id, record.version, "findings", url, expires)
 
 
 @bp.route(route=FILES + "/{fileId}/regenerate", methods=["POST"])
-@api
+@api(Action.FILES_REGENERATE, scoped=True)
 def regenerate(req: func.HttpRequest) -> func.HttpResponse:
-    tenant_id = route_guid(req, "tenantId")
-    record = service.regenerate(get_context(), tenant_id, route_guid(req, "fileId"))
+    tenant_id, access = access_for(req)
+    file_id = route_guid(req, "fileId")
+    current, _ = service.get_file(get_context(), tenant_id, file_id)
+    if not access.allows_action(Action.FILES_READ, Scope.lines(current)):
+        raise not_found(f"Reconciliation file {file_id}")
+    access.require(Scope.lines(current))
+    record = service.regenerate(get_context(), tenant_id, file_id)
     location = f"/api/{FILES.format(tenantId=tenant_id)}/{record.id}"
     return json_response(record.public(), 202, headers={"Location": location})
 
 
 @bp.route(route="tenants/{tenantId}/invoices", methods=["GET"])
-@api
+@api(Action.INVOICES_READ)
 def list_invoices(req: func.HttpRequest) -> func.HttpResponse:
-    items = service.list_invoices(get_context(), route_guid(req, "tenantId"))
+    items = service.list_invoices(get_context(), access_for(req)[0])
     return json_response({"items": [i.model_dump(mode="json", by_alias=True) for i in items]})
 
 
 @bp.route(route="tenants/{tenantId}/invoices/{invoiceId}/charges", methods=["GET"])
-@api
+@api(Action.CHARGES_READ, scoped=True)
 def get_charges(req: func.HttpRequest) -> func.HttpResponse:
-    tenant_id = route_guid(req, "tenantId")
+    tenant_id, access = access_for(req)
     invoice_id = req.route_params.get("invoiceId", "")
     if not re.match(INVOICE_ID_PATTERN, invoice_id):
         raise bad_request("invoiceId must be letters and digits.", "invoiceId")
@@ -139,6 +166,7 @@ def get_charges(req: func.HttpRequest) -> func.HttpResponse:
     scope = ChargesScope.model_validate({"invoiceType": file_type, "view": req.params.get("view") or "partner",
                                          "resellerId": req.params.get("resellerId") or None,
                                          "customerId": req.params.get("customerId") or None})
+    access.require(Scope.lines(scope))
     page = service.get_charges(get_context(), tenant_id, invoice_id, scope, int(raw_size),
                                req.params.get("continuationToken") or None)
     return json_response(page)

@@ -5,19 +5,26 @@ from __future__ import annotations
 import functools
 import json
 import logging
+from collections.abc import Iterable
+from contextvars import ContextVar
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable, TypeVar
 
 import azure.functions as func
 from pydantic import BaseModel, ValidationError
 
+from shared.auth import PARTNER_ADMIN_APP_ROLE, Caller, acting_as
+from shared.context import get_context
 from shared.models import GUID_PATTERN
+from shared.principals import Access, Action, Scope
 from shared.problems import PROBLEM_CONTENT_TYPE, Problem, bad_request, from_validation_error
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
 M = TypeVar("M", bound=BaseModel)
+Handler = Callable[[func.HttpRequest], func.HttpResponse]
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> func.HttpResponse:
@@ -30,23 +37,145 @@ def problem_response(problem: Problem, instance: str | None = None) -> func.Http
                              headers=problem.headers or None, mimetype=PROBLEM_CONTENT_TYPE)
 
 
-def api(handler: Callable[[func.HttpRequest], func.HttpResponse]) -> Callable[[func.HttpRequest], func.HttpResponse]:
-    """Every route goes through here: client errors become problem+json, anything else a bare 500."""
+# Functions that are deliberately outside `api` (no token): liveness and the OpenAPI document.
+ANONYMOUS_FUNCTIONS = frozenset({"health", "openapi_document"})
+DEV_OBJECT_ID = "00000000-0000-0000-0000-000000000000"  # the caller when AUTH_DISABLED (development only)
 
-    @functools.wraps(handler)
-    def wrapper(req: func.HttpRequest) -> func.HttpResponse:
-        path = _path(req.url)
-        try:
-            return handler(req)
-        except Problem as problem:
-            return problem_response(problem, path)
-        except ValidationError as exc:
-            return problem_response(from_validation_error(exc), path)
-        except Exception:  # never a stack trace to the caller
-            log.exception("unhandled error on %s %s", req.method, path)
-            return problem_response(Problem(500, "Internal error", "Something went wrong on our side."), path)
 
-    return wrapper
+@dataclass(frozen=True)
+class RoutePolicy:
+    """What a route does (its action) and whether its handler narrows the check to a scope it learns from the
+    body, a stored record or list items (`scoped`); unscoped routes are checked here with the partner-wide
+    `Scope()` before the handler runs."""
+
+    action: Action
+    scoped: bool = False
+
+
+# Every function decorated with `api`, by function name: a test checks that every HTTP function of the indexed
+# app is here or in ANONYMOUS_FUNCTIONS, so a new route cannot skip the policy.
+ROUTE_POLICY: dict[str, RoutePolicy] = {}
+
+
+class Guard:
+    """The caller's access for one request, bound to the route's declared action. Scoped handlers call
+    `require`, `allows` or `filter`; a scoped handler that answers 2xx without asking is a bug, answered 500."""
+
+    def __init__(self, ctx: Any, caller: Caller, tenant_id: str | None, action: Action, dev: bool) -> None:
+        self.ctx, self.caller, self.tenant_id, self.action, self.dev = ctx, caller, tenant_id, action, dev
+        self.checked = False
+        self.access: Access | None = self.access_in(tenant_id) if tenant_id else None
+
+    def access_in(self, tenant_id: str) -> Access:
+        caller = self.caller
+        if self.dev:  # AUTH_DISABLED: a partner admin of whatever tenant is asked about
+            caller = Caller(object_id=DEV_OBJECT_ID, tenant_id=tenant_id.lower(),
+                            app_roles=frozenset({PARTNER_ADMIN_APP_ROLE}))
+        return self.ctx.access.for_tenant(caller, tenant_id)
+
+    def _access(self) -> Access:
+        if self.access is None:
+            raise RuntimeError("this route has no tenant")
+        return self.access
+
+    def require(self, scope: Scope | None = None, *, hidden: Problem | None = None) -> None:
+        """403 (or `hidden`, a 404 that says the thing does not exist) unless the action is allowed on scope."""
+        decision = self._access().decide(self.action, scope)
+        self.checked = True
+        if not decision.allowed:
+            if hidden is not None and decision.status == 403:
+                raise hidden
+            decision.enforce()
+
+    def allows(self, scope: Scope | None = None) -> bool:
+        self.checked = True
+        return self._access().allows(self.action, scope)
+
+    def allows_action(self, action: Action, scope: Scope | None = None) -> bool:
+        """Another action than the route's, e.g. whether a file the caller may not regenerate is one it may see."""
+        return self._access().allows(action, scope)
+
+    def filter(self, items: Iterable[Any], scope_of: Callable[[Any], Scope]) -> list[Any]:
+        self.checked = True
+        return self._access().filter(self.action, items, scope_of)
+
+    def allows_in(self, tenant_id: str, scope: Scope | None = None) -> bool:
+        """For routes without a tenant in the path (the tenant list)."""
+        self.checked = True
+        return self.access_in(tenant_id).allows(self.action, scope)
+
+
+_guard: ContextVar[Guard | None] = ContextVar("reconciliation_guard", default=None)
+
+
+def access_for(req: func.HttpRequest) -> tuple[str, Guard]:
+    """The route's tenant (validated, lower-case) and the caller's guard for it; set up by `api`."""
+    guard = _guard.get()
+    if guard is None or guard.tenant_id is None:
+        raise RuntimeError("access_for outside an api route with a tenantId")
+    return guard.tenant_id, guard
+
+
+def current_guard() -> Guard:
+    guard = _guard.get()
+    if guard is None:
+        raise RuntimeError("current_guard outside an api route")
+    return guard
+
+
+def _authenticate(ctx: Any, req: func.HttpRequest) -> tuple[Caller, bool]:
+    if ctx.settings.auth_disabled:
+        return Caller(object_id=DEV_OBJECT_ID, tenant_id=DEV_OBJECT_ID,
+                      app_roles=frozenset({PARTNER_ADMIN_APP_ROLE})), True
+    return ctx.tokens.validate(req.headers.get("Authorization")), False
+
+
+def api(action: Action, *, scoped: bool = False) -> Callable[[Handler], Handler]:
+    """Every route goes through here: the bearer token (401), the tenant in the path (400 if not a GUID, 404 if
+    the caller has no standing in it, before any body is read), the route's action (403 for unscoped routes;
+    scoped handlers narrow it through `access_for`), then the handler as the caller (`acting_as`). Client errors
+    become problem+json, anything else a bare 500."""
+    action = Action(action)
+
+    def decorate(handler: Handler) -> Handler:
+        name = handler.__name__
+        if name in ROUTE_POLICY:
+            raise ValueError(f"two api routes named {name}")
+        ROUTE_POLICY[name] = RoutePolicy(action, scoped)
+
+        @functools.wraps(handler)
+        def wrapper(req: func.HttpRequest) -> func.HttpResponse:
+            path = _path(req.url)
+            try:
+                ctx = get_context()
+                caller, dev = _authenticate(ctx, req)
+                tenant_id = route_guid(req, "tenantId") if "tenantId" in req.route_params else None
+                guard = Guard(ctx, caller, tenant_id, action, dev)
+                if guard.access is not None:
+                    guard.access.require_standing()
+                if not scoped:
+                    guard.require(Scope())
+                token = _guard.set(guard)
+                try:
+                    with acting_as(caller):
+                        response = handler(req)
+                finally:
+                    _guard.reset(token)
+                if response.status_code < 400 and not guard.checked:
+                    log.error("route %s answered without checking its scope: refused", name)
+                    raise Problem(500, "Internal error", "Something went wrong on our side.")
+                return response
+            except Problem as problem:
+                return problem_response(problem, path)
+            except ValidationError as exc:
+                return problem_response(from_validation_error(exc), path)
+            except Exception:  # never a stack trace to the caller
+                log.exception("unhandled error on %s %s", req.method, path)
+                return problem_response(Problem(500, "Internal error", "Something went wrong on our side."), path)
+
+        return wrapper
+
+    return decorate
 
 
 def _path(url: str) -> str:

@@ -99,6 +99,12 @@ class MarginRuleRepository:
         self.table.create_entity(entity)
         return rule
 
+    def get(self, tenant_id: str, rule_id: str) -> MarginRule | None:
+        try:
+            return _rule(self.table.get_entity(tenant_id, rule_id))
+        except ResourceNotFoundError:
+            return None
+
     def delete(self, tenant_id: str, rule_id: str) -> None:
         try:
             self.table.get_entity(tenant_id, rule_id)

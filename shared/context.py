@@ -9,7 +9,10 @@ import threading
 from dataclasses import dataclass
 from functools import cached_property
 
+from shared.audit import AuditLog
+from shared.auth import TokenValidator
 from shared.configuration import IdentifierRepository, MarginRuleRepository
+from shared.principals import AccessControl, PrincipalRepository
 from shared.repositories import FileRepository, TenantRepository
 from shared.sas import DownloadLinks
 from shared.settings import Settings, get_settings
@@ -40,6 +43,23 @@ class AppContext:
     @cached_property
     def links(self) -> DownloadLinks:
         return DownloadLinks(self.storage)
+
+    @cached_property
+    def tokens(self) -> TokenValidator:
+        """Built on first use (HTTP only): a deployment without AUTH_AUDIENCES fails every request closed."""
+        return TokenValidator(self.settings.auth_config())
+
+    @cached_property
+    def principals(self) -> PrincipalRepository:
+        return PrincipalRepository(self.storage)
+
+    @cached_property
+    def access(self) -> AccessControl:
+        return AccessControl(self.principals)
+
+    @cached_property
+    def audit(self) -> AuditLog:
+        return AuditLog(self.storage)
 
 
 _context: AppContext | None = None

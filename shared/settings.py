@@ -6,15 +6,32 @@ not already set, exactly as Core Tools does, so this module only ever looks at t
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from datetime import date
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PUBLIC_PARTNER_CENTER = "https://api.partnercenter.microsoft.com"
 PUBLIC_GRAPH = "https://graph.microsoft.com"
 PUBLIC_AUTHORITY = "https://login.microsoftonline.com"
+
+if TYPE_CHECKING:
+    from shared.auth import AuthConfig
+
+# Set by App Service / Functions in Azure, never locally: AUTH_DISABLED is refused when any is present.
+AZURE_MARKERS = ("WEBSITE_INSTANCE_ID", "WEBSITE_SITE_NAME")
+
+
+def refuse_auth_disabled_in_azure(environ: Mapping[str, str] | None = None) -> None:
+    """AUTH_DISABLED is for development only: the app refuses to start with it when it runs in Azure."""
+    environ = os.environ if environ is None else environ
+    disabled = str(environ.get("AUTH_DISABLED", "")).strip().lower() in ("1", "true", "yes", "on")
+    if disabled and any(environ.get(m) for m in AZURE_MARKERS):
+        raise RuntimeError("AUTH_DISABLED is set while running in Azure: refusing to start. Remove the setting.")
 
 
 class Settings(BaseSettings):
@@ -59,6 +76,31 @@ class Settings(BaseSettings):
 
     # Files are staged in blocks of this size; memory per generation is about one block plus one Arrow batch.
     block_size_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024, alias="BLOCK_SIZE_BYTES")
+
+    # Sign-in (shared/auth.py): the API's audiences (client id and/or api:// URI) and the partner tenants whose
+    # Entra tokens are accepted, both comma-separated. AUTH_LOCAL_ISSUER and AUTH_DISABLED are development only.
+    auth_audiences: str = Field(default="", alias="AUTH_AUDIENCES")
+    auth_allowed_tenants: str = Field(default="", alias="AUTH_ALLOWED_TENANTS")
+    auth_local_issuer: str | None = Field(default=None, alias="AUTH_LOCAL_ISSUER")
+    auth_jwks_ttl_seconds: float = Field(default=3600.0, gt=0, le=86400, alias="AUTH_JWKS_TTL_SECONDS")
+    auth_leeway_seconds: float = Field(default=120.0, ge=0, le=600, alias="AUTH_LEEWAY_SECONDS")
+    auth_disabled: bool = Field(default=False, alias="AUTH_DISABLED")
+
+    @model_validator(mode="after")
+    def _auth_disabled_only_locally(self) -> "Settings":
+        if self.auth_disabled:
+            refuse_auth_disabled_in_azure({"AUTH_DISABLED": "true", **{m: os.environ.get(m, "") for m in AZURE_MARKERS}})
+        return self
+
+    def auth_config(self) -> "AuthConfig":
+        """The token validator's configuration; ValueError when no audience is configured (fail closed)."""
+        from shared.auth import AuthConfig
+
+        split = lambda text: tuple(p.strip() for p in (text or "").split(",") if p.strip())  # noqa: E731
+        return AuthConfig(audiences=split(self.auth_audiences),
+                          allowed_tenants=frozenset(split(self.auth_allowed_tenants)),
+                          local_issuer=self.auth_local_issuer or None, jwks_ttl=self.auth_jwks_ttl_seconds,
+                          leeway=self.auth_leeway_seconds)
 
     @property
     def uses_identity(self) -> bool:

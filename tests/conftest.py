@@ -13,11 +13,47 @@ import hypothesis  # noqa: F401  (imported early: a late first import under pyte
 import pytest
 
 from devtools.azurite import Azurite
+from devtools.tokens import APP_ROLES, LocalIssuer
 from shared.context import AppContext
 from shared.settings import Settings, reset_settings
 from shared.storage import Storage
 
 SECRET_SETTING = "PC_SECRET_TEST"
+DEFAULT_TENANT = "0000aaaa-0000-4000-8000-000000000000"  # the caller's tenant when a route names none
+ADMIN_OID = "ad000000-0000-4000-8000-0000000000ad"
+
+_issuer: LocalIssuer | None = None
+
+
+def local_issuer() -> LocalIssuer:
+    """One token issuer for the whole session (started on first use; the session fixture stops it)."""
+    global _issuer
+    if _issuer is None:
+        _issuer = LocalIssuer().start()
+    return _issuer
+
+
+@pytest.fixture(scope="session")
+def issuer() -> Iterator[LocalIssuer]:
+    yield local_issuer()
+    global _issuer
+    if _issuer is not None:
+        _issuer.stop()
+        _issuer = None
+
+
+def auth_env() -> dict[str, str]:
+    """The settings that make the app trust the session's local issuer."""
+    iss = local_issuer()
+    return {"AUTH_LOCAL_ISSUER": iss.issuer, "AUTH_AUDIENCES": iss.audience}
+
+
+def token_for(tenant_id: str, role: str | None = "partnerAdmin", object_id: str = ADMIN_OID, *,
+              app: bool = False) -> str:
+    """A token from the session issuer: `role` is an app role short name (partnerAdmin, partnerReader) or None
+    (a caller whose access comes only from a stored principal)."""
+    roles = [APP_ROLES[role]] if role else []
+    return local_issuer().mint(object_id, tenant_id.lower(), roles, app=app)
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +77,7 @@ def unique(prefix: str) -> str:
 
 
 @pytest.fixture
-def app_env(azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+def app_env(azurite: Azurite, issuer: LocalIssuer, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """App settings for one test: its own container, queue and tables in the shared Azurite."""
     env = {
         "AzureWebJobsStorage": azurite.connection_string,
@@ -51,6 +87,7 @@ def app_env(azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]
         "PC_BACKOFF_BASE_SECONDS": "0.01",
         "PC_BACKOFF_CAP_SECONDS": "0.05",
         "EXPORT_POLL_SECONDS": "0.05",
+        **auth_env(),
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -89,12 +126,30 @@ def functions() -> dict[str, Any]:
     return {f.get_function_name(): f for f in function_app.app.get_functions()}
 
 
+ADMIN = object()  # call()'s default token: a partner admin (app role) of the route's tenant
+
+
 def call(functions: dict[str, Any], name: str, method: str, *, route: dict[str, str] | None = None,
-         body: Any = None, params: dict[str, str] | None = None, raw: bytes | None = None) -> func.HttpResponse:
+         body: Any = None, params: dict[str, str] | None = None, raw: bytes | None = None,
+         token: Any = ADMIN, headers: dict[str, str] | None = None) -> func.HttpResponse:
+    """Call a function as the host would. `token`: by default a partner admin of the route's tenant (or of
+    DEFAULT_TENANT); a token string to send that one; None to send no Authorization header."""
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
+    sent = {"Content-Type": "application/json", **(headers or {})}
+    if token is ADMIN:
+        tenant = (route or {}).get("tenantId") or DEFAULT_TENANT
+        token = token_for(tenant if _is_guid(tenant) else DEFAULT_TENANT)
+    if token is not None:
+        sent["Authorization"] = f"Bearer {token}"
     req = func.HttpRequest(method, "http://localhost/api/x", params=params or {}, route_params=route or {},
-                           body=data, headers={"Content-Type": "application/json"})
+                           body=data, headers=sent)
     return functions[name].get_user_function()(req)
+
+
+def _is_guid(value: str) -> bool:
+    import re
+
+    return bool(re.match(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", value))
 
 
 def problem(resp: func.HttpResponse) -> dict[str, Any]:

@@ -203,10 +203,9 @@ def routes() -> dict[str, Any]:
 
 def call(routes: dict[str, Any], name: str, method: str, route: dict[str, str], body: Any = None,
          params: dict[str, str] | None = None) -> func.HttpResponse:
-    req = func.HttpRequest(method, "http://localhost/api/x", params=params or {}, route_params=route,
-                           body=json.dumps(body).encode() if body is not None else b"",
-                           headers={"Content-Type": "application/json"})
-    return routes[name].get_user_function()(req)
+    from tests.conftest import call as call_as_admin
+
+    return call_as_admin(routes, name, method, route=route, body=body, params=params)
 
 
 def test_automation_settings_routes(sim_env, ctx, sim, routes) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import call, problem
+from tests.conftest import call, problem, token_for
 
 TENANT = "11111111-2222-3333-4444-555555555555"
 
@@ -46,8 +46,9 @@ def test_tenant_routes_round_trip(functions: dict[str, Any], ctx) -> None:
     assert call(functions, "put_tenant", "PUT", route={"tenantId": TENANT}, body=TENANT_BODY).status_code == 200
     got = json.loads(call(functions, "get_tenant", "GET", route={"tenantId": TENANT}).get_body())
     assert got["displayName"] == "Contoso" and got["billingAnniversaryDay"] == 12
-    listed = json.loads(call(functions, "list_tenants", "GET").get_body())["items"]
+    listed = json.loads(call(functions, "list_tenants", "GET", token=token_for(TENANT)).get_body())["items"]
     assert [t["tenantId"] for t in listed] == [TENANT]
+    assert json.loads(call(functions, "list_tenants", "GET").get_body())["items"] == []  # another tenant's admin
 
 
 @pytest.mark.parametrize("route,body,field", [

@@ -33,6 +33,9 @@ FIXTURES = Path(__file__).parent / "fixtures" / "infra"
 LOCAL_ONLY_SETTINGS = {
     # A storage connection string (Azurite). In Azure the identity-based AzureWebJobsStorage__* settings replace it.
     "AzureWebJobsStorage",
+    # Development sign-in: a loopback token issuer, and switching token checks off (refused in Azure).
+    "AUTH_LOCAL_ISSUER",
+    "AUTH_DISABLED",
 }
 
 # App settings whose names look secret but whose values are not: the App Insights connection string only

@@ -40,6 +40,12 @@ param entraAuthorityHost string = environment().authentication.loginEndpoint
 @description('Partner Center client secrets: each entry adds the app setting settingName as a Key Vault reference to the secret secretName. Register a tenant with clientSecretSetting = settingName.')
 param tenantSecretSettings tenantSecretSetting[] = []
 
+@description('Sign-in: the API app registration\'s audiences, comma-separated (its client id and api:// URI).')
+param authAudiences string
+
+@description('Sign-in: the partner tenant ids whose Entra tokens are accepted, comma-separated.')
+param authAllowedTenants string
+
 @secure()
 @minLength(12)
 @description('Continuation-token signing key, stored in Key Vault. azd reads it back from the vault, or generates one on the first provision (main.parameters.json).')
@@ -69,7 +75,7 @@ var deploymentContainerName = 'app-package'
 var filesContainerName = 'reconciliation-files'
 var generationQueueName = 'reconciliation-requests'
 var tablePrefix = 'recon'
-var tableNames = [for table in ['Tenants', 'Files', 'FileVersions', 'Invoices', 'MarginRules', 'Identifiers']: '${tablePrefix}${table}']
+var tableNames = [for table in ['Tenants', 'Files', 'FileVersions', 'Invoices', 'MarginRules', 'Identifiers', 'Principals', 'Audit']: '${tablePrefix}${table}']
 
 resource rg 'Microsoft.Resources/resourceGroups@2021-04-01' = {
   name: !empty(resourceGroupName) ? resourceGroupName : '${abbrs.resourceGroup}${environmentName}'
@@ -171,6 +177,10 @@ var appSettings = union({
   FOLLOW_REVISIONS: 'true'
   RETENTION_DAYS: '400'
   TRANSIENT_RETRY_CAP: '5'
+  AUTH_AUDIENCES: authAudiences
+  AUTH_ALLOWED_TENANTS: authAllowedTenants
+  AUTH_JWKS_TTL_SECONDS: '3600'
+  AUTH_LEEWAY_SECONDS: '120'
   TOKEN_SIGNING_KEY: '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.tokenSigningKeyUri})'
 }, toObject(tenantSecretSettings, s => s.settingName, s => '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${s.secretName})'))
 
