@@ -43,21 +43,14 @@ def client_address(headers: Any) -> str | None:
         raw = headers.get(name) if headers is not None else None
         if not raw:
             continue
-        first = str(raw).split(",")[0].strip()
-        candidates = [first]
-        if first.startswith("[") and "]" in first:  # [v6]:port
-            candidates.append(first[1:first.index("]")])
-        elif first.count(":") == 1:  # v4:port
-            candidates.append(first.split(":")[0])
-        for candidate in candidates:
-            try:
-                return str(ipaddress.ip_address(candidate))
-            except ValueError:
-                continue
+        address = _ip(str(raw).split(",")[0])
+        if address:
+            return address
     return None
 
 
 def _ip(text: str) -> str | None:
+    """A well-formed IP address from `text` (optionally with a port), else None."""
     text = text.strip()
     candidates = [text]
     if text.startswith("[") and "]" in text:  # [v6]:port
