@@ -6,7 +6,16 @@ import re
 
 import azure.functions as func
 
-from functions.http_support import access_for, api, current_guard, json_response, parse_body, query_choice, route_guid
+from functions.http_support import (
+    access_for,
+    api,
+    current_guard,
+    json_response,
+    page_size,
+    parse_body,
+    query_choice,
+    route_guid,
+)
 from shared import service, validation
 from shared.audit import client_address, forwarded_chain
 from shared.columns import FileType
@@ -113,10 +122,7 @@ def list_findings(req: func.HttpRequest) -> func.HttpResponse:
     tenant_id, file_id = record.tenant_id, record.id
     severity = query_choice(req, "severity", set(validation.SEVERITIES))
     rule = query_choice(req, "rule", set(validation.RULES))
-    raw_size = req.params.get("pageSize") or "500"
-    if not raw_size.isdigit() or not 1 <= int(raw_size) <= 2000:
-        raise bad_request("pageSize must be a whole number from 1 to 2000.", "pageSize")
-    page = validation.findings_page(get_context(), tenant_id, file_id, severity, rule, int(raw_size),
+    page = validation.findings_page(get_context(), tenant_id, file_id, severity, rule, page_size(req),
                                     req.params.get("continuationToken") or None)
     return json_response(page)
 
@@ -160,13 +166,10 @@ def get_charges(req: func.HttpRequest) -> func.HttpResponse:
     file_type = query_choice(req, "type", {t.value for t in FileType})
     if file_type is None:
         raise bad_request("type is required: onetime, license, usage or dailyratedusage.", "type")
-    raw_size = req.params.get("pageSize") or "500"
-    if not raw_size.isdigit() or not 1 <= int(raw_size) <= 2000:
-        raise bad_request("pageSize must be a whole number from 1 to 2000.", "pageSize")
     scope = ChargesScope.model_validate({"invoiceType": file_type, "view": req.params.get("view") or "partner",
                                          "resellerId": req.params.get("resellerId") or None,
                                          "customerId": req.params.get("customerId") or None})
     access.require(Scope.lines(scope))
-    page = service.get_charges(get_context(), tenant_id, invoice_id, scope, int(raw_size),
+    page = service.get_charges(get_context(), tenant_id, invoice_id, scope, page_size(req),
                                req.params.get("continuationToken") or None)
     return json_response(page)

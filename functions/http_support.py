@@ -213,3 +213,11 @@ def query_choice(req: func.HttpRequest, name: str, allowed: set[str]) -> str | N
     if value not in allowed:
         raise bad_request(f"{name} must be one of: {', '.join(sorted(allowed))}.", name)
     return value
+
+
+def page_size(req: func.HttpRequest, default: int = 500, maximum: int = 2000) -> int:
+    """The `pageSize` of a paged route: a whole number from 1 to `maximum` (Partner Center's own page limit)."""
+    raw = req.params.get("pageSize") or str(default)
+    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        raise bad_request(f"pageSize must be a whole number from 1 to {maximum}.", "pageSize")
+    return int(raw)

@@ -158,6 +158,16 @@ def fetch_json(url: str, timeout: float) -> dict[str, Any]:
     return data
 
 
+_REFUSALS: tuple[tuple[type[Exception], str], ...] = (
+    (jwt.ExpiredSignatureError, "The token has expired"),
+    (jwt.ImmatureSignatureError, "The token is not valid yet"),
+    (jwt.InvalidAudienceError, "The token is not for this API"),
+    (jwt.InvalidIssuerError, "The token's issuer is not accepted"),
+    (jwt.InvalidSignatureError, "The token's signature is not valid"),
+    (jwt.MissingRequiredClaimError, "The token lacks a required claim"),
+)
+
+
 class TokenValidator:
     """Validates bearer tokens; one per process (it holds the key cache). Thread-safe."""
 
@@ -191,20 +201,10 @@ class TokenValidator:
                 token, key=key, algorithms=[alg], audience=list(self.config.audiences), issuer=issuer,
                 leeway=self.config.leeway, options={"require": ["exp", "iss", "aud"]},
             )
-        except jwt.ExpiredSignatureError:
-            raise Unauthenticated("The token has expired") from None
-        except jwt.ImmatureSignatureError:
-            raise Unauthenticated("The token is not valid yet") from None
-        except jwt.InvalidAudienceError:
-            raise Unauthenticated("The token is not for this API") from None
-        except jwt.InvalidIssuerError:
-            raise Unauthenticated("The token's issuer is not accepted") from None
-        except jwt.InvalidSignatureError:
-            raise Unauthenticated("The token's signature is not valid") from None
-        except jwt.MissingRequiredClaimError:
-            raise Unauthenticated("The token lacks a required claim") from None
-        except jwt.InvalidTokenError:
-            raise Unauthenticated("The token is not valid") from None
+        except jwt.InvalidTokenError as exc:
+            # The most specific reason PyJWT gives, in words without token content.
+            reason = next((text for kind, text in _REFUSALS if isinstance(exc, kind)), "The token is not valid")
+            raise Unauthenticated(reason) from None
         return _caller(claims, issuer)
 
     # ---- issuers ----------------------------------------------------------------------------------------------
