@@ -46,6 +46,7 @@ def _client(info: dict):
 
 
 def run_floor(info: dict, invoice_id: str) -> dict:
+    import pyarrow as pa
     import pyarrow.csv as pcsv
     import pyarrow.json as pj
 
@@ -55,15 +56,13 @@ def run_floor(info: dict, invoice_id: str) -> dict:
     rows = 0
     with open(os.devnull, "wb") as sink:
         for blob in manifest.blobs:
-            stream = client.open_blob(blob)
-            reader = pj.open_json(stream)
-            writer = None
-            for batch in reader:
-                if writer is None:
-                    writer = pcsv.CSVWriter(sink, batch.schema)
-                writer.write_batch(batch)
-                rows += batch.num_rows
-            stream.close()
+            with client.download_blob(blob) as gz:  # as the pipeline reads it: downloaded, then native gzip
+                writer = None
+                for batch in pj.open_json(pa.CompressedInputStream(pa.OSFile(gz.name), "gzip")):
+                    if writer is None:
+                        writer = pcsv.CSVWriter(sink, batch.schema)
+                    writer.write_batch(batch)
+                    rows += batch.num_rows
     return {"rows": rows, "seconds": time.perf_counter() - start, "peak_rss_mb": peak_rss_mb()}
 
 
@@ -73,10 +72,12 @@ def run_pipeline(info: dict, invoice_id: str) -> dict:
     from shared import service
     from shared.context import AppContext
     from shared.generation import Worker
+    from shared.memory import configure_memory
     from shared.models import FileRequest, TenantIn
     from shared.settings import Settings
     from shared.storage import Storage
 
+    configure_memory()  # as function_app.py does at start-up
     settings = Settings()  # type: ignore[call-arg]
     storage = Storage(settings)
     storage.ensure()
@@ -93,7 +94,10 @@ def run_pipeline(info: dict, invoice_id: str) -> dict:
     done, _ = ctx.files.get(record.tenant_id, record.id)
     if done.status != "Available":
         raise SystemExit(f"pipeline failed: {done.error}")
+    import pyarrow as pa
+
     return {"rows": done.row_count, "seconds": seconds, "peak_rss_mb": peak_rss_mb(), "rules": rules,
+            "arrow_peak_mb": round(pa.default_memory_pool().max_memory() / 2**20),
             "cost": str(done.totals.cost), "reseller": str(done.totals.reseller), "customer": str(done.totals.customer)}
 
 

@@ -22,6 +22,9 @@ from shared.sources import Source
 log = logging.getLogger(__name__)
 
 SEGMENT_ATTEMPTS = 4
+# Lines per batch the plan sees (Arrow reads ~1,500 at a time): measured at 1M lines, fewer compute calls pay
+# for ~10 MB resident.
+COALESCE_ROWS = 6_144
 # What a half-read blob looks like: a cut connection or a truncated gzip stream.
 BROKEN_STREAM = (EOFError, zlib.error, OSError, requests.exceptions.ChunkedEncodingError,
                  requests.exceptions.ConnectionError, pa.ArrowInvalid)
@@ -109,7 +112,28 @@ def _segment_hook(plan: Plan, name: str) -> None:
         hook()
 
 
-def _batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+def _batches(batches: Iterator[pa.RecordBatch], min_rows: int = COALESCE_ROWS) -> Iterator[pa.RecordBatch]:
+    """Non-empty batches of at least `min_rows` rows (except the last), joined while their schemas agree.
+
+    Arrow's JSON reader cuts a blob into 1 MB blocks (~1,500 usage lines); every compute call of the plan
+    has a fixed cost, so a few thousand lines per call pay for themselves. Memory stays one batch.
+    """
+    pending: list[pa.RecordBatch] = []
+    rows = 0
     for batch in batches:
-        if batch.num_rows:
-            yield batch
+        if not batch.num_rows:
+            continue
+        if pending and batch.schema != pending[0].schema:
+            yield _joined(pending)
+            pending, rows = [], 0
+        pending.append(batch)
+        rows += batch.num_rows
+        if rows >= min_rows:
+            yield _joined(pending)
+            pending, rows = [], 0
+    if pending:
+        yield _joined(pending)
+
+
+def _joined(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    return batches[0] if len(batches) == 1 else pa.concat_batches(batches)

@@ -12,8 +12,10 @@ layout does not know (kept, as text). Missing fields are nulls.
 
 from __future__ import annotations
 
+import gzip
 import json
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Iterator
 
 import pyarrow as pa
@@ -104,8 +106,15 @@ def _loads(line: bytes) -> dict[str, Any]:
     return json.loads(line, parse_float=str, parse_int=str)
 
 
-def read_lines_careful(layout: Layout, stream: BinaryIO, batch_rows: int = 20_000) -> Iterator[pa.RecordBatch]:
-    """JSON lines, one Python object at a time, in batches: slower, accepts anything well-formed."""
+def read_lines_careful(layout: Layout, source: BinaryIO | Path, batch_rows: int = 20_000) -> Iterator[pa.RecordBatch]:
+    """JSON lines, one Python object at a time, in batches: slower, accepts anything well-formed.
+
+    `source` is a stream of JSON lines, or the path of a gzip file of them (an export blob)."""
+    if isinstance(source, Path):
+        with gzip.open(source, "rb") as stream:
+            yield from read_lines_careful(layout, stream, batch_rows)  # type: ignore[arg-type]
+        return
+    stream = source
     chunk: list[dict[str, Any]] = []
     for line in stream:
         if line.strip():
@@ -145,9 +154,19 @@ class _Prefixed:
         return self.rest.read(size)
 
 
-def read_lines_fast(layout: Layout, stream: BinaryIO) -> Iterator[pa.RecordBatch]:
-    """Arrow's streaming JSON reader. Raises FastPathUnsupported when the blob needs the careful reader."""
-    head, first = _peek_first_line(stream)
+def read_lines_fast(layout: Layout, source: BinaryIO | Path) -> Iterator[pa.RecordBatch]:
+    """Arrow's streaming JSON reader. Raises FastPathUnsupported when the blob needs the careful reader.
+
+    `source` is a stream of JSON lines, or the path of a gzip file of them (an export blob): that one Arrow
+    decompresses and parses natively, in its own threads, without Python's lock.
+    """
+    if isinstance(source, Path):
+        with gzip.open(source, "rb") as peek:
+            head, first = _peek_first_line(peek)  # type: ignore[arg-type]
+        data = pa.CompressedInputStream(pa.OSFile(str(source)), "gzip")  # from the start: the first line too
+    else:
+        head, first = _peek_first_line(source)
+        data = pa.PythonFile(_Prefixed(head, source), mode="r")
     if first is None:
         return
     fields, rename = [], {}
@@ -173,12 +192,15 @@ def read_lines_fast(layout: Layout, stream: BinaryIO) -> Iterator[pa.RecordBatch
     # reader if one of them came out as a float (not exact), a nested value, or a known column in other casing.
     parse = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer", newlines_in_values=False)
     try:
-        reader = pj.open_json(pa.PythonFile(_Prefixed(head, stream), mode="r"), parse_options=parse,
+        reader = pj.open_json(data, parse_options=parse,
                               read_options=pj.ReadOptions(block_size=JSON_BLOCK_BYTES, use_threads=True))
         for batch in reader:
             yield canonical(layout, _checked(layout, batch, rename), rename)
     except pa.ArrowInvalid as exc:
         raise FastPathUnsupported(str(exc)[:200]) from exc
+    finally:
+        if isinstance(source, Path):
+            data.close()  # ours; a stream given by the caller is the caller's to close
 
 
 def _checked(layout: Layout, batch: pa.RecordBatch, declared: dict[str, str]) -> pa.RecordBatch:

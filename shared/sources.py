@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol
 
 import pyarrow as pa
@@ -55,12 +56,9 @@ class GraphExportSource:
             yield Segment(i, lambda careful, i=i: self._read(i, careful))
 
     def _read(self, index: int, careful: bool) -> Iterator[pa.RecordBatch]:
-        stream = self.client.open_blob(self.manifest.blobs[index])
-        try:
+        with self.client.download_blob(self.manifest.blobs[index]) as gz:
             reader = read_lines_careful if careful else read_lines_fast
-            yield from reader(self.layout, stream)
-        finally:
-            stream.close()
+            yield from reader(self.layout, Path(gz.name))
 
     def refresh(self) -> None:
         fresh = self._export()
