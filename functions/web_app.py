@@ -60,9 +60,10 @@ def web_config(req: func.HttpRequest) -> func.HttpResponse:
                              headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
 
 
-def resolve_asset(path: str, root: Path = DIST) -> Path | None:
+def resolve_asset(path: str, root: Path | None = None) -> Path | None:
     """The file under `root` that `path` names, or None (then the page's index answers, for its own routes).
     Raises a 400 problem for a path that tries to leave `root`: `..`, backslashes, absolute or hidden parts."""
+    root = root or DIST
     parts = [p for p in path.split("/") if p]
     if "\\" in path or "\x00" in path or any(p == ".." or p.startswith(".") for p in parts):
         raise Problem(400, "Invalid request", "The path is not a file of the web front end.")
