@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from devtools.stack import Stack
-from tests.conftest import SECRET_SETTING
+from tests.conftest import ADMIN_OID, SECRET_SETTING
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -196,7 +196,12 @@ def test_invoices_page_in_a_real_browser(stack: Stack, sim, browser) -> None:
     assert "percent" in form.get_by_role("alert").inner_text().lower()  # the API's validation message
     form.get_by_label("Percent").fill("7.5")
     form.get_by_role("button", name="Add rule").click()
-    page.get_by_role("table", name="Margin rules in force and planned").get_by_text("7.5 %").wait_for()
+    rules = page.get_by_role("table", name="Margin rules in force and planned")
+    rules.get_by_text("7.5 %").wait_for()
+    rules.get_by_label("Ends on").fill("2026-06-01")
+    rules.get_by_role("button", name="End-date rule for 4123456").click()
+    rules.get_by_role("cell", name="2026-06-01", exact=True).wait_for()  # ended: deleted and added again with its end
+    assert rules.locator("tbody tr").count() == 1
     imp = page.get_by_role("form", name="Import identifiers from CSV")
     imp.get_by_label("CSV text").fill("kind,id,internalId,name,poNumber\nreseller,4123456,R-1,Fabrikam,\n"
                                       "customer,not-a-guid,C-1,,\n")
@@ -204,6 +209,8 @@ def test_invoices_page_in_a_real_browser(stack: Stack, sim, browser) -> None:
     imp.get_by_role("alert").wait_for()
     assert "Line 3" in imp.get_by_role("alert").inner_text()  # the per-row error, with its line
     s.check("margins")
+    rules.get_by_role("button", name="Delete rule for 4123456").click()
+    page.get_by_text("No margin rules you may see.").wait_for()
     s.open("Overview", "Overview")
     page.locator("svg.chart").wait_for()
     assert page.locator("svg.chart rect").count() >= 3  # cost, reseller and customer bars of the month
@@ -275,6 +282,24 @@ def test_invoices_page_in_a_real_browser(stack: Stack, sim, browser) -> None:
     assert tabs == ["One Time", "License"], tabs
     c.check("invoices")
     c.close()
+
+    # ---- a principal in two tenants picks one; the other tenant's problem is shown in plain words -------------
+    other = "0b0b0b0b-0000-4000-8000-00000000000b"
+    other_admin = {"Authorization": f"Bearer {stack.token(other)}"}
+    assert requests.put(f"{api}/tenants/{other}", json={**body, "displayName": "Northwind partner"},
+                        headers=other_admin, timeout=30).status_code == 201
+    assert requests.put(f"{api}/tenants/{other}/principals/{ADMIN_OID}", json={"role": "partnerReader"},
+                        headers=other_admin, timeout=30).status_code == 201
+    t = Session(browser, base, stack.token(tenant), "two-tenants")
+    picker = t.page.get_by_label("Tenant")
+    assert sorted(picker.locator("option").all_inner_texts()) == ["Contoso partner", "Northwind partner"]
+    picker.select_option(label="Northwind partner")
+    t.page.get_by_text("Partner reader").wait_for()
+    alert = t.page.get_by_role("alert").filter(has_text="Microsoft")
+    alert.wait_for()  # this tenant's Partner Center sign-in fails in the simulator: the API's problem, in words
+    assert "Something went wrong" not in alert.inner_text()
+    t.check("invoices-other-tenant")
+    t.close()
     assert time.monotonic() - started < 170, "the browser test should stay well under three minutes"
 
 
