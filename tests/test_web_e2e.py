@@ -115,8 +115,8 @@ class Session:
         self.context.close()
 
 
-def csv_rows(data: bytes) -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
+def csv_rows(data: bytes, delimiter: str = ",") -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(data.decode("utf-8-sig")), delimiter=delimiter))
 
 
 def test_invoices_page_in_a_real_browser(stack: Stack, sim, browser) -> None:
@@ -249,6 +249,12 @@ def test_invoices_page_in_a_real_browser(stack: Stack, sim, browser) -> None:
     r = Session(browser, base, stack.token(tenant, role=None, object_id=RESELLER_OID), "reseller")
     nav = r.page.get_by_role("navigation", name="Pages").inner_text()
     assert "Calendar" not in nav
+    r.open("Regional settings", "Regional settings")  # this reseller wants semicolons and decimal commas
+    r.page.get_by_label("Column delimiter").select_option(";")
+    r.page.get_by_label("Decimal separator").select_option(",")
+    r.page.get_by_label("Date format").select_option("eu")
+    r.page.get_by_role("button", name="Save").click()
+    r.open("Invoices", "Invoices")
     r.page.get_by_label("Invoice number").fill(latest)
     r.page.get_by_role("button", name="Generate", exact=True).click()
     reseller_file = f"Reseller {reseller} file of invoice {latest}"
@@ -266,8 +272,11 @@ def test_invoices_page_in_a_real_browser(stack: Stack, sim, browser) -> None:
     assert cells and set(cells) == {reseller}
     with r.page.expect_download() as download:
         r.page.get_by_role("button", name=f"Download {reseller_file}").click()
-    own = csv_rows(Path(download.value.path()).read_bytes())
+    own = csv_rows(Path(download.value.path()).read_bytes(), delimiter=";")  # the format it chose, sent with Generate
     assert own and {x["ResellerMpnId"] for x in own} == {reseller} and not set(own[0]) & PRICE_COLUMNS
+    assert all("." not in x["ResellerSubtotal"] for x in own) and any("," in x["ResellerSubtotal"] for x in own)
+    dates = [x["ChargeStartDate"] for x in own if x["ChargeStartDate"]]
+    assert dates and all(d[2] == "/" and d[5] == "/" for d in dates)  # dd/mm/yyyy
     assert len(own) == sum(1 for x in lines if x["ResellerMpnId"] == reseller)
     r.check("invoices")
     r.open("Overview", "Overview")
