@@ -106,7 +106,7 @@ function requestBody(invoiceId: string, view: string, target: string): Record<st
 
 function generateForm(invoiceId: string, list: HTMLElement, invoiceInput?: HTMLInputElement): HTMLElement {
   const view = select("view", viewOptions());
-  view.setAttribute("aria-label", `View for invoice ${invoiceId}`);
+  view.id = `view-${invoiceId || "new"}-${currentType}`;
   const target = h("input", { name: "target", autocomplete: "off", placeholder: "MPN id or customer id" });
   const targetField = field("Reseller or customer id", target);
   const sync = () => { targetField.hidden = !(view.value === "reseller" || view.value === "customer"); };
@@ -128,7 +128,7 @@ function generateForm(invoiceId: string, list: HTMLElement, invoiceInput?: HTMLI
       announce(`File for invoice ${invoice}: ${record.status}`);
       watch(record.id);
     } catch (err) { msg.textContent = problemText(err); }
-  } }, h("div", { class: "field" }, h("label", { for: view.id = `view-${invoiceId}-${currentType}-${Math.random().toString(36).slice(2, 6)}` }, "View"), view), targetField, button, msg);
+  } }, field("View", view), targetField, button, msg);
 }
 
 function requestForm(): HTMLElement {
