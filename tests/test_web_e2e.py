@@ -254,6 +254,12 @@ def test_invoices_page_in_a_real_browser(stack: Stack, sim, browser) -> None:
     r.page.get_by_label("Decimal separator").select_option(",")
     r.page.get_by_label("Date format").select_option("eu")
     r.page.get_by_role("button", name="Save").click()
+    r.check("settings")
+    r.open("Margins and identifiers", "Margins and identifiers")
+    r.page.get_by_role("form", name="Add a margin rule").wait_for()
+    level = r.page.get_by_role("form", name="Add a margin rule").get_by_label("Level")
+    assert level.locator("option").all_inner_texts() == ["Customer", "Subscription"]  # never reseller level
+    r.check("margins")
     r.open("Invoices", "Invoices")
     r.page.get_by_label("Invoice number").fill(latest)
     r.page.get_by_role("button", name="Generate", exact=True).click()
