@@ -5,8 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+WEB_STAMP := web/node_modules/.installed
+WEB_SOURCES := $(shell find web/src -type f 2>/dev/null) web/index.html web/vite.config.ts web/tsconfig.json
 
-.PHONY: install demo serve test bench clean
+.PHONY: install web chromium demo serve test bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m venv $(VENV)
@@ -18,7 +20,24 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-install: $(STAMP) $(NODE_STAMP)
+# The web front end (web/): pinned npm packages, then type-check and build into web/dist (served by the app).
+$(WEB_STAMP): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+web/dist/index.html: $(WEB_STAMP) $(WEB_SOURCES)
+	cd web && npm run --silent build
+
+web: web/dist/index.html
+
+# The browser the end-to-end test drives: Debian's Chromium (browser downloads are impossible here).
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; \
+		else echo "Chromium is missing: run 'apt-get install -y --no-install-recommends chromium' as root" >&2; exit 1; fi; \
+	fi
+
+install: $(STAMP) $(NODE_STAMP) web
 
 demo: install
 	$(BIN)/python -m devtools.demo
@@ -26,11 +45,11 @@ demo: install
 serve: install
 	$(BIN)/python -m devtools.serve
 
-test: install
+test: install chromium
 	$(BIN)/python -m pytest -q
 
 bench: install
 	$(BIN)/python -m devtools.bench
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .run
+	rm -rf $(VENV) node_modules web/node_modules web/dist .pytest_cache .run

@@ -2,7 +2,7 @@
 
 import azure.functions as func
 
-from functions import access_api, automation_api, config_api, http_api, openapi_api, timers, worker
+from functions import access_api, automation_api, config_api, http_api, openapi_api, timers, web_app, worker
 from shared.memory import configure_memory
 from shared.settings import refuse_auth_disabled_in_azure
 from shared.telemetry import configure_logging
@@ -18,5 +18,6 @@ app.register_functions(config_api.bp)
 app.register_functions(automation_api.bp)
 app.register_functions(access_api.bp)
 app.register_functions(openapi_api.bp)
+app.register_functions(web_app.bp)
 app.register_functions(worker.bp)
 app.register_functions(timers.bp)

@@ -25,6 +25,7 @@ def main() -> None:
 
     with Stack(port=7071, data_dir=str(ROOT / ".run" / "azurite"), issuer_state_file=STATE_FILE) as stack:
         print(f"API:       {stack.api}")
+        print(f"Web:       {stack.host.url}/api/app/ (development sign-in: paste a token minted as below)")
         print(f"Issuer:    {stack.issuer.issuer} (tokens: python -m devtools.tokens mint --role partnerAdmin "
               "--tenant <tenant id>)")
         if stack.sim:

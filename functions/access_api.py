@@ -7,7 +7,7 @@ from datetime import date, datetime, time, timedelta, timezone
 
 import azure.functions as func
 
-from functions.http_support import access_for, api, json_response, parse_body, route_guid
+from functions.http_support import access_for, api, current_guard, json_response, parse_body, route_guid
 from shared import service
 from shared.context import get_context
 from shared.principals import Action, PrincipalIn
@@ -99,3 +99,20 @@ def list_audit(req: func.HttpRequest) -> func.HttpResponse:
     items, truncated = get_context().audit.between(tenant_id, start, end)
     return json_response({"items": [e.model_dump(mode="json", by_alias=True) for e in items],
                           "truncated": truncated})
+
+
+@bp.route(route="me", methods=["GET"])
+@api(Action.SELF_READ, scoped=True)
+def get_me(req: func.HttpRequest) -> func.HttpResponse:
+    """Who the caller is and its roles in each registered tenant: the web front end learns from it which tenants
+    to offer and which views to ask for (resellers and customers cannot list tenants)."""
+    guard = current_guard()
+    tenants = {t.tenant_id.lower(): t for t in get_context().tenants.list()}
+    items = []
+    for access in guard.own_standing(tenants):
+        principal = access.principal
+        items.append({"tenantId": access.tenant_id, "displayName": tenants[access.tenant_id].display_name,
+                      "roles": sorted(r.value for r in access.roles),
+                      "resellerIds": principal.reseller_ids if principal else [],
+                      "customerIds": principal.customer_ids if principal else []})
+    return json_response({"objectId": guard.caller.object_id, "tenantId": guard.caller.tenant_id, "tenants": items})

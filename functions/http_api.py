@@ -108,11 +108,15 @@ def download(req: func.HttpRequest) -> func.HttpResponse:
 
 def audited_redirect(req: func.HttpRequest, tenant_id: str, file_id: str, version: int, kind: str, url: str,
                      expires) -> func.HttpResponse:
-    """The one way a download link leaves the API: recorded in the audit table first (no record, no link)."""
+    """The one way a download link leaves the API: recorded in the audit table first (no record, no link).
+    A 302 to it, or with `Accept: application/json` the link as JSON: a page cannot read a redirect's target
+    and the storage account sends no CORS headers, so the web front end navigates to the link itself."""
     get_context().audit.record(tenant_id, current_guard().caller, file_id, version, kind,
                                client_address(req.headers), expires, forwarded_for=forwarded_chain(req.headers))
-    return func.HttpResponse(status_code=302, headers={"Location": url, "Cache-Control": "no-store",
-                                                       "X-Link-Expires": expires.isoformat()})
+    headers = {"Cache-Control": "no-store", "X-Link-Expires": expires.isoformat()}
+    if req.headers.get("Accept", "").lower().startswith("application/json"):
+        return json_response({"url": url, "expiresAt": expires.isoformat()}, headers=headers)
+    return func.HttpResponse(status_code=302, headers={"Location": url, **headers})
 
 
 @bp.route(route=FILES + "/{fileId}/findings", methods=["GET"])

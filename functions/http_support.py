@@ -38,7 +38,7 @@ def problem_response(problem: Problem, instance: str | None = None) -> func.Http
 
 
 # Functions that are deliberately outside `api` (no token): liveness and the OpenAPI document.
-ANONYMOUS_FUNCTIONS = frozenset({"health", "openapi_document"})
+ANONYMOUS_FUNCTIONS = frozenset({"health", "openapi_document", "web_config", "web_assets"})
 DEV_OBJECT_ID = "00000000-0000-0000-0000-000000000000"  # the caller when AUTH_DISABLED (development only)
 
 
@@ -98,6 +98,12 @@ class Guard:
     def filter(self, items: Iterable[Any], scope_of: Callable[[Any], Scope]) -> list[Any]:
         self.checked = True
         return self._access().filter(self.action, items, scope_of)
+
+    def own_standing(self, tenant_ids: Iterable[str]) -> list[Access]:
+        """For `/me`: the caller's access in each tenant where it has a role. What the caller may do is itself
+        the answer (nothing of anyone else's), so asking counts as the check, even over no tenant at all."""
+        self.checked = True
+        return [access for access in (self.access_in(t) for t in tenant_ids) if access.roles]
 
     def allows_in(self, tenant_id: str, scope: Scope | None = None) -> bool:
         """For routes without a tenant in the path (the tenant list)."""

@@ -82,12 +82,17 @@ ROUTES: list[tuple[str, str, str, str, Any, Any, bool, dict[str, dict]]] = [
     ("delete", T + "/principals/{objectId}", "delete_principal", "Revoke a role", None, None, False, {}),
     ("get", T + "/audit", "list_audit", "Download links issued in a date range", None, AuditEntry, True,
      {"from": STR, "to": STR}),
+    ("get", "/me", "get_me", "The caller's roles and scopes in each tenant", None, "object", False, {}),
     ("get", "/health", "health", "Liveness (no token)", None, "object", False, {}),
+    ("get", "/web/config", "web_config", "The web front end's public sign-in settings (no token)", None, "object",
+     False, {}),
+    ("get", "/app/{path}", "web_assets", "The web front end's files (no token)", None, "html", False, {}),
     ("get", "/openapi.json", "openapi_document", "This document (no token)", None, "object", False, {}),
 ]
 PATH_PARAMS = {"tenantId": GUID, "fileId": GUID, "ruleId": GUID, "objectId": GUID, "customerId": GUID,
-               "subscriptionId": GUID, "resellerMpnId": MPN, "invoiceId": INVOICE, "version": INT}
-ANONYMOUS_PATHS = {"/health", "/openapi.json"}
+               "subscriptionId": GUID, "resellerMpnId": MPN, "invoiceId": INVOICE, "version": INT,
+               "path": {"type": "string", "maxLength": 200}}
+ANONYMOUS_PATHS = {"/health", "/openapi.json", "/web/config", "/app/{path}"}
 
 
 @lru_cache(maxsize=1)
@@ -116,7 +121,16 @@ def document() -> dict[str, Any]:
         if response is None:
             ok = "204" if method == "delete" else "302"
             op["responses"][ok] = {"description": "No content" if ok == "204" else "Redirect to the link"}
+            if ok == "302":
+                op["responses"]["200"] = {"description": "With Accept: application/json, the link as JSON",
+                                          "content": {"application/json": {"schema": {"type": "object", "properties": {
+                                              "url": {"type": "string"}, "expiresAt": {"type": "string"}}}}}}
         else:
+            if response == "html":
+                op["responses"]["200"] = {"description": "The page or an asset", "content": {"text/html": {
+                    "schema": {"type": "string"}}}}
+                paths.setdefault(path, {})[method] = {**op, "security": []}
+                continue
             schema = ({"type": "object"} if response == "object" else keys[(response, "serialization")])
             if is_list:
                 schema = {"type": "object", "properties": {"items": {"type": "array", "items": schema}}}

@@ -218,6 +218,7 @@ class Action(StrEnum):
     CHARGES_READ = "charges.read"  # scope: view, resellerId/customerId, invoiceType
     INVOICES_READ = "invoices.read"  # Microsoft's invoices and totals: the partner's cost
     AUDIT_READ = "audit.read"
+    SELF_READ = "self.read"  # `/me`: the caller's own roles and scopes, answered from its own standing
 
 
 # What a partner reader may do. Not the audit log: who downloaded what is for partner admins.

@@ -86,6 +86,13 @@ class Settings(BaseSettings):
     auth_leeway_seconds: float = Field(default=120.0, ge=0, le=600, alias="AUTH_LEEWAY_SECONDS")
     auth_disabled: bool = Field(default=False, alias="AUTH_DISABLED")
 
+    # The web front end's sign-in (public values, served to the browser by `GET /api/web/config`): the SPA app
+    # registration's client id, the authority (https://login.microsoftonline.com/<partner tenant id>) and the API
+    # scope it asks for (api://<API client id>/access_as_user). Empty: the page says sign-in is not configured.
+    web_client_id: str = Field(default="", alias="WEB_CLIENT_ID")
+    web_authority: str = Field(default="", alias="WEB_AUTHORITY")
+    web_api_scope: str = Field(default="", alias="WEB_API_SCOPE")
+
     @model_validator(mode="after")
     def _auth_disabled_only_locally(self) -> "Settings":
         if self.auth_disabled:

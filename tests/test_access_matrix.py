@@ -46,6 +46,7 @@ ROUTES: dict[str, tuple[str, ...]] = {
                                          "get_customer_identifier", "put_subscription_identifier",
                                          "get_subscription_identifier")},
     **{name: ("list",) for name in LIST_ROUTES},
+    "get_me": ("self",),  # the caller's own standing: every signed-in caller, checked item by item below
 }
 
 
@@ -75,6 +76,8 @@ def may(role: str, action: Action, target: str) -> bool:
 
 def expected(role: str, name: str, target: str) -> str:
     action = ROUTE_POLICY[name].action
+    if name == "get_me":  # about the caller itself: answered for anyone signed in, strangers included
+        return "allowed"
     if role in ("stranger", "outsider"):
         return "no tenant"
     if may(role, action, target):
@@ -167,7 +170,7 @@ def request_for(world: dict[str, Any], name: str, target: str) -> dict[str, Any]
     route = {"tenantId": t, "objectId": "0d000000-0000-4000-8000-00000000000d"}
     if name == "import_identifiers_csv":
         return {"route": route, "raw": b"kind,id,internalId,name,poNumber\nreseller,1234567,R-1,,\n"}
-    if name in LIST_ROUTES and name == "list_tenants":
+    if name in ("list_tenants", "get_me"):
         return {"route": {}}
     return {"route": route, "body": bodies.get(name)}
 
@@ -211,6 +214,17 @@ def test_lists_hold_only_what_the_role_may_see(world, functions, role) -> None:
     resp = call(functions, "list_tenants", "GET", token=token)
     tenants = [x["tenantId"] for x in json.loads(resp.get_body())["items"]]
     assert tenants == ([t] if role in ("admin", "reader") else [])
+
+    me = json.loads(call(functions, "get_me", "GET", token=token).get_body())
+    standing = {x["tenantId"]: x for x in me["tenants"]}
+    want_roles = {"admin": ["partnerAdmin"], "reader": ["partnerReader"], "reseller": ["reseller"],
+                  "customer": ["customer"]}
+    if role in want_roles:
+        assert list(standing) == [t] and standing[t]["roles"] == want_roles[role], me
+        assert standing[t]["resellerIds"] == ([R1] if role == "reseller" else [])
+        assert standing[t]["customerIds"] == ([C1] if role == "customer" else [])
+    else:
+        assert standing == {}, me
 
     for name in ("list_files", "list_margin_rules", "list_identifiers"):
         resp = call(functions, name, "GET", route={"tenantId": t}, token=token)

@@ -71,6 +71,15 @@ def test_links_are_audited_and_nothing_secret_is_logged(sim_env, ctx, sim, funct
     bad = call(functions, "list_audit", "GET", route={"tenantId": tenant}, token=admin, params={"from": "x' or 1"})
     assert bad.status_code == 400
 
+    # the web front end asks for the link as JSON (it cannot read a redirect's target): audited all the same
+    as_json = call(functions, "download", "GET", route=route, token=admin, headers={"Accept": "application/json"})
+    link = json.loads(as_json.get_body())  # (its body is the link: not among the responses checked for secrets)
+    assert as_json.status_code == 200 and as_json.headers["Cache-Control"] == "no-store"
+    assert parse_qs(urlsplit(link["url"]).query)["sp"] == ["r"] and link["expiresAt"]
+    audit = call(functions, "list_audit", "GET", route={"tenantId": tenant}, token=admin,
+                 params={"from": before.isoformat()})
+    assert len(json.loads(audit.get_body())["items"]) == 4
+
     # a customer principal gets no link to a partner file, and nothing is audited for it
     ctx.principals.put(tenant, READER, PrincipalIn(role=Role.CUSTOMER,
                                                    customer_ids=["c1c1c1c1-0000-4000-8000-000000000001"]))
@@ -78,7 +87,7 @@ def test_links_are_audited_and_nothing_secret_is_logged(sim_env, ctx, sim, funct
     assert call(functions, "download", "GET", route=route, token=customer).status_code == 404
     assert call(functions, "list_audit", "GET", route={"tenantId": tenant}, token=customer).status_code == 403
     again = json.loads(call(functions, "list_audit", "GET", route={"tenantId": tenant}, token=admin).get_body())
-    assert len(again["items"]) == 3
+    assert len(again["items"]) == 4  # the three links and the JSON one above
 
     # no secret anywhere: not in a response, not in a log record, not on the console
     secrets = [sim.client_secret, admin, customer] + [parse_qs(urlsplit(link.headers["Location"]).query)["sig"][0]

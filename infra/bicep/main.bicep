@@ -46,6 +46,15 @@ param authAudiences string
 @description('Sign-in: the partner tenant ids whose Entra tokens are accepted, comma-separated.')
 param authAllowedTenants string
 
+@description('Web front end sign-in (public values): the SPA app registration\'s client id; empty: sign-in not configured.')
+param webClientId string = ''
+
+@description('Web front end sign-in: the authority, https://login.microsoftonline.com/<partner tenant id>.')
+param webAuthority string = ''
+
+@description('Web front end sign-in: the API scope the page asks for, api://<API client id>/access_as_user.')
+param webApiScope string = ''
+
 @secure()
 @minLength(12)
 @description('Continuation-token signing key, stored in Key Vault. azd reads it back from the vault, or generates one on the first provision (main.parameters.json).')
@@ -179,6 +188,9 @@ var appSettings = union({
   TRANSIENT_RETRY_CAP: '5'
   AUTH_AUDIENCES: authAudiences
   AUTH_ALLOWED_TENANTS: authAllowedTenants
+  WEB_CLIENT_ID: webClientId
+  WEB_AUTHORITY: webAuthority
+  WEB_API_SCOPE: webApiScope
   AUTH_JWKS_TTL_SECONDS: '3600'
   AUTH_LEEWAY_SECONDS: '120'
   TOKEN_SIGNING_KEY: '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.tokenSigningKeyUri})'
