@@ -87,6 +87,16 @@ class Guard:
                 raise hidden
             decision.enforce()
 
+    def require_lines(self, request: M) -> M:
+        """`require` on the lines a request (FileRequest, ChargesScope) asks for, after narrowing it: a reseller's
+        customer view is of its own lines of that customer, so it is stamped with the reseller's id when it names
+        none. Returns the request the handler must use."""
+        reseller = self._access().reseller_for(Scope.lines(request))
+        if reseller is not None:
+            request = request.model_copy(update={"reseller_id": reseller})
+        self.require(Scope.lines(request))
+        return request
+
     def allows(self, scope: Scope | None = None) -> bool:
         self.checked = True
         return self._access().allows(self.action, scope)

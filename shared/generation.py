@@ -23,6 +23,7 @@ from shared.builder import build
 from shared.columns import FileType, layout_for
 from shared.context import AppContext
 from shared.models import SETTLED_STATUSES, UNBILLED_PREFIX, FileRecord, FileStatus, Totals, Unmapped, View
+from shared.reach import ReachCollector
 from shared.reconcile import FilePlan
 from shared.reconcile import Totals as FileTotals
 from shared.views import columns_for
@@ -127,10 +128,12 @@ class Worker:
         blob_name = blob_name_for(record)
         sink = BlockBlobSink(ctx.storage.files.get_blob_client(blob_name), ctx.settings.block_size_bytes)
         csv_format = CsvFormat(**record.csv_format.model_dump()) if record.csv_format else CsvFormat()
+        partner = record.view == View.PARTNER
         validator = Validator(layout, invoice_id=record.invoice_id, cap=ctx.settings.validation_max_findings) \
-            if record.view == View.PARTNER else None
+            if partner else None
+        reach = ReachCollector(layout) if partner else None  # partner views see every reseller's lines
         plan = FilePlan(layout, ctx.rules.list(tenant.tenant_id), ctx.identifiers.mappings(tenant.tenant_id),
-                        record.view, record.reseller_id, record.customer_id, validator=validator)
+                        record.view, record.reseller_id, record.customer_id, validator=validator, reach=reach)
         record.billing_period_start = _billing_start(invoice)
         writer = writer_for(record.format, sink, csv_format, layout.date_columns,
                             columns_for(layout, record.view))
@@ -147,6 +150,8 @@ class Worker:
         ctx.storage.files.get_blob_client(snapshot_name_for(blob_name)).upload_blob(
             json.dumps(plan.snapshot(), indent=1, default=str).encode(), overwrite=True)
         report = self._validate(record, validator, invoice, blob_name) if validator is not None else None
+        if reach is not None:  # before the file is Available: a failure here retries the whole message
+            ctx.reach.record(record.tenant_id, reach.valid())
         writer.finish({"tenant": record.tenant_id, "file": record.id, "version": str(record.version),
                        "rows": str(result.totals.rows)})
         self._record_result(record, result.totals, invoice, report, ctx.settings.validation_blocks)
@@ -271,8 +276,10 @@ class Worker:
 
 
 def file_name_for(record: FileRecord, extension: str = "csv") -> str:
-    scope = record.reseller_id or record.customer_id
-    parts = [record.invoice_id, record.invoice_type.value, record.view.value] + ([scope] if scope else [])
+    """Names the view's scope: a customer view narrowed to one reseller's lines carries both ids, so it never
+    shares a name with the whole customer's view."""
+    scope = [i for i in (record.reseller_id, record.customer_id) if i]
+    parts = [record.invoice_id, record.invoice_type.value, record.view.value, *scope]
     return "_".join(parts) + f"_v{record.version}.{extension}"
 
 

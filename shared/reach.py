@@ -1,0 +1,156 @@
+"""Which customers and subscriptions belong to which reseller, learned from Microsoft's own lines.
+
+A reseller principal's reach (its customers' views, their customer- and subscription-level rules and identifiers)
+is not configured by hand: the worker learns it while it streams a partner-view file, from the lines' reseller
+column (`ResellerMpnId`; `Tier2MpnId` in daily rated usage), `CustomerId` and `SubscriptionId`.
+
+Table `ResellerReach`, PartitionKey = tenant id, three kinds of row (ids validated, lower-case GUIDs):
+
+- `r|{mpnId}|{customerId}|{subscriptionId}` (subscription empty when a line has none): what a reseller serves;
+  read by one RowKey range query per reseller id.
+- `c|{customerId}|{mpnId}`: who serves a customer; read once per indexing run, to find shared customers.
+- `s|{customerId}`: a customer served by more than one reseller. Its customer-level rules and identifiers would
+  change, and reveal, another reseller's prices, so they stay with the partner; each reseller still gets the
+  customer view of its own lines. A marker is never removed (once shared, the customer stays the partner's).
+
+Rows are upserted with deterministic keys and fixed contents, so a redelivered message re-indexes harmlessly; the
+`c|` rows are written before they are read, so two files indexed at once cannot both miss a shared customer.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from azure.data.tables import UpdateMode
+
+from shared.columns import Layout
+from shared.margins import DIRECT_RESELLER_IDS
+from shared.models import GUID_PATTERN, MPN_ID_PATTERN
+from shared.principals import Reach
+from shared.storage import Storage
+
+log = logging.getLogger(__name__)
+
+TABLE = "ResellerReach"
+BATCH = 100  # entities per table transaction (the service's limit)
+
+Triple = tuple[str, str, str]  # (reseller MPN id, customer id, subscription id or "")
+
+_MPN = re.compile(MPN_ID_PATTERN)
+_GUID = re.compile(GUID_PATTERN)
+
+
+# ---- learning it from the lines ---------------------------------------------------------------------------------
+
+def _normalised(column: pa.Array, lower: bool) -> pa.Array:
+    if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
+        column = pc.cast(column, pa.string())
+    column = pc.utf8_trim_whitespace(column)
+    return pc.utf8_lower(column) if lower else column
+
+
+@dataclass
+class ReachCollector:
+    """The distinct (reseller, customer, subscription) triples of a file's lines. Vectorised per batch (Arrow
+    hash grouping); memory grows with distinct triples, not lines. Reading a segment again adds nothing new."""
+
+    layout: Layout
+    triples: set[Triple] = field(default_factory=set)
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        lay = self.layout
+        names = batch.schema.names
+        if lay.reseller_column not in names or lay.customer_column not in names or not batch.num_rows:
+            return
+        sub = (_normalised(batch.column(lay.subscription_column), True) if lay.subscription_column in names
+               else pa.nulls(batch.num_rows, pa.string()))
+        table = pa.table({"r": _normalised(batch.column(lay.reseller_column), False),
+                          "c": _normalised(batch.column(lay.customer_column), True), "s": sub})
+        distinct = table.group_by(["r", "c", "s"], use_threads=False).aggregate([])
+        self.triples.update(zip(*(distinct.column(n).to_pylist() for n in ("r", "c", "s"))))
+
+    def valid(self) -> set[Triple]:
+        """Triples whose ids are well-formed: a reseller (not a direct line: empty, 0, -1), a customer GUID, a
+        subscription GUID or nothing. Anything else cannot become a key and is not reach."""
+        out: set[Triple] = set()
+        for reseller, customer, subscription in self.triples:
+            if not reseller or reseller in DIRECT_RESELLER_IDS or not _MPN.match(reseller) or int(reseller) <= 0:
+                continue
+            if not customer or not _GUID.match(customer):
+                continue
+            out.add((reseller, customer, subscription if subscription and _GUID.match(subscription) else ""))
+        return out
+
+
+# ---- the index ----------------------------------------------------------------------------------------------------
+
+def _range(prefix: str) -> dict[str, str]:
+    """RowKey bounds of every row starting with `prefix` (ids never hold '|', and '}' sorts right after it)."""
+    return {"lo": prefix, "hi": prefix[:-1] + "}"}
+
+
+class ReachIndex:
+    """The ResellerReach table: written by the worker, read per request by `resolve` (the `ReachResolver`)."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.table = storage.table(TABLE)
+
+    def record(self, tenant_id: str, triples: Iterable[Triple]) -> int:
+        """Upsert what a file's lines showed; returns the number of reseller/customer/subscription rows."""
+        tenant_id = tenant_id.lower()
+        triples = sorted(set(triples))
+        if not triples:
+            return 0
+        pairs = sorted({(c, r) for r, c, _ in triples})
+        self._upsert(tenant_id, ({"RowKey": f"c|{c}|{r}", "kind": "customer", "customer_id": c, "reseller_id": r}
+                                 for c, r in pairs))
+        self._upsert(tenant_id, ({"RowKey": f"r|{r}|{c}|{s}", "kind": "reseller", "reseller_id": r,
+                                  "customer_id": c, "subscription_id": s} for r, c, s in triples))
+        customers = {c for c, _ in pairs}
+        served: dict[str, set[str]] = {}
+        for row in self._query(tenant_id, "c|"):
+            if row["customer_id"] in customers:
+                served.setdefault(row["customer_id"], set()).add(row["reseller_id"])
+        shared = sorted(c for c, resellers in served.items() if len(resellers) > 1)
+        self._upsert(tenant_id, ({"RowKey": f"s|{c}", "kind": "shared", "customer_id": c} for c in shared))
+        log.info("reseller reach indexed: %d rows, %d shared customers", len(triples), len(shared),
+                 extra={"tenant": tenant_id})
+        return len(triples)
+
+    def resolve(self, tenant_id: str, reseller_ids: frozenset[str]) -> Reach:
+        """Customers and subscriptions of `reseller_ids` in `tenant_id` (one range query per reseller, one for
+        the shared customers)."""
+        tenant_id = tenant_id.lower()
+        customers: set[str] = set()
+        subscriptions: set[str] = set()
+        for reseller in sorted(r for r in reseller_ids if r and _MPN.match(r)):
+            for row in self._query(tenant_id, f"r|{reseller}|"):
+                customers.add(row["customer_id"])
+                if row.get("subscription_id"):
+                    subscriptions.add(row["subscription_id"])
+        shared = {row["customer_id"] for row in self._query(tenant_id, "s|")} & customers if customers else set()
+        return Reach(frozenset(customers), frozenset(subscriptions), frozenset(shared))
+
+    def __call__(self, tenant_id: str, reseller_ids: frozenset[str]) -> Reach:
+        return self.resolve(tenant_id, reseller_ids)
+
+    def _query(self, tenant_id: str, prefix: str) -> Iterator[Any]:
+        return iter(self.table.query_entities("PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+                                              parameters={"pk": tenant_id, **_range(prefix)}))
+
+    def _upsert(self, tenant_id: str, rows: Iterable[dict[str, Any]]) -> None:
+        """Idempotent: a row's key and contents depend only on the ids, so writing it twice changes nothing."""
+        chunk: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+        for row in rows:
+            chunk.append(("upsert", {"PartitionKey": tenant_id, **row}, {"mode": UpdateMode.REPLACE}))
+            if len(chunk) == BATCH:
+                self.table.submit_transaction(chunk)
+                chunk = []
+        if chunk:
+            self.table.submit_transaction(chunk)
