@@ -48,43 +48,49 @@ _GUID = re.compile(GUID_PATTERN)
 
 # ---- learning it from the lines ---------------------------------------------------------------------------------
 
-def _normalised(column: pa.Array, lower: bool) -> pa.Array:
-    if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
-        column = pc.cast(column, pa.string())
-    column = pc.utf8_trim_whitespace(column)
-    return pc.utf8_lower(column) if lower else column
+SEPARATOR = "|"  # joins a line's ids into one key; an id holding it is malformed and dropped by `valid`
+
+
+def _text(column: pa.Array) -> pa.Array:
+    return column if pa.types.is_string(column.type) else pc.cast(column, pa.string())
 
 
 @dataclass
 class ReachCollector:
-    """The distinct (reseller, customer, subscription) triples of a file's lines. Vectorised per batch (Arrow
-    hash grouping); memory grows with distinct triples, not lines. Reading a segment again adds nothing new."""
+    """The distinct (reseller, customer, subscription) keys of a file's lines. Per batch, in Arrow: the three ids
+    are joined into one string and `unique` keeps each once, so Python sees only a batch's distinct keys and
+    memory grows with distinct keys, not lines. Ids are checked and normalised once, at the end (`valid`).
+    Reading a segment again adds nothing new."""
 
     layout: Layout
-    triples: set[Triple] = field(default_factory=set)
+    keys: set[str] = field(default_factory=set)
 
     def add(self, batch: pa.RecordBatch) -> None:
         lay = self.layout
         names = batch.schema.names
         if lay.reseller_column not in names or lay.customer_column not in names or not batch.num_rows:
             return
-        sub = (_normalised(batch.column(lay.subscription_column), True) if lay.subscription_column in names
+        sub = (_text(batch.column(lay.subscription_column)) if lay.subscription_column in names
                else pa.nulls(batch.num_rows, pa.string()))
-        table = pa.table({"r": _normalised(batch.column(lay.reseller_column), False),
-                          "c": _normalised(batch.column(lay.customer_column), True), "s": sub})
-        distinct = table.group_by(["r", "c", "s"], use_threads=False).aggregate([])
-        self.triples.update(zip(*(distinct.column(n).to_pylist() for n in ("r", "c", "s"))))
+        joined = pc.binary_join_element_wise(_text(batch.column(lay.reseller_column)),
+                                             _text(batch.column(lay.customer_column)), sub, SEPARATOR,
+                                             null_handling="replace", null_replacement="")
+        self.keys.update(pc.unique(joined).to_pylist())
 
     def valid(self) -> set[Triple]:
         """Triples whose ids are well-formed: a reseller (not a direct line: empty, 0, -1), a customer GUID, a
-        subscription GUID or nothing. Anything else cannot become a key and is not reach."""
+        subscription GUID or nothing; GUIDs lower-case. Anything else cannot become a key and is not reach."""
         out: set[Triple] = set()
-        for reseller, customer, subscription in self.triples:
-            if not reseller or reseller in DIRECT_RESELLER_IDS or not _MPN.match(reseller) or int(reseller) <= 0:
+        for key in self.keys:
+            parts = [p.strip() for p in key.split(SEPARATOR)]
+            if len(parts) != 3:
                 continue
-            if not customer or not _GUID.match(customer):
+            reseller, customer, subscription = parts[0], parts[1].lower(), parts[2].lower()
+            if reseller in DIRECT_RESELLER_IDS or not _MPN.match(reseller) or int(reseller) <= 0:
                 continue
-            out.add((reseller, customer, subscription if subscription and _GUID.match(subscription) else ""))
+            if not _GUID.match(customer):
+                continue
+            out.add((reseller, customer, subscription if _GUID.match(subscription) else ""))
         return out
 
 

@@ -37,15 +37,22 @@ RESELLER_OID = "0f000000-0000-4000-8000-0000000000f1"
 def test_collector_takes_distinct_valid_triples_from_batches() -> None:
     lay = layout_for("onetime")
     batch = pa.RecordBatch.from_pydict({
-        "ResellerMpnId": [" 1234567", "1234567", "0", "-1", "", None, "7654321", "12ab", "7654321"],
-        "CustomerId": [C1.upper(), C1, C2, C2, C2, C2, C2, C2, "not-a-guid"],
-        "SubscriptionId": [S1, S1 + " ", S2, S2, S2, S2, None, S2, S2],
+        "ResellerMpnId": [" 1234567", "1234567", "0", "-1", "", None, "7654321", "12ab", "7654321", "7654321"],
+        "CustomerId": [C1.upper(), C1, C2, C2, C2, C2, C2, C2, "not-a-guid", f"{C1}|{C2}"],
+        "SubscriptionId": [S1, S1 + " ", S2, S2, S2, S2, None, S2, S2, S2],
     })
     collector = ReachCollector(lay)
     collector.add(batch)
     collector.add(batch)  # a segment read again adds nothing
     assert collector.valid() == {("1234567", C1, S1), ("7654321", C2, "")}
-    assert len(collector.triples) <= batch.num_rows
+    assert len(collector.keys) <= batch.num_rows  # distinct keys only
+
+
+def test_collector_takes_legacy_numeric_reseller_ids() -> None:
+    collector = ReachCollector(layout_for("license"))
+    collector.add(pa.RecordBatch.from_pydict({"ResellerMpnId": pa.array([1234567, -1], pa.int64()),
+                                              "CustomerId": [C1, C2], "SubscriptionId": [S1, S2]}))
+    assert collector.valid() == {("1234567", C1, S1)}
 
 
 def test_collector_reads_the_daily_usage_reseller_column() -> None:
