@@ -6,8 +6,9 @@ tenant: table `Principals`, PartitionKey = tenant id, RowKey = object id. Roles:
 - `partnerAdmin`: everything in the tenant.
 - `partnerReader`: reads everything in the tenant (and may request files, which derives data but changes no
   configuration); changes nothing.
-- `reseller` (`resellerIds`: MPN ids): reseller views of its own lines; customer views of its own customers;
-  customer- and subscription-level margin rules and identifiers of its own customers and their subscriptions.
+- `reseller` (`resellerIds`: MPN ids): reseller views of its own lines; customer views of its own customers,
+  narrowed to its own lines (`resellerId`); customer- and subscription-level margin rules and identifiers of its
+  own customers (but not of a customer another reseller serves too) and their subscriptions.
   Never reseller-level rules (they reveal the partner's cost), the partner view, invoices, or charges in any view
   but its own reseller view.
 - `customer` (`customerIds`): customer views (onetime, license) of its own lines, as files or charges. Nothing else.
