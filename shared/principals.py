@@ -45,7 +45,7 @@ from pydantic.alias_generators import to_camel
 
 from shared.auth import PARTNER_ADMIN_APP_ROLE, PARTNER_READER_APP_ROLE, Caller
 from shared.models import GUID_PATTERN, MPN_ID_PATTERN, ApiModel
-from shared.problems import Problem, not_found
+from shared.problems import Problem, bad_request, not_found
 from shared.repositories import Conflict
 from shared.storage import Storage
 
@@ -458,14 +458,18 @@ class Access:
     def reseller_for(self, scope: Scope) -> str | None:
         """The reseller id a reseller's customer-view request is narrowed to when it names none: its only
         reseller id, or the only one of its reseller ids that serves the customer. None when there is nothing to
-        narrow (not a reseller, not a customer view, already narrowed) or no single answer (the policy refuses)."""
+        narrow (not a reseller, not a customer view, already narrowed) or none serves it (the policy refuses);
+        400 naming `resellerId` when several of its own serve it (the caller must say whose lines it wants)."""
         if scope.view != "customer" or scope.reseller_id or not self.acts_as_reseller or not scope.customer_id:
             return None
         ids = sorted(self.principal.reseller_ids)  # type: ignore[union-attr]
         if len(ids) == 1:
             return ids[0]
         serving = [r for r in ids if scope.customer_id in self.resolver(self.tenant_id, frozenset({r})).customers]
-        return serving[0] if len(serving) == 1 else None
+        if len(serving) > 1:
+            raise bad_request(f"Several of your resellers serve this customer ({', '.join(serving)}): name the one "
+                              "whose lines you want in resellerId.", "resellerId")
+        return serving[0] if serving else None
 
     def allows(self, action: Action | str, scope: Scope | None = None) -> bool:
         return self.decide(action, scope).allowed

@@ -131,6 +131,22 @@ def test_access_control_reads_the_principal_of_the_tenant_asked_about(repo: Prin
     assert calls == [(TENANT, frozenset({R1}))]
 
 
+def test_a_reseller_with_several_mpn_ids_is_narrowed_to_the_one_serving_the_customer(repo) -> None:
+    repo.put(TENANT, OID, PrincipalIn(role=Role.RESELLER, reseller_ids=[R1, R2]))
+    serves = {R1: {C1, CS}, R2: {C3, CS}}
+
+    def resolver(tenant_id: str, reseller_ids: frozenset[str]) -> Reach:
+        return Reach(frozenset(c for r in reseller_ids for c in serves[r]))
+
+    access = AccessControl(repo, resolver).for_tenant(GUEST, TENANT)
+    assert access.reseller_for(Scope(view="customer", customer_id=C1)) == R1
+    assert access.reseller_for(Scope(view="customer", customer_id=C3)) == R2
+    assert access.reseller_for(Scope(view="customer", customer_id=C2)) is None  # none serves it: refused later
+    with pytest.raises(Problem) as caught:  # both serve it: the caller says whose lines it wants
+        access.reseller_for(Scope(view="customer", customer_id=CS))
+    assert caught.value.status == 400 and "resellerId" in str(caught.value.to_dict())
+
+
 # ---- the request model ------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("body", [
