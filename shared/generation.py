@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -147,13 +148,17 @@ class Worker:
                 state["reported"], state["renewed"] = rows, now
 
         result = build(source, plan, writer, progress=progress)
-        ctx.storage.files.get_blob_client(snapshot_name_for(blob_name)).upload_blob(
-            json.dumps(plan.snapshot(), indent=1, default=str).encode(), overwrite=True)
-        report = self._validate(record, validator, invoice, blob_name) if validator is not None else None
-        if reach is not None:  # before the file is Available: a failure here retries the whole message
-            ctx.reach.record(record.tenant_id, reach.valid())
-        writer.finish({"tenant": record.tenant_id, "file": record.id, "version": str(record.version),
-                       "rows": str(result.totals.rows)})
+        with ThreadPoolExecutor(max_workers=1) as background:
+            # which reseller serves which customer: indexed while the file is finished, and done before it is
+            # Available (a failure retries the whole message; indexing again is harmless)
+            indexed = background.submit(ctx.reach.record, record.tenant_id, reach.valid()) if reach else None
+            ctx.storage.files.get_blob_client(snapshot_name_for(blob_name)).upload_blob(
+                json.dumps(plan.snapshot(), indent=1, default=str).encode(), overwrite=True)
+            report = self._validate(record, validator, invoice, blob_name) if validator is not None else None
+            writer.finish({"tenant": record.tenant_id, "file": record.id, "version": str(record.version),
+                           "rows": str(result.totals.rows)})
+            if indexed is not None:
+                indexed.result()
         self._record_result(record, result.totals, invoice, report, ctx.settings.validation_blocks)
         record.data_version = source.data_version
         record.blob_name = blob_name

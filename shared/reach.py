@@ -13,14 +13,16 @@ Table `ResellerReach`, PartitionKey = tenant id, three kinds of row (ids validat
   change, and reveal, another reseller's prices, so they stay with the partner; each reseller still gets the
   customer view of its own lines. A marker is never removed (once shared, the customer stays the partner's).
 
-Rows are upserted with deterministic keys and fixed contents, so a redelivered message re-indexes harmlessly; the
-`c|` rows are written before they are read, so two files indexed at once cannot both miss a shared customer.
+Rows have deterministic keys and fixed contents, and only rows the index lacks are written (upserts), so a
+redelivered message re-indexes harmlessly and next month's file writes next to nothing; the `c|` rows are written
+before they are read, so two files indexed at once cannot both miss a shared customer.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 
 TABLE = "ResellerReach"
 BATCH = 100  # entities per table transaction (the service's limit)
+WRITERS = 4  # transactions in flight at once
 
 Triple = tuple[str, str, str]  # (reseller MPN id, customer id, subscription id or "")
 
@@ -108,26 +111,32 @@ class ReachIndex:
         self.table = storage.table(TABLE)
 
     def record(self, tenant_id: str, triples: Iterable[Triple]) -> int:
-        """Upsert what a file's lines showed; returns the number of reseller/customer/subscription rows."""
+        """Write what a file's lines showed that the index does not hold yet; returns how many reseller rows were
+        new (0 when the same lines are indexed again). Costs one read of the tenant's keys, plus writes for what
+        is new: next month's file of the same customers writes next to nothing."""
         tenant_id = tenant_id.lower()
-        triples = sorted(set(triples))
+        triples = set(triples)
         if not triples:
             return 0
-        pairs = sorted({(c, r) for r, c, _ in triples})
-        self._upsert(tenant_id, ({"RowKey": f"c|{c}|{r}", "kind": "customer", "customer_id": c, "reseller_id": r}
-                                 for c, r in pairs))
-        self._upsert(tenant_id, ({"RowKey": f"r|{r}|{c}|{s}", "kind": "reseller", "reseller_id": r,
-                                  "customer_id": c, "subscription_id": s} for r, c, s in triples))
-        customers = {c for c, _ in pairs}
+        held = self._keys(tenant_id)
+        pairs = {f"c|{c}|{r}" for r, c, _ in triples}
+        new_pairs = sorted(pairs - held)
+        self._upsert(tenant_id, [_row(key) for key in new_pairs])
+        # who serves this file's customers: read again after writing, so of two files indexed at once, the one
+        # that reads last sees the other's pairs too
+        pair_keys = self._keys(tenant_id, "c|") if new_pairs else held
+        customers = {c for _, c, _ in triples}
         served: dict[str, set[str]] = {}
-        for row in self._query(tenant_id, "c|"):
-            if row["customer_id"] in customers:
-                served.setdefault(row["customer_id"], set()).add(row["reseller_id"])
-        shared = sorted(c for c, resellers in served.items() if len(resellers) > 1)
-        self._upsert(tenant_id, ({"RowKey": f"s|{c}", "kind": "shared", "customer_id": c} for c in shared))
-        log.info("reseller reach indexed: %d rows, %d shared customers", len(triples), len(shared),
-                 extra={"tenant": tenant_id})
-        return len(triples)
+        for key in pair_keys:
+            kind, *ids = key.split(SEPARATOR)
+            if kind == "c" and ids[0] in customers:
+                served.setdefault(ids[0], set()).add(ids[1])
+        shared = {f"s|{c}" for c, resellers in served.items() if len(resellers) > 1}
+        new_rows = sorted({f"r|{r}|{c}|{s}" for r, c, s in triples} - held)
+        self._upsert(tenant_id, [_row(key) for key in new_rows + sorted(shared - held)])
+        log.info("reseller reach indexed: %d of %d rows new, %d shared customers", len(new_rows), len(triples),
+                 len(shared), extra={"tenant": tenant_id})
+        return len(new_rows)
 
     def resolve(self, tenant_id: str, reseller_ids: frozenset[str]) -> Reach:
         """Customers and subscriptions of `reseller_ids` in `tenant_id` (one range query per reseller, one for
@@ -146,17 +155,36 @@ class ReachIndex:
     def __call__(self, tenant_id: str, reseller_ids: frozenset[str]) -> Reach:
         return self.resolve(tenant_id, reseller_ids)
 
-    def _query(self, tenant_id: str, prefix: str) -> Iterator[Any]:
+    def _query(self, tenant_id: str, prefix: str, select: list[str] | None = None) -> Iterator[Any]:
         return iter(self.table.query_entities("PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
-                                              parameters={"pk": tenant_id, **_range(prefix)}))
+                                              parameters={"pk": tenant_id, **_range(prefix)}, select=select))
 
-    def _upsert(self, tenant_id: str, rows: Iterable[dict[str, Any]]) -> None:
-        """Idempotent: a row's key and contents depend only on the ids, so writing it twice changes nothing."""
-        chunk: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
-        for row in rows:
-            chunk.append(("upsert", {"PartitionKey": tenant_id, **row}, {"mode": UpdateMode.REPLACE}))
-            if len(chunk) == BATCH:
+    def _keys(self, tenant_id: str, prefix: str | None = None) -> set[str]:
+        """The tenant's RowKeys (of one kind, with `prefix`): the index holds its facts in its keys."""
+        if prefix is not None:
+            return {e["RowKey"] for e in self._query(tenant_id, prefix, ["RowKey"])}
+        rows = self.table.query_entities("PartitionKey eq @pk", parameters={"pk": tenant_id}, select=["RowKey"])
+        return {e["RowKey"] for e in rows}
+
+    def _upsert(self, tenant_id: str, rows: list[dict[str, Any]]) -> None:
+        """Idempotent: a row's key and contents depend only on the ids, so writing it twice changes nothing.
+        Transactions of 100 rows, a few at once (one partition takes them in parallel)."""
+        ops = [("upsert", {"PartitionKey": tenant_id, **row}, {"mode": UpdateMode.REPLACE}) for row in rows]
+        chunks = [ops[i:i + BATCH] for i in range(0, len(ops), BATCH)]
+        if len(chunks) <= 1:
+            for chunk in chunks:
                 self.table.submit_transaction(chunk)
-                chunk = []
-        if chunk:
-            self.table.submit_transaction(chunk)
+            return
+        with ThreadPoolExecutor(max_workers=WRITERS) as pool:
+            list(pool.map(self.table.submit_transaction, chunks))
+
+
+def _row(key: str) -> dict[str, Any]:
+    """An index row from its RowKey: the ids again as properties, for people reading the table."""
+    kind, *ids = key.split(SEPARATOR)
+    if kind == "r":
+        return {"RowKey": key, "kind": "reseller", "reseller_id": ids[0], "customer_id": ids[1],
+                "subscription_id": ids[2]}
+    if kind == "c":
+        return {"RowKey": key, "kind": "customer", "customer_id": ids[0], "reseller_id": ids[1]}
+    return {"RowKey": key, "kind": "shared", "customer_id": ids[0]}

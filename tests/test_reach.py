@@ -99,11 +99,14 @@ def test_recording_again_is_harmless(ctx) -> None:
                                                            for n in range(150)]  # more than one transaction
     assert index.record(TENANT, triples) == 152
     first = [{k: v for k, v in e.items()} for e in _rows(index)]
-    index.record(TENANT, list(reversed(triples)))
+    assert index.record(TENANT, list(reversed(triples))) == 0  # nothing new to write
     again = _rows(index)
     assert [(e["RowKey"], e.get("kind")) for e in again] == [(e["RowKey"], e.get("kind")) for e in first]
     assert again == first  # same keys, same contents
     assert len(first) == 152 + 152 + 1  # r| rows, c| rows, one s| marker
+    assert {e["RowKey"]: (e["kind"], e["customer_id"]) for e in first if e["RowKey"].startswith(("c|", "s|"))}[
+        f"s|{C1}"] == ("shared", C1)
+    assert index.record(TENANT, triples + [("7654321", C1, S1)]) == 1  # only the new row is written
 
 
 # ---- through the worker, and through the routes ------------------------------------------------------------------
