@@ -97,7 +97,7 @@ def expected(role: str, name: str, target: str) -> str:
     action = ROUTE_POLICY[name].action
     if role in ("stranger", "outsider"):
         return "no tenant"
-    if role == "reseller" and name in ("request_file", "get_charges") and target in ("C1", "C3"):
+    if role == "reseller" and name == "request_file" and target in ("C1", "C3"):
         target += "@R1"  # the gate narrows a reseller's customer-view request to its own lines
     if may(role, action, target):
         return "allowed"
