@@ -139,19 +139,32 @@ class Worker:
         writer = writer_for(record.format, sink, csv_format, layout.date_columns,
                             columns_for(layout, record.view))
 
+        # which reseller serves which customer: written beside the streaming, done before the file is Available
+        # (a failure retries the whole message; indexing again is harmless)
+        indexer = ctx.reach.writer(record.tenant_id) if reach is not None else None
+
         def progress(rows: int) -> None:
-            """Show the rows so far and renew the lease, every 100,000 rows or every minute."""
+            """Show the rows so far and renew the lease, every 100,000 rows or every minute; hand the segment's
+            new resellers and customers to the indexer, which writes them while the next segment streams."""
             now = utcnow()
             record.progress_rows, record.lease_until = rows, now + LEASE
             if rows - state.get("reported", 0) >= PROGRESS_EVERY_ROWS or now - state["renewed"] >= RENEW_EVERY:
                 state["etag"] = ctx.files.replace(record, state["etag"])
                 state["reported"], state["renewed"] = rows, now
+            if indexer is not None:
+                indexer.submit(reach.drain())  # type: ignore[union-attr]
 
-        result = build(source, plan, writer, progress=progress)
+        try:
+            result = build(source, plan, writer, progress=progress)
+        except BaseException:
+            if indexer is not None:
+                indexer.close()
+            raise
         with ThreadPoolExecutor(max_workers=1) as background:
-            # which reseller serves which customer: indexed while the file is finished, and done before it is
-            # Available (a failure retries the whole message; indexing again is harmless)
-            indexed = background.submit(ctx.reach.record, record.tenant_id, reach.valid()) if reach else None
+            indexed = None
+            if indexer is not None:
+                indexer.submit(reach.drain())  # type: ignore[union-attr]
+                indexed = background.submit(indexer.finish)  # while the file is committed
             ctx.storage.files.get_blob_client(snapshot_name_for(blob_name)).upload_blob(
                 json.dumps(plan.snapshot(), indent=1, default=str).encode(), overwrite=True)
             report = self._validate(record, validator, invoice, blob_name) if validator is not None else None

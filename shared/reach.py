@@ -4,25 +4,24 @@ A reseller principal's reach (its customers' views, their customer- and subscrip
 is not configured by hand: the worker learns it while it streams a partner-view file, from the lines' reseller
 column (`ResellerMpnId`; `Tier2MpnId` in daily rated usage), `CustomerId` and `SubscriptionId`.
 
-Table `ResellerReach`, PartitionKey = tenant id, three kinds of row (ids validated, lower-case GUIDs):
+Table `ResellerReach`, PartitionKey = tenant id, two kinds of row (ids validated, lower-case GUIDs):
 
 - `r|{mpnId}|{customerId}|{subscriptionId}` (subscription empty when a line has none): what a reseller serves;
-  read by one RowKey range query per reseller id.
-- `c|{customerId}|{mpnId}`: who serves a customer; read once per indexing run, to find shared customers.
+  read by one RowKey range query per reseller id (and all of them, keys only, when a file is indexed).
 - `s|{customerId}`: a customer served by more than one reseller. Its customer-level rules and identifiers would
   change, and reveal, another reseller's prices, so they stay with the partner; each reseller still gets the
   customer view of its own lines. A marker is never removed (once shared, the customer stays the partner's).
 
 Rows have deterministic keys and fixed contents, and only rows the index lacks are written (upserts), so a
-redelivered message re-indexes harmlessly and next month's file writes next to nothing; the `c|` rows are written
-before they are read, so two files indexed at once cannot both miss a shared customer.
+redelivered message re-indexes harmlessly and next month's file writes next to nothing; new `r|` rows are written
+before the tenant's rows are read for shared customers, so two files indexed at once cannot both miss one.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,11 +61,12 @@ def _text(column: pa.Array) -> pa.Array:
 class ReachCollector:
     """The distinct (reseller, customer, subscription) keys of a file's lines. Per batch, in Arrow: the three ids
     are joined into one string and `unique` keeps each once, so Python sees only a batch's distinct keys and
-    memory grows with distinct keys, not lines. Ids are checked and normalised once, at the end (`valid`).
+    memory grows with distinct keys, not lines. Ids are checked and normalised once per key (`drain`, `valid`).
     Reading a segment again adds nothing new."""
 
     layout: Layout
     keys: set[str] = field(default_factory=set)
+    fresh: set[str] = field(default_factory=set)  # keys seen since the last `drain`
 
     def add(self, batch: pa.RecordBatch) -> None:
         lay = self.layout
@@ -78,23 +78,36 @@ class ReachCollector:
         joined = pc.binary_join_element_wise(_text(batch.column(lay.reseller_column)),
                                              _text(batch.column(lay.customer_column)), sub, SEPARATOR,
                                              null_handling="replace", null_replacement="")
-        self.keys.update(pc.unique(joined).to_pylist())
+        new = set(pc.unique(joined).to_pylist()) - self.keys
+        self.keys |= new
+        self.fresh |= new
+
+    def drain(self) -> set[Triple]:
+        """The valid triples of the keys seen since the last drain (the worker hands them on segment by segment)."""
+        out = _valid(self.fresh)
+        self.fresh = set()
+        return out
 
     def valid(self) -> set[Triple]:
-        """Triples whose ids are well-formed: a reseller (not a direct line: empty, 0, -1), a customer GUID, a
-        subscription GUID or nothing; GUIDs lower-case. Anything else cannot become a key and is not reach."""
-        out: set[Triple] = set()
-        for key in self.keys:
-            parts = [p.strip() for p in key.split(SEPARATOR)]
-            if len(parts) != 3:
-                continue
-            reseller, customer, subscription = parts[0], parts[1].lower(), parts[2].lower()
-            if reseller in DIRECT_RESELLER_IDS or not _MPN.match(reseller) or int(reseller) <= 0:
-                continue
-            if not _GUID.match(customer):
-                continue
-            out.add((reseller, customer, subscription if _GUID.match(subscription) else ""))
-        return out
+        """Every valid triple seen."""
+        return _valid(self.keys)
+
+
+def _valid(keys: Iterable[str]) -> set[Triple]:
+    """Triples whose ids are well-formed: a reseller (not a direct line: empty, 0, -1), a customer GUID, a
+    subscription GUID or nothing; GUIDs lower-case. Anything else cannot become a key and is not reach."""
+    out: set[Triple] = set()
+    for key in keys:
+        parts = [p.strip() for p in key.split(SEPARATOR)]
+        if len(parts) != 3:
+            continue
+        reseller, customer, subscription = parts[0], parts[1].lower(), parts[2].lower()
+        if reseller in DIRECT_RESELLER_IDS or not _MPN.match(reseller) or int(reseller) <= 0:
+            continue
+        if not _GUID.match(customer):
+            continue
+        out.add((reseller, customer, subscription if _GUID.match(subscription) else ""))
+    return out
 
 
 # ---- the index ----------------------------------------------------------------------------------------------------
@@ -110,33 +123,16 @@ class ReachIndex:
     def __init__(self, storage: Storage) -> None:
         self.table = storage.table(TABLE)
 
+    def writer(self, tenant_id: str) -> "ReachWriter":
+        """Index one file's lines while it streams (see ReachWriter)."""
+        return ReachWriter(self, tenant_id)
+
     def record(self, tenant_id: str, triples: Iterable[Triple]) -> int:
-        """Write what a file's lines showed that the index does not hold yet; returns how many reseller rows were
-        new (0 when the same lines are indexed again). Costs one read of the tenant's keys, plus writes for what
-        is new: next month's file of the same customers writes next to nothing."""
-        tenant_id = tenant_id.lower()
-        triples = set(triples)
-        if not triples:
-            return 0
-        held = self._keys(tenant_id)
-        pairs = {f"c|{c}|{r}" for r, c, _ in triples}
-        new_pairs = sorted(pairs - held)
-        self._upsert(tenant_id, [_row(key) for key in new_pairs])
-        # who serves this file's customers: read again after writing, so of two files indexed at once, the one
-        # that reads last sees the other's pairs too
-        pair_keys = self._keys(tenant_id, "c|") if new_pairs else held
-        customers = {c for _, c, _ in triples}
-        served: dict[str, set[str]] = {}
-        for key in pair_keys:
-            kind, *ids = key.split(SEPARATOR)
-            if kind == "c" and ids[0] in customers:
-                served.setdefault(ids[0], set()).add(ids[1])
-        shared = {f"s|{c}" for c, resellers in served.items() if len(resellers) > 1}
-        new_rows = sorted({f"r|{r}|{c}|{s}" for r, c, s in triples} - held)
-        self._upsert(tenant_id, [_row(key) for key in new_rows + sorted(shared - held)])
-        log.info("reseller reach indexed: %d of %d rows new, %d shared customers", len(new_rows), len(triples),
-                 len(shared), extra={"tenant": tenant_id})
-        return len(new_rows)
+        """Index what lines showed, at once; returns how many reseller rows were new (0 when the same lines are
+        indexed again)."""
+        writer = self.writer(tenant_id)
+        writer.submit(set(triples))
+        return writer.finish()
 
     def resolve(self, tenant_id: str, reseller_ids: frozenset[str]) -> Reach:
         """Customers and subscriptions of `reseller_ids` in `tenant_id` (one range query per reseller, one for
@@ -179,12 +175,65 @@ class ReachIndex:
             list(pool.map(self.table.submit_transaction, chunks))
 
 
+class ReachWriter:
+    """One file's indexing, beside its streaming: the tenant's keys are read once, each segment's new triples are
+    written in the background as the worker hands them over (`submit`), and `finish` waits for them, then marks
+    the shared customers. Only rows the index lacks are written: next month's file of the same customers, or a
+    redelivered message, writes next to nothing."""
+
+    def __init__(self, index: ReachIndex, tenant_id: str) -> None:
+        self.index, self.tenant_id = index, tenant_id.lower()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reach")  # one at a time, in order
+        self._held: Future[set[str]] = self._pool.submit(index._keys, self.tenant_id)
+        self._pending: list[Future[None]] = []
+        self.triples: set[Triple] = set()
+        self.new_rows = 0
+
+    def submit(self, triples: set[Triple]) -> None:
+        fresh = triples - self.triples
+        if fresh:
+            self.triples |= fresh
+            self._pending.append(self._pool.submit(self._write, fresh))
+
+    def _write(self, triples: set[Triple]) -> None:
+        held = self._held.result()
+        rows = sorted({f"r|{r}|{c}|{s}" for r, c, s in triples} - held)
+        self.index._upsert(self.tenant_id, [_row(key) for key in rows])
+        held.update(rows)
+        self.new_rows += len(rows)
+
+    def finish(self) -> int:
+        """Wait for the writes (their errors surface here), mark shared customers; returns the new row count."""
+        try:
+            for pending in self._pending:
+                pending.result()
+            held = self._held.result()
+            # who serves this file's customers: read again after writing, so of two files indexed at once, the
+            # one that reads last sees the other's rows too
+            keys = self.index._keys(self.tenant_id, "r|") if self.new_rows else held
+            customers = {c for _, c, _ in self.triples}
+            served: dict[str, set[str]] = {}
+            for key in keys:
+                kind, *ids = key.split(SEPARATOR)
+                if kind == "r" and ids[1] in customers:
+                    served.setdefault(ids[1], set()).add(ids[0])
+            shared = {f"s|{c}" for c, resellers in served.items() if len(resellers) > 1}
+            self.index._upsert(self.tenant_id, [_row(key) for key in sorted(shared - held)])
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        log.info("reseller reach indexed: %d of %d rows new, %d shared customers", self.new_rows,
+                 len(self.triples), len(shared), extra={"tenant": self.tenant_id})
+        return self.new_rows
+
+    def close(self) -> None:
+        """Stop without finishing (the file failed): writes already under way complete, the rest are dropped."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
 def _row(key: str) -> dict[str, Any]:
     """An index row from its RowKey: the ids again as properties, for people reading the table."""
     kind, *ids = key.split(SEPARATOR)
     if kind == "r":
         return {"RowKey": key, "kind": "reseller", "reseller_id": ids[0], "customer_id": ids[1],
                 "subscription_id": ids[2]}
-    if kind == "c":
-        return {"RowKey": key, "kind": "customer", "customer_id": ids[0], "reseller_id": ids[1]}
     return {"RowKey": key, "kind": "shared", "customer_id": ids[0]}

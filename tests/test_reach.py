@@ -103,10 +103,24 @@ def test_recording_again_is_harmless(ctx) -> None:
     again = _rows(index)
     assert [(e["RowKey"], e.get("kind")) for e in again] == [(e["RowKey"], e.get("kind")) for e in first]
     assert again == first  # same keys, same contents
-    assert len(first) == 152 + 152 + 1  # r| rows, c| rows, one s| marker
-    assert {e["RowKey"]: (e["kind"], e["customer_id"]) for e in first if e["RowKey"].startswith(("c|", "s|"))}[
-        f"s|{C1}"] == ("shared", C1)
+    assert len(first) == 152 + 1  # the reseller rows, one shared-customer marker
+    assert {e["RowKey"]: (e["kind"], e["customer_id"]) for e in first}[f"s|{C1}"] == ("shared", C1)
     assert index.record(TENANT, triples + [("7654321", C1, S1)]) == 1  # only the new row is written
+
+
+def test_the_writer_takes_segments_as_they_come(ctx) -> None:
+    index = ReachIndex(ctx.storage)
+    index.record(TENANT, [("7654321", C2, S2)])
+    writer = index.writer(TENANT)
+    writer.submit({("1234567", C1, S1)})  # segment 1
+    writer.submit({("1234567", C1, S1), ("1234567", C2, "")})  # segment 2: one triple again, one new
+    writer.submit(set())
+    assert writer.finish() == 2
+    assert index.resolve(TENANT, frozenset({"1234567"})) == Reach(frozenset({C1, C2}), frozenset({S1}),
+                                                                  frozenset({C2}))
+    stopped = index.writer(OTHER_TENANT)  # a file that failed: what was handed over may land, nothing breaks
+    stopped.submit({("1234567", C1, S1)})
+    stopped.close()
 
 
 # ---- through the worker, and through the routes ------------------------------------------------------------------
