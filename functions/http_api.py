@@ -62,8 +62,7 @@ def get_tenant(req: func.HttpRequest) -> func.HttpResponse:
 @api(Action.FILES_REQUEST, scoped=True)
 def request_file(req: func.HttpRequest) -> func.HttpResponse:
     tenant_id, access = access_for(req)
-    body = parse_body(req, FileRequest)
-    access.require(Scope.lines(body))
+    body = access.require_lines(parse_body(req, FileRequest))
     record, created = service.request_file(get_context(), tenant_id, body)
     location = f"/api/{FILES.format(tenantId=tenant_id)}/{record.id}"
     return json_response(record.public(), 202 if created else 200, headers={"Location": location})
@@ -173,7 +172,7 @@ def get_charges(req: func.HttpRequest) -> func.HttpResponse:
     scope = ChargesScope.model_validate({"invoiceType": file_type, "view": req.params.get("view") or "partner",
                                          "resellerId": req.params.get("resellerId") or None,
                                          "customerId": req.params.get("customerId") or None})
-    access.require(Scope.lines(scope))
+    scope = access.require_lines(scope)
     page = service.get_charges(get_context(), tenant_id, invoice_id, scope, page_size(req),
                                req.params.get("continuationToken") or None)
     return json_response(page)

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 from shared.auth import PARTNER_ADMIN_APP_ROLE, Caller, acting_as
 from shared.context import get_context
 from shared.models import GUID_PATTERN
-from shared.principals import Access, Action, Scope
+from shared.principals import REACH_ACTIONS, Access, Action, Scope
 from shared.problems import PROBLEM_CONTENT_TYPE, Problem, bad_request, from_validation_error
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,17 @@ class Guard:
             if hidden is not None and decision.status == 403:
                 raise hidden
             decision.enforce()
+
+    def require_lines(self, request: M) -> M:
+        """`require` on the lines a request (FileRequest, ChargesScope) asks for, after narrowing it: a reseller's
+        customer view is of its own lines of that customer, so it is stamped with the reseller's id when it names
+        none. Returns the request the handler must use."""
+        # charges are never a reseller's in a customer view: nothing to narrow there
+        reseller = self._access().reseller_for(Scope.lines(request)) if self.action in REACH_ACTIONS else None
+        if reseller is not None:
+            request = request.model_copy(update={"reseller_id": reseller})
+        self.require(Scope.lines(request))
+        return request
 
     def allows(self, scope: Scope | None = None) -> bool:
         self.checked = True

@@ -13,6 +13,7 @@ from shared.audit import AuditLog
 from shared.auth import TokenValidator
 from shared.configuration import IdentifierRepository, MarginRuleRepository
 from shared.principals import AccessControl, PrincipalRepository
+from shared.reach import ReachIndex
 from shared.repositories import FileRepository, TenantRepository
 from shared.sas import DownloadLinks
 from shared.settings import Settings, get_settings
@@ -54,8 +55,12 @@ class AppContext:
         return PrincipalRepository(self.storage)
 
     @cached_property
+    def reach(self) -> ReachIndex:
+        return ReachIndex(self.storage)
+
+    @cached_property
     def access(self) -> AccessControl:
-        return AccessControl(self.principals)
+        return AccessControl(self.principals, self.reach)
 
     @cached_property
     def audit(self) -> AuditLog:

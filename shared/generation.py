@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -23,6 +24,7 @@ from shared.builder import build
 from shared.columns import FileType, layout_for
 from shared.context import AppContext
 from shared.models import SETTLED_STATUSES, UNBILLED_PREFIX, FileRecord, FileStatus, Totals, Unmapped, View
+from shared.reach import ReachCollector
 from shared.reconcile import FilePlan
 from shared.reconcile import Totals as FileTotals
 from shared.views import columns_for
@@ -127,28 +129,49 @@ class Worker:
         blob_name = blob_name_for(record)
         sink = BlockBlobSink(ctx.storage.files.get_blob_client(blob_name), ctx.settings.block_size_bytes)
         csv_format = CsvFormat(**record.csv_format.model_dump()) if record.csv_format else CsvFormat()
+        partner = record.view == View.PARTNER
         validator = Validator(layout, invoice_id=record.invoice_id, cap=ctx.settings.validation_max_findings) \
-            if record.view == View.PARTNER else None
+            if partner else None
+        reach = ReachCollector(layout) if partner else None  # partner views see every reseller's lines
         plan = FilePlan(layout, ctx.rules.list(tenant.tenant_id), ctx.identifiers.mappings(tenant.tenant_id),
-                        record.view, record.reseller_id, record.customer_id, validator=validator)
+                        record.view, record.reseller_id, record.customer_id, validator=validator, reach=reach)
         record.billing_period_start = _billing_start(invoice)
         writer = writer_for(record.format, sink, csv_format, layout.date_columns,
                             columns_for(layout, record.view))
 
+        # which reseller serves which customer: written beside the streaming, done before the file is Available
+        # (a failure retries the whole message; indexing again is harmless)
+        indexer = ctx.reach.writer(record.tenant_id) if reach is not None else None
+
         def progress(rows: int) -> None:
-            """Show the rows so far and renew the lease, every 100,000 rows or every minute."""
+            """Show the rows so far and renew the lease, every 100,000 rows or every minute; hand the segment's
+            new resellers and customers to the indexer, which writes them while the next segment streams."""
             now = utcnow()
             record.progress_rows, record.lease_until = rows, now + LEASE
             if rows - state.get("reported", 0) >= PROGRESS_EVERY_ROWS or now - state["renewed"] >= RENEW_EVERY:
                 state["etag"] = ctx.files.replace(record, state["etag"])
                 state["reported"], state["renewed"] = rows, now
+            if indexer is not None:
+                indexer.submit(reach.drain())  # type: ignore[union-attr]
 
-        result = build(source, plan, writer, progress=progress)
-        ctx.storage.files.get_blob_client(snapshot_name_for(blob_name)).upload_blob(
-            json.dumps(plan.snapshot(), indent=1, default=str).encode(), overwrite=True)
-        report = self._validate(record, validator, invoice, blob_name) if validator is not None else None
-        writer.finish({"tenant": record.tenant_id, "file": record.id, "version": str(record.version),
-                       "rows": str(result.totals.rows)})
+        try:
+            result = build(source, plan, writer, progress=progress)
+        except BaseException:
+            if indexer is not None:
+                indexer.close()
+            raise
+        with ThreadPoolExecutor(max_workers=1) as background:
+            indexed = None
+            if indexer is not None:
+                indexer.submit(reach.drain())  # type: ignore[union-attr]
+                indexed = background.submit(indexer.finish)  # while the file is committed
+            ctx.storage.files.get_blob_client(snapshot_name_for(blob_name)).upload_blob(
+                json.dumps(plan.snapshot(), indent=1, default=str).encode(), overwrite=True)
+            report = self._validate(record, validator, invoice, blob_name) if validator is not None else None
+            writer.finish({"tenant": record.tenant_id, "file": record.id, "version": str(record.version),
+                           "rows": str(result.totals.rows)})
+            if indexed is not None:
+                indexed.result()
         self._record_result(record, result.totals, invoice, report, ctx.settings.validation_blocks)
         record.data_version = source.data_version
         record.blob_name = blob_name
@@ -271,8 +294,10 @@ class Worker:
 
 
 def file_name_for(record: FileRecord, extension: str = "csv") -> str:
-    scope = record.reseller_id or record.customer_id
-    parts = [record.invoice_id, record.invoice_type.value, record.view.value] + ([scope] if scope else [])
+    """Names the view's scope: a customer view narrowed to one reseller's lines carries both ids, so it never
+    shares a name with the whole customer's view."""
+    scope = [i for i in (record.reseller_id, record.customer_id) if i]
+    parts = [record.invoice_id, record.invoice_type.value, record.view.value, *scope]
     return "_".join(parts) + f"_v{record.version}.{extension}"
 
 

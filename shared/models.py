@@ -118,7 +118,9 @@ class FileRequest(ApiModel):
     invoice_type: FileType
     invoice_id: InvoiceId
     view: View = View.PARTNER
-    reseller_id: MpnId | None = None
+    reseller_id: MpnId | None = Field(default=None, description=(
+        "The reseller's MPN id: with view=reseller, its lines; with view=customer, only its lines of that customer "
+        "(a reseller's own customer-view requests are narrowed to it)."))
     customer_id: Guid | None = None
     format: FileFormat = FileFormat.CSV
     csv_format: CsvOptions | None = None  # default: the tenant's, else comma / point / ISO dates

@@ -6,8 +6,9 @@ tenant: table `Principals`, PartitionKey = tenant id, RowKey = object id. Roles:
 - `partnerAdmin`: everything in the tenant.
 - `partnerReader`: reads everything in the tenant (and may request files, which derives data but changes no
   configuration); changes nothing.
-- `reseller` (`resellerIds`: MPN ids): reseller views of its own lines; customer views of its own customers;
-  customer- and subscription-level margin rules and identifiers of its own customers and their subscriptions.
+- `reseller` (`resellerIds`: MPN ids): reseller views of its own lines; customer views of its own customers,
+  narrowed to its own lines (`resellerId`); customer- and subscription-level margin rules and identifiers of its
+  own customers (but not of a customer another reseller serves too) and their subscriptions.
   Never reseller-level rules (they reveal the partner's cost), the partner view, invoices, or charges in any view
   but its own reseller view.
 - `customer` (`customerIds`): customer views (onetime, license) of its own lines, as files or charges. Nothing else.
@@ -17,8 +18,10 @@ roles in the caller's own tenant (`tid` == the tenant asked about) without a sto
 first administrator registers a tenant.
 
 Which customers and subscriptions are "its own" for a reseller is not stored here: it comes from Microsoft's lines
-(`ResellerMpnId`/`Tier2MpnId` → `CustomerId`, `SubscriptionId`) and is resolved by the caller (`ReachResolver`),
-only when a reseller principal asks for something that needs it.
+(`ResellerMpnId`/`Tier2MpnId` → `CustomerId`, `SubscriptionId`; indexed by `shared.reach`) and is resolved by the
+caller (`ReachResolver`), only when a reseller principal asks for something that needs it. A reseller's customer
+view is always narrowed to its own lines (`resellerId` on the request: a customer may buy from two resellers), and
+a customer another reseller serves too keeps its customer-level rules and identifiers with the partner.
 
 `authorize` is pure: it answers allow / 403 / 404. A caller with no standing in the tenant gets 404 for every
 action, with the same words as a tenant that does not exist, so tenants cannot be probed.
@@ -42,7 +45,7 @@ from pydantic.alias_generators import to_camel
 
 from shared.auth import PARTNER_ADMIN_APP_ROLE, PARTNER_READER_APP_ROLE, Caller
 from shared.models import GUID_PATTERN, MPN_ID_PATTERN, ApiModel
-from shared.problems import Problem, not_found
+from shared.problems import Problem, bad_request, not_found
 from shared.repositories import Conflict
 from shared.storage import Storage
 
@@ -312,12 +315,14 @@ def effective_roles(principal: Principal | None, caller: Caller, tenant_id: str)
 
 def authorize(principal: Principal | None, caller: Caller, tenant_id: str, action: Action | str,
               scope: Scope | None = None, *, customers_of_reseller: Set[str] = frozenset(),
-              subscriptions_of_reseller: Set[str] = frozenset()) -> Decision:
+              subscriptions_of_reseller: Set[str] = frozenset(),
+              shared_customers_of_reseller: Set[str] = frozenset()) -> Decision:
     """Whether `caller` may do `action` on `scope` in `tenant_id`. Pure: every input is given.
 
     `principal` is the caller's stored principal in `tenant_id` (or None); `customers_of_reseller` and
     `subscriptions_of_reseller` are the customer and subscription ids that belong to the principal's resellers
-    (only read for reseller principals; empty means "none known": such a reseller sees only reseller views).
+    (only read for reseller principals; empty means "none known": such a reseller sees only reseller views);
+    `shared_customers_of_reseller` those of its customers that another reseller serves too.
     """
     action = Action(action)
     scope = scope or Scope()
@@ -329,6 +334,7 @@ def authorize(principal: Principal | None, caller: Caller, tenant_id: str, actio
         customers=frozenset(_text(c) for c in (principal.customer_ids if principal else []) if c),
         reseller_customers=frozenset(c.lower() for c in customers_of_reseller),
         reseller_subscriptions=frozenset(s.lower() for s in subscriptions_of_reseller),
+        shared_customers=frozenset(c.lower() for c in shared_customers_of_reseller),
     )
     for role in sorted(roles):
         if _GRANTS[role](action, scope, reach):
@@ -343,6 +349,7 @@ class _Reach:
     customers: frozenset[str | None]
     reseller_customers: frozenset[str]
     reseller_subscriptions: frozenset[str]
+    shared_customers: frozenset[str] = frozenset()
 
 
 def _admin(action: Action, scope: Scope, reach: _Reach) -> bool:
@@ -355,8 +362,10 @@ def _reader(action: Action, scope: Scope, reach: _Reach) -> bool:
 
 def _reseller(action: Action, scope: Scope, reach: _Reach) -> bool:
     if action in (Action.FILES_REQUEST, Action.FILES_READ, Action.FILES_REGENERATE):
-        own_lines = scope.view == "reseller" and scope.reseller_id in reach.resellers
-        own_customer = (scope.view == "customer" and scope.customer_id in reach.reseller_customers
+        own_reseller = scope.reseller_id in reach.resellers
+        own_lines = scope.view == "reseller" and own_reseller
+        # a customer view only of its own lines of its customer (narrowed by resellerId), never the whole customer
+        own_customer = (scope.view == "customer" and own_reseller and scope.customer_id in reach.reseller_customers
                         and scope.invoice_type in CUSTOMER_VIEW_TYPES)
         return own_lines or own_customer
     if action == Action.CHARGES_READ:  # never Microsoft's cost: only what the reseller itself pays
@@ -369,9 +378,10 @@ def _reseller(action: Action, scope: Scope, reach: _Reach) -> bool:
 
 
 def _owns(level: str | None, target_id: str | None, reach: _Reach) -> bool:
-    """Customer- and subscription-level targets of the reseller's own customers; never reseller level."""
+    """Customer- and subscription-level targets of the reseller's own customers; never reseller level, nor a
+    customer another reseller serves too (its rule or internal id would set, and show, that reseller's prices)."""
     if level == "customer":
-        return target_id in reach.reseller_customers
+        return target_id in reach.reseller_customers and target_id not in reach.shared_customers
     if level == "subscription":
         return target_id in reach.reseller_subscriptions
     return False
@@ -391,13 +401,25 @@ _GRANTS: dict[Role, Callable[[Action, Scope, _Reach], bool]] = {
 
 # ---- what routes use -------------------------------------------------------------------------------------------
 
-# (tenant id, reseller ids) -> (customer ids, subscription ids) of those resellers, lower-case.
-ReachResolver = Callable[[str, frozenset[str]], tuple[Set[str], Set[str]]]
+@dataclass(frozen=True)
+class Reach:
+    """What a reseller principal's resellers serve (lower-case ids); `shared`: those of its customers that another
+    reseller serves too."""
+
+    customers: frozenset[str] = frozenset()
+    subscriptions: frozenset[str] = frozenset()
+    shared: frozenset[str] = frozenset()
 
 
-def no_reach(tenant_id: str, reseller_ids: frozenset[str]) -> tuple[Set[str], Set[str]]:
-    """Until line data is indexed: resellers own no customers (they still get their reseller views)."""
-    return frozenset(), frozenset()
+NO_REACH = Reach()
+
+# (tenant id, reseller ids) -> what those resellers serve (`shared.reach.ReachIndex` in the app).
+ReachResolver = Callable[[str, frozenset[str]], Reach]
+
+
+def no_reach(tenant_id: str, reseller_ids: frozenset[str]) -> Reach:
+    """Nothing indexed: resellers own no customers (they still get their reseller views)."""
+    return NO_REACH
 
 
 @dataclass
@@ -408,26 +430,47 @@ class Access:
     tenant_id: str
     principal: Principal | None
     resolver: ReachResolver = no_reach
-    _reach: tuple[Set[str], Set[str]] | None = field(default=None, repr=False)
+    _reach: Reach | None = field(default=None, repr=False)
 
     @cached_property
     def roles(self) -> frozenset[Role]:
         return effective_roles(self.principal, self.caller, self.tenant_id)
 
-    def _resolved(self, action: Action) -> tuple[Set[str], Set[str]]:
-        needs = (self.principal is not None and self.principal.role == Role.RESELLER
-                 and not (self.roles & {Role.PARTNER_ADMIN, Role.PARTNER_READER}))
-        if not needs or action not in REACH_ACTIONS:
-            return frozenset(), frozenset()
+    @property
+    def acts_as_reseller(self) -> bool:
+        """A reseller principal without partner roles: the one caller whose answers depend on its reach."""
+        return (self.principal is not None and self.principal.role == Role.RESELLER
+                and not (self.roles & {Role.PARTNER_ADMIN, Role.PARTNER_READER}))
+
+    def _resolved(self, action: Action) -> Reach:
+        if not self.acts_as_reseller or action not in REACH_ACTIONS:
+            return NO_REACH
         if self._reach is None:
             self._reach = self.resolver(self.tenant_id, frozenset(self.principal.reseller_ids))  # type: ignore[union-attr]
         return self._reach
 
     def decide(self, action: Action | str, scope: Scope | None = None) -> Decision:
         action = Action(action)
-        customers, subscriptions = self._resolved(action) if self.roles else (frozenset(), frozenset())
+        reach = self._resolved(action) if self.roles else NO_REACH
         return authorize(self.principal, self.caller, self.tenant_id, action, scope,
-                         customers_of_reseller=customers, subscriptions_of_reseller=subscriptions)
+                         customers_of_reseller=reach.customers, subscriptions_of_reseller=reach.subscriptions,
+                         shared_customers_of_reseller=reach.shared)
+
+    def reseller_for(self, scope: Scope) -> str | None:
+        """The reseller id a reseller's customer-view request is narrowed to when it names none: its only
+        reseller id, or the only one of its reseller ids that serves the customer. None when there is nothing to
+        narrow (not a reseller, not a customer view, already narrowed) or none serves it (the policy refuses);
+        400 naming `resellerId` when several of its own serve it (the caller must say whose lines it wants)."""
+        if scope.view != "customer" or scope.reseller_id or not self.acts_as_reseller or not scope.customer_id:
+            return None
+        ids = sorted(self.principal.reseller_ids)  # type: ignore[union-attr]
+        if len(ids) == 1:
+            return ids[0]
+        serving = [r for r in ids if scope.customer_id in self.resolver(self.tenant_id, frozenset({r})).customers]
+        if len(serving) > 1:
+            raise bad_request(f"Several of your resellers serve this customer ({', '.join(serving)}): name the one "
+                              "whose lines you want in resellerId.", "resellerId")
+        return serving[0] if serving else None
 
     def allows(self, action: Action | str, scope: Scope | None = None) -> bool:
         return self.decide(action, scope).allowed

@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 from shared.columns import Layout
 from shared.margins import MarginEngine, Mappings, MarginRule, decimal_sum
 from shared.models import View
+from shared.reach import ReachCollector
 from shared.validation import Validator
 from shared.views import check_view, project, select_lines
 
@@ -64,6 +65,7 @@ class FilePlan:
     reseller_id: str | None = None
     customer_id: str | None = None
     validator: Validator | None = None  # partner-view files only: checks Microsoft's lines in the same pass
+    reach: ReachCollector | None = None  # partner-view files only: which reseller serves which customer
     engine: MarginEngine = field(init=False)
 
     def __post_init__(self) -> None:
@@ -83,6 +85,8 @@ class FilePlan:
     def process(self, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, Totals]:
         if self.validator is not None:
             self.validator.check(batch)
+        if self.reach is not None:
+            self.reach.add(batch)
         undated_before = self.engine.undated_rows
         lines = select_lines(self.layout, self.engine.apply(batch), self.view, self.reseller_id, self.customer_id)
         lay = self.layout

@@ -66,8 +66,8 @@ def _check_view(req: FileRequest) -> None:
             raise bad_request("A customer view needs customerId.", "customerId")
         if req.invoice_type not in CUSTOMER_VIEW_TYPES:
             raise bad_request("Customer views exist for onetime and license files only.", "view")
-    if req.view != View.RESELLER and req.reseller_id:
-        raise bad_request("resellerId is only used with view=reseller.", "resellerId")
+    if req.view == View.PARTNER and req.reseller_id:  # with a customer view it narrows to that reseller's lines
+        raise bad_request("resellerId is only used with view=reseller or view=customer.", "resellerId")
     if req.view != View.CUSTOMER and req.customer_id:
         raise bad_request("customerId is only used with view=customer.", "customerId")
     if req.csv_format is not None and req.format.value != "csv":

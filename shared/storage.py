@@ -19,7 +19,8 @@ from azure.storage.queue import QueueClient, TextBase64EncodePolicy, TextBase64D
 
 from shared.settings import Settings
 
-TABLE_NAMES = ("Tenants", "Files", "FileVersions", "Invoices", "MarginRules", "Identifiers", "Principals", "Audit")
+TABLE_NAMES = ("Tenants", "Files", "FileVersions", "Invoices", "MarginRules", "Identifiers", "Principals", "Audit",
+               "ResellerReach")
 
 
 class Storage:

@@ -5,6 +5,8 @@
   (a reseller sees what it pays and what its customers pay, never the partner's cost or margin).
 - customer (with its customer id; onetime and license only): only that customer's lines; Microsoft's price
   columns, ResellerSubtotal, ResellerMarginPercent and CustomerMarginPercent removed: the customer sees its price.
+  With a reseller id too, only that reseller's lines of the customer (a customer may buy from two resellers, and
+  a reseller asking for its customer's view must not see the other's lines or prices).
 
 Fields Microsoft added that the layout does not know are kept in the partner view only: nobody can tell whether
 a new field is a price, so reseller and customer views fail closed and leave them out.
@@ -80,6 +82,9 @@ def select_lines(layout: Layout, batch: pa.RecordBatch, view: View | str, resell
         if not cid:
             raise ValueError("A customer view needs the customer's id.")
         keep = pc.equal(pc.utf8_lower(pc.utf8_trim_whitespace(batch.column(layout.customer_column))), cid)
+        rid = (reseller_id or "").strip()
+        if rid:  # narrowed to one reseller's lines of the customer
+            keep = pc.and_(keep, pc.equal(pc.utf8_trim_whitespace(batch.column(layout.reseller_column)), rid))
     return batch.filter(pc.fill_null(keep, False))
 
 
@@ -99,9 +104,12 @@ def reseller_view(layout: Layout, batch: pa.RecordBatch, reseller_id: str) -> pa
     return project(layout, select_lines(layout, batch, View.RESELLER, reseller_id=reseller_id), View.RESELLER)
 
 
-def customer_view(layout: Layout, batch: pa.RecordBatch, customer_id: str) -> pa.RecordBatch:
-    """Only `customer_id`'s lines (case-insensitive id), showing only the customer's price."""
-    return project(layout, select_lines(layout, batch, View.CUSTOMER, customer_id=customer_id), View.CUSTOMER)
+def customer_view(layout: Layout, batch: pa.RecordBatch, customer_id: str,
+                  reseller_id: str | None = None) -> pa.RecordBatch:
+    """Only `customer_id`'s lines (case-insensitive id; of `reseller_id` only, when given), showing only the
+    customer's price."""
+    return project(layout, select_lines(layout, batch, View.CUSTOMER, reseller_id=reseller_id,
+                                        customer_id=customer_id), View.CUSTOMER)
 
 
 def view_batch(layout: Layout, batch: pa.RecordBatch, view: View | str, reseller_id: str | None = None,

@@ -1,5 +1,8 @@
 """Every route × every role × own scope / another's scope / another tenant, against the expectations written out
-here (not derived from the policy code). Adding a route without a ROUTES entry fails the first test."""
+here (not derived from the policy code). Adding a route without a ROUTES entry fails the first test.
+
+The reseller principal's customers come from the real reach index (`ResellerReach`), filled as the worker fills it:
+R1 serves C1 (the customer principal's own) with S1, R2 serves C3 with S3, and both serve CS (a shared customer)."""
 
 from __future__ import annotations
 
@@ -20,16 +23,30 @@ from tests.conftest import SECRET_SETTING, call, token_for
 OTHER_TENANT = "bbbbbbbb-2222-4000-8000-0000000000bb"
 R1, R2 = "1234567", "7654321"  # the reseller principal's own MPN id; another reseller's
 C1 = "c1c1c1c1-0000-4000-8000-000000000001"  # the customer principal's own id
-C3 = "c3c3c3c3-0000-4000-8000-000000000003"  # another customer
-S1 = "51515151-0000-4000-8000-000000000001"
+C3 = "c3c3c3c3-0000-4000-8000-000000000003"  # another reseller's customer
+CS = "c5c5c5c5-0000-4000-8000-000000000005"  # a customer both resellers serve
+S1 = "51515151-0000-4000-8000-000000000001"  # R1's subscription of C1
+S3 = "53535353-0000-4000-8000-000000000003"  # R2's subscription of C3
+REACH = [(R1, C1, S1), (R2, C3, S3), (R1, CS, "5a5a5a5a-0000-4000-8000-00000000005a"),
+         (R2, CS, "5b5b5b5b-0000-4000-8000-00000000005b")]
 OIDS = {"reader": "0e000000-0000-4000-8000-00000000000e", "reseller": "0f000000-0000-4000-8000-00000000000f",
         "customer": "0c000000-0000-4000-8000-00000000000c", "stranger": "05000000-0000-4000-8000-000000000005"}
 ROLES = ("admin", "reader", "reseller", "customer", "stranger", "outsider")
 
 # Targets: the scope a request touches. Line targets (files, charges): partner view, reseller views of R1 and R2,
-# customer views of C1 and C3. Configuration targets: a reseller-level and a customer-level rule / identifier.
-LINE_TARGETS = ("partner", "R1", "R2", "C1", "C3")
-CONFIG_TARGETS = ("resellerLevel", "customerLevel")
+# customer views of C1 and C3 (whole), and customer views narrowed to one reseller's lines ("C1@R1": R1's lines of
+# C1). Configuration targets: rules and identifiers at reseller level (R1), of R1's customer C1 and subscription
+# S1, of R2's customer C3 and subscription S3, and of the shared customer CS.
+LINE_TARGETS = ("partner", "R1", "R2", "C1", "C3", "C1@R1", "C3@R2", "CS@R1", "CS@R2")
+CONFIG_TARGETS = ("resellerLevel", "customerLevel", "subscriptionLevel", "otherCustomer", "otherSubscription",
+                  "sharedCustomer")
+TARGET_IDS = {"resellerLevel": ("reseller", R1), "customerLevel": ("customer", C1),
+              "subscriptionLevel": ("subscription", S1), "otherCustomer": ("customer", C3),
+              "otherSubscription": ("subscription", S3), "sharedCustomer": ("customer", CS)}
+IDENTIFIER_TARGETS = {kind: tuple(t for t, (k, _) in TARGET_IDS.items() if k == kind)
+                      for kind in ("reseller", "customer", "subscription")}
+IDENTIFIER_TARGETS["reseller"] += ("otherReseller",)
+TARGET_IDS["otherReseller"] = ("reseller", R2)
 FILE_ROUTES = {"get_file", "download", "list_findings", "download_findings", "regenerate", "list_file_versions",
                "download_file_version"}
 LIST_ROUTES = {"list_tenants", "list_files", "list_margin_rules", "list_identifiers"}
@@ -41,10 +58,9 @@ ROUTES: dict[str, tuple[str, ...]] = {
                                       "get_automation", "get_calendar", "regenerate_files",
                                       "import_identifiers_csv")},
     **{name: LINE_TARGETS for name in FILE_ROUTES | {"request_file", "get_charges"}},
-    **{name: CONFIG_TARGETS for name in ("create_margin_rule", "delete_margin_rule", "put_reseller_identifier",
-                                         "get_reseller_identifier", "put_customer_identifier",
-                                         "get_customer_identifier", "put_subscription_identifier",
-                                         "get_subscription_identifier")},
+    **{name: CONFIG_TARGETS for name in ("create_margin_rule", "delete_margin_rule")},
+    **{f"{verb}_{kind}_identifier": targets for kind, targets in IDENTIFIER_TARGETS.items()
+       for verb in ("put", "get")},
     **{name: ("list",) for name in LIST_ROUTES},
     "get_me": ("self",),  # the caller's own standing: every signed-in caller, checked item by item below
 }
@@ -65,12 +81,16 @@ def may(role: str, action: Action, target: str) -> bool:
     if role == "reader":  # reads everything but the audit log (partner admins only), changes nothing
         return action in (Action.TENANT_READ, Action.PRINCIPALS_READ, Action.RULES_READ, Action.IDENTIFIERS_READ,
                           Action.FILES_REQUEST, Action.FILES_READ, Action.CHARGES_READ, Action.INVOICES_READ)
-    if role == "reseller":  # its own reseller view; its customers are unknown until lines are indexed
-        if action in (Action.FILES_REQUEST, Action.FILES_READ, Action.FILES_REGENERATE, Action.CHARGES_READ):
+    if role == "reseller":  # R1's reseller view; R1's lines of its customers; its customers' configuration
+        if action == Action.CHARGES_READ:
             return target == "R1"
-        return False
+        if action in (Action.FILES_REQUEST, Action.FILES_READ, Action.FILES_REGENERATE):
+            return target in ("R1", "C1@R1", "CS@R1")  # never a whole customer, never R2's lines of CS
+        # never reseller level; not the shared customer (its rules would set R2's prices); R1's subscriptions
+        return target in ("customerLevel", "subscriptionLevel")
     if role == "customer":
-        return action in (Action.FILES_REQUEST, Action.FILES_READ, Action.CHARGES_READ) and target == "C1"
+        return (action in (Action.FILES_REQUEST, Action.FILES_READ, Action.CHARGES_READ)
+                and target in ("C1", "C1@R1"))
     return False  # stranger, outsider: no standing
 
 
@@ -80,6 +100,8 @@ def expected(role: str, name: str, target: str) -> str:
         return "allowed"
     if role in ("stranger", "outsider"):
         return "no tenant"
+    if role == "reseller" and name == "request_file" and target in ("C1", "C3"):
+        target += "@R1"  # the gate narrows a reseller's customer-view request to its own lines
     if may(role, action, target):
         return "allowed"
     if name in FILE_ROUTES:  # a file the caller may not see does not exist for it
@@ -115,9 +137,9 @@ def world(sim_env, ctx, sim) -> dict[str, Any]:
     ctx.principals.put(tenant, OIDS["reader"], PrincipalIn(role=Role.PARTNER_READER))
     ctx.principals.put(tenant, OIDS["reseller"], PrincipalIn(role=Role.RESELLER, reseller_ids=[R1]))
     ctx.principals.put(tenant, OIDS["customer"], PrincipalIn(role=Role.CUSTOMER, customer_ids=[C1]))
+    ctx.reach.record(tenant, REACH)
     invoice = next(i["id"] for i in sim.invoices() if i["id"].startswith("G") and i["documentType"] == "invoice")
-    views = {"partner": ("partner", None, None), "R1": ("reseller", R1, None), "R2": ("reseller", R2, None),
-             "C1": ("customer", None, C1), "C3": ("customer", None, C3)}
+    views = {target: _line_scope(target) for target in LINE_TARGETS}
     files = {}
     for target, (view, reseller, customer) in views.items():
         record = FileRecord(id=str(uuid.uuid4()), tenant_id=tenant, invoice_type="onetime", invoice_id=invoice,
@@ -130,9 +152,21 @@ def world(sim_env, ctx, sim) -> dict[str, Any]:
     return {"tenant": tenant, "invoice": invoice, "files": files, "tokens": tokens, "ctx": ctx}
 
 
+def _line_scope(target: str) -> tuple[str, str | None, str | None]:
+    """(view, resellerId, customerId) of a line target."""
+    ids = {"R1": R1, "R2": R2, "C1": C1, "C3": C3, "CS": CS}
+    if target == "partner":
+        return "partner", None, None
+    if target.startswith("R"):
+        return "reseller", ids[target], None
+    customer, _, reseller = target.partition("@")
+    return "customer", ids.get(reseller), ids[customer]
+
+
 def _line_body(target: str, invoice: str) -> dict[str, Any]:
-    return {"partner": {}, "R1": {"view": "reseller", "resellerId": R1}, "R2": {"view": "reseller", "resellerId": R2},
-            "C1": {"view": "customer", "customerId": C1}, "C3": {"view": "customer", "customerId": C3}}[target]
+    view, reseller, customer = _line_scope(target)
+    body = {"view": view} if view != "partner" else {}
+    return {**body, **({"resellerId": reseller} if reseller else {}), **({"customerId": customer} if customer else {})}
 
 
 def request_for(world: dict[str, Any], name: str, target: str) -> dict[str, Any]:
@@ -145,7 +179,7 @@ def request_for(world: dict[str, Any], name: str, target: str) -> dict[str, Any]
     if name == "get_charges":
         params = {"type": "onetime", "pageSize": "5", **_line_body(target, invoice)}
         return {"route": {"tenantId": t, "invoiceId": invoice}, "params": params}
-    level, target_id = ("reseller", R1) if target == "resellerLevel" else ("customer", C1)
+    level, target_id = TARGET_IDS.get(target, ("", ""))
     if name == "create_margin_rule":
         start = date(2020, 1, 1) + timedelta(days=uuid.uuid4().int % 3000)
         return {**base, "body": {"level": level, "targetId": target_id, "percent": "5",
@@ -159,8 +193,7 @@ def request_for(world: dict[str, Any], name: str, target: str) -> dict[str, Any]
         return {"route": {"tenantId": t, "ruleId": rule.id}}
     if name.endswith("_identifier"):
         kind = name.split("_")[1]
-        ident = {"reseller": R1 if target == "resellerLevel" else R2,
-                 "customer": C1 if target == "customerLevel" else C3, "subscription": S1}[kind]
+        ident = target_id
         param = {"reseller": "resellerMpnId", "customer": "customerId", "subscription": "subscriptionId"}[kind]
         body = {"internalId": "X-1"} if name.startswith("put_") else None
         return {"route": {"tenantId": t, param: ident}, "body": body}
@@ -206,10 +239,12 @@ def test_route_role_scope_matrix(world, functions, role) -> None:
 @pytest.mark.parametrize("role", ROLES)
 def test_lists_hold_only_what_the_role_may_see(world, functions, role) -> None:
     t, token = world["tenant"], world["tokens"][role]
-    for target in CONFIG_TARGETS:  # one rule and one identifier per target
-        call(functions, "create_margin_rule", "POST", **request_for(world, "create_margin_rule", target))
-        call(functions, "put_reseller_identifier", "PUT", **request_for(world, "put_reseller_identifier", target))
-        call(functions, "put_customer_identifier", "PUT", **request_for(world, "put_customer_identifier", target))
+    for target in CONFIG_TARGETS:  # one rule per target, one identifier per target of its kind
+        assert call(functions, "create_margin_rule", "POST",
+                    **request_for(world, "create_margin_rule", target)).status_code == 201
+    for target, (kind, _) in TARGET_IDS.items():
+        name = f"put_{kind}_identifier"
+        assert call(functions, name, "PUT", **request_for(world, name, target)).status_code == 200
 
     resp = call(functions, "list_tenants", "GET", token=token)
     tenants = [x["tenantId"] for x in json.loads(resp.get_body())["items"]]
@@ -239,7 +274,8 @@ def test_lists_hold_only_what_the_role_may_see(world, functions, role) -> None:
             assert seen == {x for x in LINE_TARGETS if may(role, Action.FILES_READ, x)}, (role, seen)
         else:
             action = Action.RULES_READ if name == "list_margin_rules" else Action.IDENTIFIERS_READ
-            if any(may(role, action, x) for x in CONFIG_TARGETS):
-                assert items, name
+            if name == "list_margin_rules":
+                seen, targets = {(i["level"], i["targetId"]) for i in items}, CONFIG_TARGETS
             else:
-                assert items == [], (name, items)
+                seen, targets = {(i["kind"], i["id"]) for i in items}, tuple(TARGET_IDS)
+            assert seen == {TARGET_IDS[x] for x in targets if may(role, action, x)}, (name, role, seen)

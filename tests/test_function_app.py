@@ -82,6 +82,8 @@ def test_unknown_tenant_is_404(functions, ctx) -> None:
     ({"invoiceType": "onetime", "invoiceId": "G0000/../1"}, "invoiceId", 400),
     ({"invoiceType": "onetime"}, "invoiceId", 400),
     ({"invoiceType": "onetime", "invoiceId": "G1", "view": "reseller"}, "resellerId", 400),
+    ({"invoiceType": "onetime", "invoiceId": "G1", "resellerId": "1234567"}, "resellerId", 400),  # partner view
+    ({"invoiceType": "onetime", "invoiceId": "G1", "view": "customer", "resellerId": "1234567"}, "customerId", 400),
     ({"invoiceType": "usage", "invoiceId": "D1", "view": "customer",
       "customerId": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"}, "view", 400),
     ({"invoiceType": "onetime", "invoiceId": "G1", "unknown": 1}, "unknown", 400),

@@ -16,6 +16,7 @@ from shared.principals import (
     Principal,
     PrincipalIn,
     PrincipalRepository,
+    Reach,
     Role,
     Scope,
     authorize,
@@ -32,6 +33,7 @@ C2 = "c2c2c2c2-0000-4000-8000-000000000002"  # a customer principal's own id
 C3 = "c3c3c3c3-0000-4000-8000-000000000003"  # somebody else's customer
 S1 = "51515151-0000-4000-8000-000000000001"  # a subscription of C1
 S2 = "52525252-0000-4000-8000-000000000002"  # somebody else's subscription
+CS = "c5c5c5c5-0000-4000-8000-000000000005"  # a customer of R1 that R2 serves too
 
 
 @pytest.fixture
@@ -91,23 +93,30 @@ def test_access_control_reads_the_principal_of_the_tenant_asked_about(repo: Prin
     repo.put(TENANT, OID, PrincipalIn(role=Role.RESELLER, reseller_ids=[R1]))
     calls: list[tuple[str, frozenset[str]]] = []
 
-    def resolver(tenant_id: str, reseller_ids: frozenset[str]) -> tuple[set[str], set[str]]:
+    def resolver(tenant_id: str, reseller_ids: frozenset[str]) -> Reach:
         calls.append((tenant_id, reseller_ids))
-        return {C1}, {S1}
+        return Reach(frozenset({C1}), frozenset({S1}))
 
     control = AccessControl(repo, resolver)
     caller = Caller(object_id=OID, tenant_id=OTHER_TENANT)  # a B2B guest or app from another tenant
     access = control.for_tenant(caller, TENANT)
     assert access.allows(Action.CHARGES_READ, Scope(view="reseller", reseller_id=R1))
     assert calls == []  # reseller views need no reach
-    assert access.allows(Action.FILES_READ, Scope(view="customer", customer_id=C1, invoice_type="onetime"))
+    assert access.allows(Action.FILES_READ, Scope(view="customer", reseller_id=R1, customer_id=C1,
+                                                  invoice_type="onetime"))
+    assert not access.allows(Action.FILES_READ, Scope(view="customer", customer_id=C1, invoice_type="onetime"))
     assert access.allows(Action.RULES_WRITE, Scope.rule("subscription", S1))
     assert calls == [(TENANT, frozenset({R1}))]  # resolved once per request
     files = [FileRequest.model_validate({"invoiceType": "onetime", "invoiceId": "G1", "view": v, **ids})
              for v, ids in [("partner", {}), ("reseller", {"resellerId": R1}), ("reseller", {"resellerId": R2}),
-                            ("customer", {"customerId": C1}), ("customer", {"customerId": C3})]]
+                            ("customer", {"customerId": C1}), ("customer", {"customerId": C1, "resellerId": R1}),
+                            ("customer", {"customerId": C1, "resellerId": R2}), ("customer", {"customerId": C3})]]
     visible = access.filter(Action.FILES_READ, files, Scope.lines)
-    assert [(f.view.value, f.reseller_id or f.customer_id) for f in visible] == [("reseller", R1), ("customer", C1)]
+    assert [(f.view.value, f.reseller_id, f.customer_id) for f in visible] == [("reseller", R1, None),
+                                                                              ("customer", R1, C1)]
+    assert access.reseller_for(Scope(view="customer", customer_id=C3)) == R1  # its only reseller id
+    assert access.reseller_for(Scope(view="customer", customer_id=C1, reseller_id=R2)) is None  # named already
+    assert access.reseller_for(Scope(view="reseller", reseller_id=R1)) is None
 
     elsewhere = control.for_tenant(caller, OTHER_TENANT)
     for attempt in (elsewhere.require_standing, lambda: elsewhere.filter(Action.FILES_READ, files, Scope.lines),
@@ -120,6 +129,22 @@ def test_access_control_reads_the_principal_of_the_tenant_asked_about(repo: Prin
         access.require(Action.INVOICES_READ)
     assert caught.value.status == 403
     assert calls == [(TENANT, frozenset({R1}))]
+
+
+def test_a_reseller_with_several_mpn_ids_is_narrowed_to_the_one_serving_the_customer(repo) -> None:
+    repo.put(TENANT, OID, PrincipalIn(role=Role.RESELLER, reseller_ids=[R1, R2]))
+    serves = {R1: {C1, CS}, R2: {C3, CS}}
+
+    def resolver(tenant_id: str, reseller_ids: frozenset[str]) -> Reach:
+        return Reach(frozenset(c for r in reseller_ids for c in serves[r]))
+
+    access = AccessControl(repo, resolver).for_tenant(GUEST, TENANT)
+    assert access.reseller_for(Scope(view="customer", customer_id=C1)) == R1
+    assert access.reseller_for(Scope(view="customer", customer_id=C3)) == R2
+    assert access.reseller_for(Scope(view="customer", customer_id=C2)) is None  # none serves it: refused later
+    with pytest.raises(Problem) as caught:  # both serve it: the caller says whose lines it wants
+        access.reseller_for(Scope(view="customer", customer_id=CS))
+    assert caught.value.status == 400 and "resellerId" in str(caught.value.to_dict())
 
 
 # ---- the request model ------------------------------------------------------------------------------------------
@@ -171,9 +196,15 @@ SCOPES: dict[str, Scope] = {
     "reseller view, own": lines("reseller", reseller=R1),
     "reseller view, own, usage": lines("reseller", "usage", reseller=R1),
     "reseller view, other": lines("reseller", reseller=R2),
-    "customer view, reseller's customer": lines("customer", customer=C1),
-    "customer view, reseller's customer, license": lines("customer", "license", customer=C1),
+    "customer view, reseller's customer": lines("customer", reseller=R1, customer=C1),
+    "customer view, reseller's customer, license": lines("customer", "license", reseller=R1, customer=C1),
+    "customer view, reseller's customer, usage": lines("customer", "usage", reseller=R1, customer=C1),
+    "customer view, reseller's customer, not narrowed": lines("customer", customer=C1),
+    "customer view, reseller's customer, narrowed to another": lines("customer", reseller=R2, customer=C1),
+    "customer view, shared customer": lines("customer", reseller=R1, customer=CS),
+    "customer view, shared customer, not narrowed": lines("customer", customer=CS),
     "customer view, own": lines("customer", customer=C2),
+    "customer view, own, narrowed to a reseller": lines("customer", reseller=R2, customer=C2),
     "customer view, own, license": lines("customer", "license", customer=C2),
     "customer view, own, usage": lines("customer", "usage", customer=C2),
     "customer view, other": lines("customer", customer=C3),
@@ -182,22 +213,26 @@ SCOPES: dict[str, Scope] = {
     "rules, customer level, reseller's customer": Scope.rule("customer", C1),
     "rules, customer level, customer's own": Scope.rule("customer", C2),
     "rules, customer level, other": Scope.rule("customer", C3),
+    "rules, customer level, shared customer": Scope.rule("customer", CS),
     "rules, subscription level, reseller's": Scope.rule("subscription", S1),
     "rules, subscription level, other": Scope.rule("subscription", S2),
     "identifiers, reseller, own": Scope.identifier("reseller", R1),
     "identifiers, customer, reseller's customer": Scope.identifier("customer", C1),
     "identifiers, customer, other": Scope.identifier("customer", C3),
+    "identifiers, customer, shared customer": Scope.identifier("customer", CS),
     "identifiers, subscription, reseller's": Scope.identifier("subscription", S1),
     "identifiers, subscription, other": Scope.identifier("subscription", S2),
 }
 
 LINE_ACTIONS = (Action.FILES_REQUEST, Action.FILES_READ, Action.FILES_REGENERATE, Action.CHARGES_READ)
 
-# What a reseller principal (resellerIds [R1]; customers {C1}, subscriptions {S1} from line data) may do.
+# What a reseller principal (resellerIds [R1]; customers {C1, CS}, subscriptions {S1} from line data; CS is
+# served by another reseller too) may do. Customer views only narrowed to its own lines.
 RESELLER_ALLOWED: set[tuple[Action, str]] = {
     *{(a, s) for a in LINE_ACTIONS for s in ("reseller view, own", "reseller view, own, usage")},
     *{(a, s) for a in (Action.FILES_REQUEST, Action.FILES_READ, Action.FILES_REGENERATE)
-      for s in ("customer view, reseller's customer", "customer view, reseller's customer, license")},
+      for s in ("customer view, reseller's customer", "customer view, reseller's customer, license",
+                "customer view, shared customer")},
     *{(a, s) for a in (Action.RULES_READ, Action.RULES_WRITE)
       for s in ("rules, customer level, reseller's customer", "rules, subscription level, reseller's")},
     *{(a, s) for a in (Action.IDENTIFIERS_READ, Action.IDENTIFIERS_WRITE)
@@ -206,7 +241,7 @@ RESELLER_ALLOWED: set[tuple[Action, str]] = {
 # What a customer principal (customerIds [C2]) may do: its own onetime/license lines, as files or charges.
 CUSTOMER_ALLOWED: set[tuple[Action, str]] = {
     (a, s) for a in (Action.FILES_REQUEST, Action.FILES_READ, Action.CHARGES_READ)
-    for s in ("customer view, own", "customer view, own, license")
+    for s in ("customer view, own", "customer view, own, license", "customer view, own, narrowed to a reseller")
 }
 
 
@@ -258,7 +293,8 @@ CASES = [(who, action, scope) for who in WHO for action in Action for scope in S
 def test_policy(who: str, action: Action, scope: str) -> None:
     principal, caller, tenant = WHO[who]
     decision = authorize(principal, caller, tenant, action, SCOPES[scope],
-                         customers_of_reseller={C1}, subscriptions_of_reseller={S1})
+                         customers_of_reseller={C1, CS}, subscriptions_of_reseller={S1},
+                         shared_customers_of_reseller={CS})
     assert decision.status == expected(who, action, scope), decision.reason
     problem = decision.problem()
     if decision.status == 404:
@@ -280,7 +316,8 @@ def test_roles_add_up() -> None:
 def test_a_reseller_without_known_customers_gets_only_reseller_views() -> None:
     principal = stored(Role.RESELLER)
     assert authorize(principal, GUEST, TENANT, Action.FILES_READ, lines("reseller", reseller=R1)).allowed
-    assert authorize(principal, GUEST, TENANT, Action.FILES_READ, lines("customer", customer=C1)).status == 403
+    assert authorize(principal, GUEST, TENANT, Action.FILES_READ,
+                     lines("customer", reseller=R1, customer=C1)).status == 403
 
 
 def test_scopes_from_models_and_case() -> None:

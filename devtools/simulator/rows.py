@@ -78,8 +78,9 @@ def _order_date(d: Draws, day: date) -> str:
     return f"{day.isoformat()}T{d.below(24):02d}:{d.below(60):02d}:{d.below(60):02d}.{d.below(10**7):07d}Z"
 
 
-def _reseller_mpn(customer: Customer, direct: str) -> str:
-    return customer.reseller.mpn_id if customer.reseller else direct
+def _reseller_mpn(world: World, customer: Customer, subscription_id: str, direct: str) -> str:
+    reseller = world.reseller_of(customer, subscription_id)
+    return reseller.mpn_id if reseller else direct
 
 
 _SEAT_CHARGES = (("cycleCharge", 45), ("new", 15), ("renew", 10), ("addQuantity", 12), ("removeQuantity", 6),
@@ -216,7 +217,7 @@ def _onetime(world: World, ds: Dataset, i: int, customer: Customer, **fields: st
     return {
         "PartnerId": world.tenant_id, "CustomerId": customer.customer_id, "CustomerName": customer.name,
         "CustomerDomainName": customer.domain, "CustomerCountry": customer.country,
-        "InvoiceNumber": ds.invoice_number, "MpnId": world.mpn_id, "ResellerMpnId": _reseller_mpn(customer, "0"),
+        "InvoiceNumber": ds.invoice_number, "MpnId": world.mpn_id, "ResellerMpnId": _reseller_mpn(world, customer, fields["SubscriptionId"], "0"),
         "OrderId": fields["OrderId"], "OrderDate": fields["OrderDate"], "ProductId": fields["ProductId"],
         "SkuId": fields["SkuId"], "AvailabilityId": fields["AvailabilityId"], "SkuName": fields["SkuName"],
         "ProductName": fields["ProductName"], "ChargeType": fields["ChargeType"], "UnitPrice": fields["UnitPrice"],
@@ -252,7 +253,7 @@ def _daily_template(world: World, ds: Dataset, r: int) -> tuple[Row, Decimal, De
     row: Row = {
         "PartnerId": world.tenant_id, "PartnerName": world.partner_name, "CustomerId": customer.customer_id,
         "CustomerName": customer.name, "CustomerDomainName": customer.domain, "CustomerCountry": customer.country,
-        "MpnId": world.mpn_id, "Tier2MpnId": _reseller_mpn(customer, ""), "InvoiceNumber": ds.invoice_number,
+        "MpnId": world.mpn_id, "Tier2MpnId": _reseller_mpn(world, customer, customer.azure_plan_id, ""), "InvoiceNumber": ds.invoice_number,
         "ProductId": meter.product_id, "SkuId": meter.sku_id, "AvailabilityId": meter.availability_id,
         "SkuName": meter.sku_name, "ProductName": meter.product_name, "PublisherName": meter.publisher,
         "PublisherId": meter.publisher_id, "SubscriptionDescription": "Azure plan",
@@ -315,7 +316,7 @@ def license_row(world: World, ds: Dataset, i: int, _revision: int) -> Row:
     subscription_start = add_months(ds.start, -d.below(11))
     return {
         "PartnerId": world.tenant_id, "CustomerId": customer.customer_id, "CustomerName": customer.name,
-        "MpnId": world.mpn_id, "ResellerMpnId": _reseller_mpn(customer, "-1"),
+        "MpnId": world.mpn_id, "ResellerMpnId": _reseller_mpn(world, customer, guid(world.seed, "legacy-sub", i), "-1"),
         "OrderId": guid(world.seed, "legacy-order", i).upper(), "SubscriptionId": guid(world.seed, "legacy-sub", i),
         "SyndicationPartnerSubscriptionNumber": None if d.chance(5) else "",
         "OfferId": offer.offer_id, "DurableOfferId": offer.durable_offer_id, "OfferName": offer.name,
@@ -341,7 +342,8 @@ def usage_row(world: World, ds: Dataset, i: int, revision: int) -> Row:
     return {
         "PartnerId": world.tenant_id, "PartnerName": world.partner_name,
         "PartnerBillableAccountId": world.billable_account_id, "CustomerCompanyName": customer.name,
-        "MpnId": world.mpn_id, "ResellerMpnId": _reseller_mpn(customer, "-1"), "InvoiceNumber": ds.invoice_number,
+        "MpnId": world.mpn_id, "InvoiceNumber": ds.invoice_number,
+        "ResellerMpnId": _reseller_mpn(world, customer, guid(world.seed, "azure-0145p", customer.index), "-1"),
         "ChargeStartDate": iso_local(ds.start), "ChargeEndDate": iso_local(ds.end),
         "SubscriptionId": guid(world.seed, "azure-0145p", customer.index), "SubscriptionName": "Microsoft Azure",
         "SubscriptionDescription": f"Azure - {customer.name[:24]}",

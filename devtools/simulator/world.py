@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 from .catalog import METERS, Meter
 from .det import Draws, guid, hexid, number
@@ -21,6 +21,7 @@ _COUNTRIES = ("DE", "DE", "DE", "AT", "NL", "FR", "BE", "IE", "ES", "IT")
 _RESELLER_NAMES = ("Adatum IT", "Proseware Systems", "Lucerne Digital", "Litware Services", "Margie's IT",
                    "Trey Consulting", "Woodgrove Tech", "Humongous Support")
 _ENVIRONMENTS = ("Production", "Dev/Test", "Sandbox")
+SHARED_CUSTOMERS = 3  # customers served by two resellers (reseller principals' customer views are narrowed)
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,27 @@ class World:
             azure_plan_start=date(2022 + d.below(3), d.between(1, 12), d.between(1, 28)),
             entitlements=entitlements,
         )
+
+    @cached_property
+    def shared_customers(self) -> frozenset[int]:
+        """Customers that buy from two resellers (the first SHARED_CUSTOMERS with a reseller): some of their
+        subscriptions come through their own reseller, the others through `second_reseller`."""
+        resold = (c for c in map(self.customer, range(self.customer_count)) if c.reseller is not None)
+        return frozenset(c.index for c, _ in zip(resold, range(SHARED_CUSTOMERS)))
+
+    def second_reseller(self, customer: Customer) -> Reseller | None:
+        """The other reseller of a shared customer; None for every other customer."""
+        if customer.reseller is None or customer.index not in self.shared_customers:
+            return None
+        return next(r for r in map(self.reseller, range(self.reseller_count)) if r != customer.reseller)
+
+    def reseller_of(self, customer: Customer, subscription_id: str) -> Reseller | None:
+        """Who sells this subscription: the customer's reseller, or for the shared customer either of its two
+        (by subscription, so every line of a subscription has one reseller)."""
+        second = self.second_reseller(customer)
+        if second is not None and number(self.seed, "second-reseller", subscription_id) % 2:
+            return second
+        return customer.reseller
 
     def pick_customer(self, d: Draws) -> Customer:
         return self.customer(d.below(self.customer_count))
