@@ -6,9 +6,11 @@ Memory is one Arrow batch plus one staged block, whatever the size of the invoic
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import zlib
 from dataclasses import dataclass
-from typing import Callable, Iterator, Protocol
+from typing import Callable, Iterator, Protocol, TypeVar
 
 import pyarrow as pa
 import requests
@@ -20,11 +22,13 @@ from shared.records import FastPathUnsupported
 from shared.sources import Source
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SEGMENT_ATTEMPTS = 4
 # Lines per batch the plan sees (Arrow reads ~1,500 at a time): measured at 1M lines, fewer compute calls pay
 # for ~10 MB resident.
 COALESCE_ROWS = 6_144
+READ_AHEAD = 4  # Arrow's batches (~1,500 lines each) read ahead of the plan: measured, 2 s less at 1M lines
 # What a half-read blob looks like: a cut connection or a truncated gzip stream.
 BROKEN_STREAM = (EOFError, zlib.error, OSError, requests.exceptions.ChunkedEncodingError,
                  requests.exceptions.ConnectionError, pa.ArrowInvalid)
@@ -71,7 +75,7 @@ def build(source: Source, plan: Plan, writer: Writer, *,
             _segment_hook(plan, "begin_segment")  # per-segment state of the plan (validation) restarts too
             part = Totals()
             try:
-                for batch in _batches(segment.read(careful)):
+                for batch in _batches(read_ahead(segment.read(careful))):
                     out, measured = plan.process(batch)
                     part.add(measured)
                     if out.num_rows:
@@ -137,3 +141,59 @@ def _batches(batches: Iterator[pa.RecordBatch], min_rows: int = COALESCE_ROWS) -
 
 def _joined(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
     return batches[0] if len(batches) == 1 else pa.concat_batches(batches)
+
+
+class _Raised:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+_END = object()
+
+
+def read_ahead(items: Iterator[T], depth: int = READ_AHEAD) -> Iterator[T]:
+    """`items`, produced by a background thread up to `depth` ahead of the consumer.
+
+    Reading a segment (gunzip, JSON parse into decimals) is Arrow's C++ work, off Python's lock; pulled from the
+    worker's thread it alternated with the margins and the CSV instead of overlapping them (the profile of a
+    million lines showed the worker waiting on the reader 40 % of the time). Errors are raised in the consumer,
+    as before; closing the consumer stops the producer and closes `items`.
+    """
+    slots: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                slots.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(_END)
+        except BaseException as exc:  # handed to the consumer, raised there
+            put(_Raised(exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name="read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = slots.get()
+            if item is _END:
+                return
+            if isinstance(item, _Raised):
+                raise item.error
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        thread.join()

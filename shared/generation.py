@@ -39,8 +39,8 @@ from shared.writers import BlockBlobSink, CsvFormat, TooManyRows, writer_for
 log = logging.getLogger(__name__)
 
 LEASE = timedelta(minutes=5)
-RENEW_EVERY = timedelta(minutes=1)
 PROGRESS_EVERY_ROWS = 100_000
+PROGRESS_EVERY = timedelta(seconds=5)  # at most one record write per segment, and only this often
 
 class GenerationMessage(BaseModel):
     tenantId: str
@@ -144,11 +144,12 @@ class Worker:
         indexer = ctx.reach.writer(record.tenant_id) if reach is not None else None
 
         def progress(rows: int) -> None:
-            """Show the rows so far and renew the lease, every 100,000 rows or every minute; hand the segment's
+            """Show the rows so far and renew the lease, every 100,000 rows or every few seconds (the Invoices page
+            shows them live); hand the segment's
             new resellers and customers to the indexer, which writes them while the next segment streams."""
             now = utcnow()
             record.progress_rows, record.lease_until = rows, now + LEASE
-            if rows - state.get("reported", 0) >= PROGRESS_EVERY_ROWS or now - state["renewed"] >= RENEW_EVERY:
+            if rows - state.get("reported", 0) >= PROGRESS_EVERY_ROWS or now - state["renewed"] >= PROGRESS_EVERY:
                 state["etag"] = ctx.files.replace(record, state["etag"])
                 state["reported"], state["renewed"] = rows, now
             if indexer is not None:

@@ -132,3 +132,35 @@ def test_memory_settings_put_arrow_on_the_system_allocator() -> None:
 
     configure_memory()
     assert pa.default_memory_pool().backend_name == "system"
+
+
+def test_read_ahead_keeps_order_raises_in_the_consumer_and_stops_when_closed() -> None:
+    from shared.builder import read_ahead
+
+    assert list(read_ahead(iter(range(50)), depth=3)) == list(range(50))
+
+    def failing():
+        yield 1
+        raise OSError("truncated")
+
+    got = []
+    with pytest.raises(OSError, match="truncated"):
+        for item in read_ahead(failing()):
+            got.append(item)
+    assert got == [1]
+
+    closed = []
+
+    def endless():
+        try:
+            n = 0
+            while True:
+                yield n
+                n += 1
+        finally:
+            closed.append(True)
+
+    reader = read_ahead(endless(), depth=2)
+    assert [next(reader) for _ in range(5)] == [0, 1, 2, 3, 4]
+    reader.close()  # the consumer stops early (a broken segment): the producer stops and closes its source
+    assert closed == [True]
