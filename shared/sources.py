@@ -7,10 +7,11 @@ expired SAS). The builder handles the retry; a source only knows how to read.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol
+from typing import IO, Any, Callable, Iterator, Protocol
 
 import pyarrow as pa
 
@@ -44,27 +45,65 @@ class DataChanged(Exception):
 
 
 class GraphExportSource:
+    """An export's blobs, one segment each. While a blob is parsed the next one downloads (one ahead): at each of
+    a million-line export's 20 blob boundaries the worker would otherwise wait for a download."""
+
     kind = DataSource.GRAPH
 
     def __init__(self, client: PartnerCenterClient, layout: Layout, export: Callable[[], Manifest]) -> None:
         self.client, self.layout, self._export = client, layout, export
         self.manifest = export()
         self.data_version: str | None = self.manifest.etag or None
+        self._pool: ThreadPoolExecutor | None = None
+        self._ahead: tuple[int, Manifest, Future[IO[bytes]]] | None = None
 
     def segments(self) -> Iterator[Segment]:
-        for i in range(len(self.manifest.blobs)):
-            yield Segment(i, lambda careful, i=i: self._read(i, careful))
+        try:
+            for i in range(len(self.manifest.blobs)):
+                yield Segment(i, lambda careful, i=i: self._read(i, careful))
+        finally:
+            self._drop_ahead()
+            if self._pool is not None:
+                self._pool.shutdown(wait=False)
 
     def _read(self, index: int, careful: bool) -> Iterator[pa.RecordBatch]:
-        with self.client.download_blob(self.manifest.blobs[index]) as gz:
+        with self._download(index) as gz:
+            if index + 1 < len(self.manifest.blobs):
+                self._pool = self._pool or ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-ahead")
+                self._drop_ahead()
+                blob = self.manifest.blobs[index + 1]
+                self._ahead = (index + 1, self.manifest, self._pool.submit(self.client.download_blob, blob))
             reader = read_lines_careful if careful else read_lines_fast
             yield from reader(self.layout, Path(gz.name))
+
+    def _download(self, index: int) -> IO[bytes]:
+        """The blob downloaded ahead if it is this one (of this manifest: a refresh renews the links), else now."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == index and ahead[1] is self.manifest:
+            return ahead[2].result()  # a failed download raises here, as it would have below
+        if ahead is not None:
+            _discard(ahead[2])
+        return self.client.download_blob(self.manifest.blobs[index])
+
+    def _drop_ahead(self) -> None:
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            _discard(ahead[2])
 
     def refresh(self) -> None:
         fresh = self._export()
         if fresh.etag != self.manifest.etag or len(fresh.blobs) != len(self.manifest.blobs):
             raise DataChanged("Microsoft published new data for this invoice while the file was being made.")
         self.manifest = fresh
+
+
+def _discard(download: Future[IO[bytes]]) -> None:
+    """Delete a blob downloaded ahead but not used (now, or when its download ends)."""
+    def close(done: Future[IO[bytes]]) -> None:
+        if not done.cancelled() and done.exception() is None:
+            done.result().close()
+
+    download.add_done_callback(close)
 
 
 class V1PagesSource:

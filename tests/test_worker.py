@@ -132,11 +132,18 @@ def test_throttling_and_server_errors_are_retried_with_the_same_request_id(sim_e
 
 
 def test_truncated_blob_and_expired_sas_are_recovered(sim_env, ctx, sim) -> None:
+    import glob
+    import tempfile
+
+    downloads = f"{tempfile.gettempdir()}/export-*.json.gz"
+    before = set(glob.glob(downloads))
     inv = invoice_id(sim)
     sim.faults.truncate_blobs(1)
     sim.faults.expire_sas(1)
     _, record = generate(ctx, sim, "dailyratedusage", inv)
     assert_ties_out(ctx, sim, "dailyratedusage", inv, record)
+    # every blob downloaded (also one downloaded ahead under a link that then expired) is deleted
+    assert set(glob.glob(downloads)) <= before
 
 
 def test_redelivered_message_never_makes_a_second_file(sim_env, ctx, sim) -> None:
