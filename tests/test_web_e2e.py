@@ -214,6 +214,8 @@ def test_invoices_page_in_a_real_browser(stack: Stack, sim, browser) -> None:
     s.open("Overview", "Overview")
     page.locator("svg.chart").wait_for()
     assert page.locator("svg.chart rect").count() >= 3  # cost, reseller and customer bars of the month
+    month_table = page.get_by_role("table", name="The same totals as a table").inner_text()
+    assert f"{expected.cost_total:,.2f}" in month_table  # the exact cost of the month, added without floats
     s.check("overview")
     s.open("Regional settings", "Regional settings")
     page.get_by_label("Column delimiter").select_option(";")

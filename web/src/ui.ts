@@ -1,6 +1,8 @@
 // Small DOM helpers: elements are built with the DOM API (never innerHTML with data), so nothing from the API
 // is ever parsed as markup, and the strict Content-Security-Policy needs no inline scripts or styles.
 
+import { formatUnits, units } from "./decimal";
+
 type Child = Node | string | number | null | undefined | false;
 type Attrs = Record<string, string | number | boolean | EventListener | null | undefined>;
 
@@ -31,10 +33,10 @@ export function svg(tag: string, attrs: Record<string, string | number> = {}, ..
   return el;
 }
 
-export function money(value: string | number | null | undefined, currency = ""): string {
+export function money(value: string | bigint | null | undefined, currency = ""): string {
   if (value === null || value === undefined || value === "") return "—";
-  const n = Number(value);
-  const text = Number.isFinite(n) ? n.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 }) : String(value);
+  const exact = typeof value === "bigint" ? value : units(String(value));
+  const text = exact === null ? String(value) : formatUnits(exact);
   return currency ? `${text} ${currency}` : text;
 }
 
