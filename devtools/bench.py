@@ -94,10 +94,7 @@ def run_pipeline(info: dict, invoice_id: str) -> dict:
     done, _ = ctx.files.get(record.tenant_id, record.id)
     if done.status != "Available":
         raise SystemExit(f"pipeline failed: {done.error}")
-    import pyarrow as pa
-
     return {"rows": done.row_count, "seconds": seconds, "peak_rss_mb": peak_rss_mb(), "rules": rules,
-            "arrow_peak_mb": round(pa.default_memory_pool().max_memory() / 2**20),
             "cost": str(done.totals.cost), "reseller": str(done.totals.reseller), "customer": str(done.totals.customer)}
 
 
