@@ -191,8 +191,23 @@ class LocalIssuer:
             json.dump(state, f)
 
 
+class JsonHandler(BaseHTTPRequestHandler):
+    """A quiet HTTP handler answering JSON: what an OpenID issuer serves (also the tests' Entra-shaped one)."""
+
+    def _json(self, data: dict[str, Any]) -> None:
+        body = json.dumps(data).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet: tests and `serve` stay readable
+        pass
+
+
 def _handler(issuer: LocalIssuer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JsonHandler):
         def do_GET(self) -> None:
             if self.path == "/.well-known/openid-configuration":
                 self._json(issuer.openid_configuration())
@@ -201,17 +216,6 @@ def _handler(issuer: LocalIssuer) -> type[BaseHTTPRequestHandler]:
                 self._json(issuer.jwks())
             else:
                 self.send_error(404)
-
-        def _json(self, data: dict[str, Any]) -> None:
-            body = json.dumps(data).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:  # quiet: tests and `serve` stay readable
-            pass
 
     return Handler
 

@@ -14,14 +14,14 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from jwt.algorithms import RSAAlgorithm
 
-from devtools.tokens import LOCAL_AUDIENCE, LocalIssuer, Minter, new_key
+from devtools.tokens import LOCAL_AUDIENCE, JsonHandler, LocalIssuer, Minter, new_key
 from shared.auth import (
     PARTNER_ADMIN_APP_ROLE,
     AuthConfig,
@@ -262,7 +262,7 @@ class TenantIssuers:
         self.key, self.kid = new_key(), uuid.uuid4().hex
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
             def do_GET(self) -> None:
                 parts = self.path.strip("/").split("/")
                 if self.path == "/keys":
@@ -274,17 +274,6 @@ class TenantIssuers:
                 if parts[1:] == [".well-known", "openid-configuration"]:
                     return self._json({"issuer": f"{outer.base}/sts/{parts[0]}/", "jwks_uri": f"{outer.base}/keys"})
                 self.send_error(404)
-
-            def _json(self, data: dict[str, Any]) -> None:
-                body = json.dumps(data).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
