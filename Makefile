@@ -45,7 +45,9 @@ demo: install
 serve: install
 	$(BIN)/python -m devtools.serve
 
+# Layers first (import-linter, .importlinter): an upward import fails here, before any test runs.
 test: install chromium
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q
 
 bench: install

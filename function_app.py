@@ -3,13 +3,13 @@
 import azure.functions as func
 
 from functions import access_api, automation_api, config_api, http_api, openapi_api, timers, web_app, worker
-from shared.memory import configure_memory
-from shared.settings import refuse_auth_disabled_in_azure
-from shared.telemetry import configure_logging
+from shared.adapters.memory import configure_memory
+from shared.adapters.settings import refuse_auth_disabled_in_azure
+from shared.adapters.telemetry import configure_logging
 
 refuse_auth_disabled_in_azure()  # AUTH_DISABLED is for development: never start with it in Azure
 configure_logging()  # structured lines, secrets redacted; Application Insights when its setting is present
-configure_memory()  # the worker's allocators hand freed memory back (see shared/memory.py)
+configure_memory()  # the worker's allocators hand freed memory back (see shared/adapters/memory.py)
 
 # Routes check Entra bearer tokens themselves (functions/http_support.api): no function keys.
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)

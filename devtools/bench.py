@@ -34,9 +34,9 @@ def peak_rss_mb() -> float:
 
 
 def _client(info: dict):
-    from shared.models import Tenant
-    from shared.invoices import client_for
-    from shared.settings import Settings
+    from shared.core.models import Tenant
+    from shared.adapters.invoices import client_for
+    from shared.adapters.settings import Settings
     from datetime import datetime, timezone
 
     now = datetime.now(timezone.utc)
@@ -69,23 +69,23 @@ def run_floor(info: dict, invoice_id: str) -> dict:
 def run_pipeline(info: dict, invoice_id: str) -> dict:
     import json as _json
 
-    from shared import service
-    from shared.context import AppContext
-    from shared.generation import Worker
-    from shared.memory import configure_memory
-    from shared.models import FileRequest, TenantIn
-    from shared.settings import Settings
-    from shared.storage import Storage
+    from shared.app import file_requests
+    from shared.app.context import AppContext
+    from shared.app.generation import Worker
+    from shared.adapters.memory import configure_memory
+    from shared.core.models import FileRequest, TenantIn
+    from shared.adapters.settings import Settings
+    from shared.adapters.storage import Storage
 
     configure_memory()  # as function_app.py does at start-up
     settings = Settings()  # type: ignore[call-arg]
     storage = Storage(settings)
     storage.ensure()
     ctx = AppContext(settings, storage)
-    service.put_tenant(ctx, info["tenant_id"], TenantIn(display_name="bench", client_id=info["client_id"],
+    file_requests.put_tenant(ctx, info["tenant_id"], TenantIn(display_name="bench", client_id=info["client_id"],
                                                         client_secret_setting="PC_SECRET_BENCH"))
     rules = configure_margins(ctx, info, invoice_id)
-    record, _ = service.request_file(ctx, info["tenant_id"],
+    record, _ = file_requests.request_file(ctx, info["tenant_id"],
                                      FileRequest(invoice_type="dailyratedusage", invoice_id=invoice_id))
     message = _json.dumps({"tenantId": record.tenant_id, "fileId": record.id, "version": record.version})
     start = time.perf_counter()
@@ -103,8 +103,8 @@ def configure_margins(ctx, info: dict, invoice_id: str) -> int:
     mid-period), every other customer a rule, every subscription an internal id and PO number."""
     from datetime import date
 
-    from shared.configuration import Identifier
-    from shared.margins import MarginRuleIn
+    from shared.adapters.pricing import Identifier
+    from shared.core.margins import MarginRuleIn
 
     page = next(_client(info).line_item_pages(invoice_id, "dailyratedusage"))
     resellers = sorted({str(i["resellerMpnId"]) for i in page if str(i.get("resellerMpnId") or "").isdigit()

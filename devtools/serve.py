@@ -15,7 +15,7 @@ from devtools.stack import ROOT, Stack
 
 
 def main() -> None:
-    from shared.telemetry import configure_logging
+    from shared.adapters.telemetry import configure_logging
 
     configure_logging()
     stop = threading.Event()

@@ -61,8 +61,8 @@ class Stack:
             self.sim.start()
             os.environ.update(self.sim.env())
             os.environ[DEMO_SECRET_SETTING] = self.sim.client_secret
-        from shared.context import reset_context
-        from shared.settings import reset_settings
+        from shared.app.context import reset_context
+        from shared.adapters.settings import reset_settings
 
         reset_settings()
         reset_context()

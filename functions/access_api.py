@@ -8,11 +8,11 @@ from datetime import date, datetime, time, timedelta, timezone
 import azure.functions as func
 
 from functions.http_support import access_for, api, current_guard, json_response, parse_body, route_guid
-from shared import service
-from shared.context import get_context
-from shared.principals import Action, PrincipalIn
-from shared.problems import bad_request, conflict, not_found
-from shared.repositories import Conflict
+from shared.app import file_requests
+from shared.app.context import get_context
+from shared.core.access import Action, PrincipalIn
+from shared.core.problems import bad_request, conflict, not_found
+from shared.adapters.repositories import Conflict
 
 bp = func.Blueprint()
 
@@ -48,7 +48,7 @@ def put_principal(req: func.HttpRequest) -> func.HttpResponse:
     """Grant one role (`If-Match` optional: then only over the version the client read)."""
     tenant_id, _ = access_for(req)
     object_id = route_guid(req, "objectId")
-    service.require_tenant(get_context(), tenant_id)
+    file_requests.require_tenant(get_context(), tenant_id)
     body = parse_body(req, PrincipalIn)
     try:
         saved, created = get_context().principals.put(tenant_id, object_id, body,

@@ -1,6 +1,6 @@
 """HTTP Blueprint for the monthly automation: settings, calendar, versions, bulk regeneration.
 
-Each handler parses, calls `shared.automation`, shapes. `…/reconciliation-files:regenerate` is its own literal
+Each handler parses, calls `shared.app.automation`, shapes. `…/reconciliation-files:regenerate` is its own literal
 segment, so it never matches `…/reconciliation-files/{fileId}`.
 """
 
@@ -10,11 +10,11 @@ import azure.functions as func
 
 from functions.http_api import audited_redirect, readable_file
 from functions.http_support import access_for, api, json_response, parse_body
-from shared import automation
-from shared.context import get_context
-from shared.models import AutomationIn, BulkRegenerateIn
-from shared.principals import Action
-from shared.problems import bad_request
+from shared.app import automation
+from shared.app.context import get_context
+from shared.core.models import AutomationIn, BulkRegenerateIn
+from shared.core.access import Action
+from shared.core.problems import bad_request
 
 bp = func.Blueprint()
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import azure.functions as func
 
 from functions.http_support import MAX_BODY_BYTES, access_for, api, json_response, parse_body, query_choice, route_guid
-from shared import service
-from shared.configuration import (
+from shared.app import file_requests
+from shared.adapters.pricing import (
     CustomerIdentifierIn,
     Identifier,
     ResellerIdentifierIn,
@@ -14,10 +14,10 @@ from shared.configuration import (
     check_target_id,
     import_identifiers,
 )
-from shared.context import get_context
-from shared.margins import MarginLevel, MarginRuleIn
-from shared.principals import Action, Scope
-from shared.problems import Problem, bad_request, not_found
+from shared.app.context import get_context
+from shared.core.margins import MarginLevel, MarginRuleIn
+from shared.core.access import Action, Scope
+from shared.core.problems import Problem, bad_request, not_found
 
 bp = func.Blueprint()
 
@@ -26,7 +26,7 @@ RULES = "tenants/{tenantId}/margin-rules"
 
 def _tenant(req: func.HttpRequest) -> str:
     tenant_id, _ = access_for(req)
-    service.require_tenant(get_context(), tenant_id)
+    file_requests.require_tenant(get_context(), tenant_id)
     return tenant_id
 
 
@@ -34,7 +34,7 @@ def _tenant(req: func.HttpRequest) -> str:
 @api(Action.RULES_WRITE, scoped=True)
 def create_margin_rule(req: func.HttpRequest) -> func.HttpResponse:
     tenant_id, access = access_for(req)
-    service.require_tenant(get_context(), tenant_id)
+    file_requests.require_tenant(get_context(), tenant_id)
     body = parse_body(req, MarginRuleIn)
     access.require(Scope.rule(body.level, body.target_id))
     rule = get_context().rules.create(tenant_id, body)

@@ -1,4 +1,4 @@
-"""HTTP API Blueprint: tenants and reconciliation files. Each handler parses, calls `shared.service`, shapes."""
+"""HTTP API Blueprint: tenants and reconciliation files. Each handler parses, calls `shared.app.file_requests`, shapes."""
 
 from __future__ import annotations
 
@@ -16,13 +16,15 @@ from functions.http_support import (
     query_choice,
     route_guid,
 )
-from shared import service, validation
-from shared.audit import client_address, forwarded_chain
-from shared.columns import FileType
-from shared.context import get_context
-from shared.models import INVOICE_ID_PATTERN, ChargesScope, FileRecord, FileRequest, FileStatus, TenantIn
-from shared.principals import Action, Scope
-from shared.problems import bad_request, not_found
+from shared.app import file_requests
+from shared.app import findings
+from shared.core import validation
+from shared.adapters.audit import client_address, forwarded_chain
+from shared.core.columns import FileType
+from shared.app.context import get_context
+from shared.core.models import INVOICE_ID_PATTERN, ChargesScope, FileRecord, FileRequest, FileStatus, TenantIn
+from shared.core.access import Action, Scope
+from shared.core.problems import bad_request, not_found
 
 bp = func.Blueprint()
 
@@ -38,7 +40,7 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
 @api(Action.TENANT_WRITE)
 def put_tenant(req: func.HttpRequest) -> func.HttpResponse:
     tenant_id, _ = access_for(req)
-    tenant, created = service.put_tenant(get_context(), tenant_id, parse_body(req, TenantIn))
+    tenant, created = file_requests.put_tenant(get_context(), tenant_id, parse_body(req, TenantIn))
     return json_response(tenant.model_dump(mode="json", by_alias=True), 201 if created else 200)
 
 
@@ -54,7 +56,7 @@ def list_tenants(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="tenants/{tenantId}", methods=["GET"])
 @api(Action.TENANT_READ)
 def get_tenant(req: func.HttpRequest) -> func.HttpResponse:
-    tenant = service.require_tenant(get_context(), access_for(req)[0])
+    tenant = file_requests.require_tenant(get_context(), access_for(req)[0])
     return json_response(tenant.model_dump(mode="json", by_alias=True))
 
 
@@ -63,7 +65,7 @@ def get_tenant(req: func.HttpRequest) -> func.HttpResponse:
 def request_file(req: func.HttpRequest) -> func.HttpResponse:
     tenant_id, access = access_for(req)
     body = access.require_lines(parse_body(req, FileRequest))
-    record, created = service.request_file(get_context(), tenant_id, body)
+    record, created = file_requests.request_file(get_context(), tenant_id, body)
     location = f"/api/{FILES.format(tenantId=tenant_id)}/{record.id}"
     return json_response(record.public(), 202 if created else 200, headers={"Location": location})
 
@@ -77,7 +79,7 @@ def list_files(req: func.HttpRequest) -> func.HttpResponse:
     invoice_id = req.params.get("invoiceId") or None
     if invoice_id and not re.match(INVOICE_ID_PATTERN, invoice_id):
         raise bad_request("invoiceId must be letters and digits.", "invoiceId")
-    items = service.list_files(get_context(), tenant_id, invoice_type, status, invoice_id)
+    items = file_requests.list_files(get_context(), tenant_id, invoice_type, status, invoice_id)
     return json_response({"items": [r.public() for r in access.filter(items, Scope.lines)]})
 
 
@@ -86,7 +88,7 @@ def readable_file(req: func.HttpRequest) -> FileRecord:
     caller may not see is answered exactly like one that does not exist."""
     tenant_id, access = access_for(req)
     file_id = route_guid(req, "fileId")
-    record, _ = service.get_file(get_context(), tenant_id, file_id)
+    record, _ = file_requests.get_file(get_context(), tenant_id, file_id)
     access.require(Scope.lines(record), hidden=not_found(f"Reconciliation file {file_id}"))
     return record
 
@@ -101,7 +103,7 @@ def get_file(req: func.HttpRequest) -> func.HttpResponse:
 @api(Action.FILES_READ, scoped=True)
 def download(req: func.HttpRequest) -> func.HttpResponse:
     record = readable_file(req)
-    url, expires = service.download_link(get_context(), record.tenant_id, record.id)
+    url, expires = file_requests.download_link(get_context(), record.tenant_id, record.id)
     return audited_redirect(req, record.tenant_id, record.id, record.version, "file", url, expires)
 
 
@@ -125,7 +127,7 @@ def list_findings(req: func.HttpRequest) -> func.HttpResponse:
     tenant_id, file_id = record.tenant_id, record.id
     severity = query_choice(req, "severity", set(validation.SEVERITIES))
     rule = query_choice(req, "rule", set(validation.RULES))
-    page = validation.findings_page(get_context(), tenant_id, file_id, severity, rule, page_size(req),
+    page = findings.findings_page(get_context(), tenant_id, file_id, severity, rule, page_size(req),
                                     req.params.get("continuationToken") or None)
     return json_response(page)
 
@@ -134,7 +136,7 @@ def list_findings(req: func.HttpRequest) -> func.HttpResponse:
 @api(Action.FILES_READ, scoped=True)
 def download_findings(req: func.HttpRequest) -> func.HttpResponse:
     record = readable_file(req)
-    url, expires = validation.findings_link(get_context(), record.tenant_id, record.id)
+    url, expires = findings.findings_link(get_context(), record.tenant_id, record.id)
     return audited_redirect(req, record.tenant_id, record.id, record.version, "findings", url, expires)
 
 
@@ -143,11 +145,11 @@ def download_findings(req: func.HttpRequest) -> func.HttpResponse:
 def regenerate(req: func.HttpRequest) -> func.HttpResponse:
     tenant_id, access = access_for(req)
     file_id = route_guid(req, "fileId")
-    current, _ = service.get_file(get_context(), tenant_id, file_id)
+    current, _ = file_requests.get_file(get_context(), tenant_id, file_id)
     if not access.allows_action(Action.FILES_READ, Scope.lines(current)):
         raise not_found(f"Reconciliation file {file_id}")
     access.require(Scope.lines(current))
-    record = service.regenerate(get_context(), tenant_id, file_id)
+    record = file_requests.regenerate(get_context(), tenant_id, file_id)
     location = f"/api/{FILES.format(tenantId=tenant_id)}/{record.id}"
     return json_response(record.public(), 202, headers={"Location": location})
 
@@ -155,7 +157,7 @@ def regenerate(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="tenants/{tenantId}/invoices", methods=["GET"])
 @api(Action.INVOICES_READ)
 def list_invoices(req: func.HttpRequest) -> func.HttpResponse:
-    items = service.list_invoices(get_context(), access_for(req)[0])
+    items = file_requests.list_invoices(get_context(), access_for(req)[0])
     return json_response({"items": [i.model_dump(mode="json", by_alias=True) for i in items]})
 
 
@@ -173,6 +175,6 @@ def get_charges(req: func.HttpRequest) -> func.HttpResponse:
                                          "resellerId": req.params.get("resellerId") or None,
                                          "customerId": req.params.get("customerId") or None})
     scope = access.require_lines(scope)
-    page = service.get_charges(get_context(), tenant_id, invoice_id, scope, page_size(req),
+    page = file_requests.get_charges(get_context(), tenant_id, invoice_id, scope, page_size(req),
                                req.params.get("continuationToken") or None)
     return json_response(page)

@@ -14,11 +14,12 @@ from typing import Any, Callable, TypeVar
 import azure.functions as func
 from pydantic import BaseModel, ValidationError
 
-from shared.auth import PARTNER_ADMIN_APP_ROLE, Caller, acting_as
-from shared.context import get_context
-from shared.models import GUID_PATTERN
-from shared.principals import REACH_ACTIONS, Access, Action, Scope
-from shared.problems import PROBLEM_CONTENT_TYPE, Problem, bad_request, from_validation_error
+from shared.adapters.auth import acting_as
+from shared.core.access import PARTNER_ADMIN_APP_ROLE, Caller
+from shared.app.context import get_context
+from shared.core.models import GUID_PATTERN
+from shared.core.access import REACH_ACTIONS, Access, Action, Scope
+from shared.core.problems import PROBLEM_CONTENT_TYPE, Problem, bad_request, from_validation_error
 
 log = logging.getLogger(__name__)
 

@@ -12,13 +12,13 @@ import azure.functions as func
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from shared.audit import AuditEntry
-from shared.configuration import (CustomerIdentifierIn, Identifier, ImportResult, ResellerIdentifierIn,
+from shared.adapters.audit import AuditEntry
+from shared.adapters.pricing import (CustomerIdentifierIn, Identifier, ImportResult, ResellerIdentifierIn,
                                   SubscriptionIdentifierIn)
-from shared.invoices import InvoiceSummary
-from shared.margins import MarginRule, MarginRuleIn
-from shared.models import AutomationIn, AutomationSettings, BulkRegenerateIn, FileRecord, FileRequest, Tenant, TenantIn
-from shared.principals import Principal, PrincipalIn
+from shared.adapters.invoices import InvoiceSummary
+from shared.core.margins import MarginRule, MarginRuleIn
+from shared.core.models import AutomationIn, AutomationSettings, BulkRegenerateIn, FileRecord, FileRequest, Tenant, TenantIn
+from shared.core.access import Principal, PrincipalIn
 
 bp = func.Blueprint()
 

@@ -1,4 +1,4 @@
-"""Timer Blueprint: the invoice poller and retention. Thin adapters over `shared.automation` / `shared.retention`.
+"""Timer Blueprint: the invoice poller and retention. Thin adapters over `shared.app.automation` / `shared.app.retention`.
 
 Schedules are six-field NCRONTAB in UTC from app settings (`INVOICE_POLL_SCHEDULE`, default `0 0 */6 * * *`;
 `RETENTION_SCHEDULE`, default `0 30 3 * * *`). A past-due run needs nothing special: both jobs derive their work
@@ -11,8 +11,10 @@ import logging
 
 import azure.functions as func
 
-from shared import automation, retention
-from shared.context import get_context
+from shared.app import automation
+
+from shared.app import retention
+from shared.app.context import get_context
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 import azure.functions as func
 
 from functions.http_support import problem_response
-from shared.problems import Problem
-from shared.settings import get_settings
+from shared.core.problems import Problem
+from shared.adapters.settings import get_settings
 
 bp = func.Blueprint()
 

@@ -1,11 +1,11 @@
-"""Queue Blueprint: the generation worker and its poison-queue handler. Both delegate to `shared.generation`."""
+"""Queue Blueprint: the generation worker and its poison-queue handler. Both delegate to `shared.app.generation`."""
 
 from __future__ import annotations
 
 import azure.functions as func
 
-from shared.context import get_context
-from shared.generation import Worker
+from shared.app.context import get_context
+from shared.app.generation import Worker
 
 bp = func.Blueprint()
 

@@ -14,9 +14,9 @@ import pytest
 
 from devtools.azurite import Azurite
 from devtools.tokens import APP_ROLES, LocalIssuer
-from shared.context import AppContext
-from shared.settings import Settings, reset_settings
-from shared.storage import Storage
+from shared.app.context import AppContext
+from shared.adapters.settings import Settings, reset_settings
+from shared.adapters.storage import Storage
 
 SECRET_SETTING = "PC_SECRET_TEST"
 DEFAULT_TENANT = "0000aaaa-0000-4000-8000-000000000000"  # the caller's tenant when a route names none
@@ -92,7 +92,7 @@ def app_env(azurite: Azurite, issuer: LocalIssuer, monkeypatch: pytest.MonkeyPat
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     reset_settings()
-    from shared.context import reset_context
+    from shared.app.context import reset_context
 
     reset_context()
     yield env

@@ -14,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.columns import FileType
+from shared.core.columns import FileType
 
 from .catalog import BILLING_CURRENCY
 from .det import digest

@@ -14,7 +14,7 @@ from typing import Self
 
 import trustme
 
-from shared.columns import FileType
+from shared.core.columns import FileType
 
 from .app import App, LoggedRequest
 from .auth import Entra, Tokens

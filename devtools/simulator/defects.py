@@ -24,7 +24,7 @@ from collections import Counter
 from datetime import date, timedelta
 from decimal import Decimal
 
-from shared.columns import FileType
+from shared.core.columns import FileType
 
 from .catalog import TAX_PERCENTAGE
 from .money import add, mul, rounddown, roundup, text

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from urllib.parse import quote
 
-from shared.columns import FileType
+from shared.core.columns import FileType
 
 from .blobs import BlobSet, BlobStore
 from .catalog import BILLING_CURRENCY

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from decimal import Decimal
 
-from shared.columns import FileType, layout_for
+from shared.core.columns import FileType, layout_for
 
 from .catalog import BILLING_CURRENCY
 from .dates import add_months, cycle_end, month_end, month_start

@@ -8,7 +8,7 @@ import binascii
 from datetime import timedelta
 from urllib.parse import urlencode
 
-from shared.columns import FileType
+from shared.core.columns import FileType
 
 from .catalog import BILLING_CURRENCY, CURRENCY_SYMBOL
 from .dates import iso_z

@@ -1,6 +1,6 @@
 """Canonical reconciliation rows, one at a time from (seed, dataset, index).
 
-A canonical row maps each column of the project's layout (`shared.columns`) to its exact text, or to None where
+A canonical row maps each column of the project's layout (`shared.core.columns`) to its exact text, or to None where
 the wire omits the field. Amounts follow the seed's formulas with exact decimals:
 
 - one-time seat lines (UnitType ""):  Subtotal = ROUNDDOWN(EUP × rate, 2) × BillableQuantity,
@@ -19,7 +19,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from functools import lru_cache
 
-from shared.columns import FileType
+from shared.core.columns import FileType
 
 from .catalog import (
     BILLING_CURRENCY,

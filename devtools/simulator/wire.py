@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from operator import itemgetter
 
-from shared.columns import FileType, layout_for
+from shared.core.columns import FileType, layout_for
 
 from .det import number
 from .rows import Dataset, Row

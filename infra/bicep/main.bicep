@@ -3,7 +3,7 @@
 // resource group (rg-<environment>) and `azd down` removes it all. The modules under ./modules are plain
 // resource declarations (no registry modules), so the templates can be checked offline (tests/test_infra.py).
 // With the host settings added in modules/function-app.bicep, the app settings below cover every setting
-// shared/settings.py reads; tests/test_infra.py keeps the two in step.
+// shared/adapters/settings.py reads; tests/test_infra.py keeps the two in step.
 
 targetScope = 'subscription'
 
@@ -79,7 +79,7 @@ var resourceToken = toLower(uniqueString(subscription().id, environmentName, loc
 var tags = { 'azd-env-name': environmentName }
 var keyVaultName = '${abbrs.keyVault}${resourceToken}'
 
-// Names the code expects (the defaults in shared/settings.py); the app settings pass the same values.
+// Names the code expects (the defaults in shared/adapters/settings.py); the app settings pass the same values.
 var deploymentContainerName = 'app-package'
 var filesContainerName = 'reconciliation-files'
 var generationQueueName = 'reconciliation-requests'
@@ -155,7 +155,7 @@ module rbac 'modules/rbac.bicep' = {
   }
 }
 
-// Every app setting shared/settings.py reads, except the identity-based storage and telemetry settings
+// Every app setting shared/adapters/settings.py reads, except the identity-based storage and telemetry settings
 // that modules/function-app.bicep adds. The tuning values start as the code defaults; tune them here.
 var appSettings = union({
   FILES_CONTAINER: filesContainerName

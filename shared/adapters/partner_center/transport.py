@@ -1,0 +1,221 @@
+"""HTTP to Microsoft: tokens, retries, throttling and a per-tenant concurrency limit, in one place.
+
+- Tokens come from MSAL (client credentials) for the partner tenant; the secret is read from the app setting the
+  tenant record names, never from storage.
+- 429 and 5xx are retried, honouring Retry-After, otherwise with capped exponential backoff and full jitter, within
+  a total budget per request; the same MS-RequestId is sent on every retry of one logical request (Partner Center
+  uses it for idempotency).
+- At most `PC_MAX_CONCURRENCY` calls per partner tenant run at once in this process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any, Callable
+
+import msal
+from msal.exceptions import MsalError
+import requests
+
+from shared.adapters.settings import PUBLIC_AUTHORITY, Settings
+
+log = logging.getLogger(__name__)
+
+PARTNER_CENTER_SCOPE = "https://api.partnercenter.microsoft.com/.default"
+GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+RETRYABLE = {429, 500, 502, 503, 504}
+ENTRA_TRANSIENT = {"temporarily_unavailable", "server_error"}  # OAuth error codes that say: try again
+
+
+class PartnerCenterError(Exception):
+    """Microsoft answered with an error we do not retry (or stopped retrying). `transient` says if later may work."""
+
+    def __init__(self, message: str, *, status: int | None = None, transient: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.transient = transient
+
+
+class NotFound(PartnerCenterError):
+    pass
+
+
+class NoDataAvailable(PartnerCenterError):
+    """Microsoft has no data for this request yet (export answered "No data available")."""
+
+    def __init__(self, message: str = "Microsoft reports no data available for this invoice yet.") -> None:
+        super().__init__(message, transient=True)
+
+
+def ca_bundle() -> str | bool:
+    """Honour REQUESTS_CA_BUNDLE / SSL_CERT_FILE (corporate proxies, the simulator's test CA)."""
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE") or True
+
+
+_semaphores: dict[str, threading.BoundedSemaphore] = {}
+_semaphores_lock = threading.Lock()
+
+
+def tenant_semaphore(tenant_id: str, limit: int) -> threading.BoundedSemaphore:
+    with _semaphores_lock:
+        sem = _semaphores.get(tenant_id)
+        if sem is None:
+            sem = _semaphores[tenant_id] = threading.BoundedSemaphore(limit)
+        return sem
+
+
+@dataclass
+class Credentials:
+    tenant_id: str
+    client_id: str
+    client_secret_setting: str
+
+    def secret(self) -> str:
+        value = os.environ.get(self.client_secret_setting)
+        if not value:
+            raise PartnerCenterError(
+                f"The app setting {self.client_secret_setting!r} that should hold this tenant's client secret "
+                "is not set."
+            )
+        return value
+
+
+_apps: dict[tuple[str, str, str], msal.ConfidentialClientApplication] = {}
+_apps_lock = threading.Lock()
+
+
+def _msal_app(creds: Credentials, settings: Settings, session: requests.Session) -> msal.ConfidentialClientApplication:
+    """One MSAL app (and token cache) per tenant, client and authority, shared by the process."""
+    host = settings.entra_authority_host.rstrip("/")
+    key = (host, creds.tenant_id, creds.client_id)
+    with _apps_lock:
+        app = _apps.get(key)
+        if app is None:
+            default_cloud = host == PUBLIC_AUTHORITY
+            app = msal.ConfidentialClientApplication(
+                creds.client_id,
+                client_credential=creds.secret(),
+                authority=f"{host}/{creds.tenant_id}",
+                http_client=session,
+                instance_discovery=None if default_cloud else False,
+                validate_authority=default_cloud,
+            )
+            _apps[key] = app
+        return app
+
+
+def retry_after_seconds(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+
+
+@dataclass
+class Transport:
+    """Authenticated, retrying HTTP for one partner tenant."""
+
+    creds: Credentials
+    settings: Settings
+    correlation_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    sleep: Callable[[float], None] = time.sleep
+    session: requests.Session = field(default_factory=requests.Session)
+
+    def __post_init__(self) -> None:
+        self.session.verify = ca_bundle()
+        self._semaphore = tenant_semaphore(self.creds.tenant_id, self.settings.pc_max_concurrency)
+
+    def token(self, scope: str) -> str:
+        """An access token from MSAL's cache or Entra. Entra throttles and fails too: those are retried."""
+        for attempt in range(self.settings.pc_max_retries + 1):
+            try:
+                app = _msal_app(self.creds, self.settings, self.session)
+                result = app.acquire_token_for_client(scopes=[scope])
+            except (ValueError, requests.RequestException, MsalError) as exc:  # discovery or token call failed
+                problem = f"{type(exc).__name__}"
+            else:
+                if "access_token" in result:
+                    return result["access_token"]
+                problem = str(result.get("error"))
+                if problem not in ENTRA_TRANSIENT:
+                    # Entra's text names the problem (bad secret, unknown app); it holds no secret.
+                    raise PartnerCenterError(
+                        f"Could not sign in to the partner tenant: {problem}: "
+                        f"{str(result.get('error_description', '')).splitlines()[0][:300]}")
+            log.warning("sign-in to Entra failed (%s); retrying (attempt %d)", problem, attempt + 1)
+            self.sleep(self.backoff(attempt))
+        raise PartnerCenterError("Could not reach Entra to sign in (it kept failing); retry later.", transient=True)
+
+    def backoff(self, attempt: int) -> float:
+        cap = min(self.settings.pc_backoff_cap_seconds, self.settings.pc_backoff_base_seconds * (2 ** attempt))
+        return random.uniform(0, cap)
+
+    def request(self, method: str, url: str, *, scope: str | None, headers: dict[str, str] | None = None,
+                stream: bool = False, **kwargs: Any) -> requests.Response:
+        """Send one logical request, retrying what Microsoft asks us to retry. Raises PartnerCenterError."""
+        request_id = str(uuid.uuid4())
+        deadline = time.monotonic() + self.settings.pc_retry_budget_seconds
+        attempt = 0
+        while True:
+            hdrs = {"Accept": "application/json", "MS-RequestId": request_id,
+                    "MS-CorrelationId": self.correlation_id, "client-request-id": request_id}
+            if scope:
+                hdrs["Authorization"] = f"Bearer {self.token(scope)}"
+            hdrs.update(headers or {})
+            wait: float | None
+            try:
+                with self._semaphore:
+                    response = self.session.request(method, url, headers=hdrs, stream=stream,
+                                                    timeout=self.settings.pc_timeout_seconds, **kwargs)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                response, wait, reason = None, None, type(exc).__name__
+            else:
+                if response.status_code < 400:
+                    return response
+                if response.status_code not in RETRYABLE:
+                    return response  # the caller decides what a 4xx means
+                wait, reason = retry_after_seconds(response), f"HTTP {response.status_code}"
+                response.close()
+            if wait is None:
+                wait = self.backoff(attempt)
+            attempt += 1
+            if attempt > self.settings.pc_max_retries or time.monotonic() + wait > deadline:
+                raise PartnerCenterError(
+                    f"Microsoft kept answering {reason} for {method} {_path(url)}; gave up after {attempt} "
+                    "attempts (retry budget spent).", status=getattr(response, "status_code", None), transient=True)
+            log.warning("retrying %s %s after %s in %.1fs (attempt %d)", method, _path(url), reason, wait, attempt)
+            self.sleep(wait)
+
+
+def _path(url: str) -> str:
+    """The URL without its query: a SAS signature must never reach a log line."""
+    return url.split("?", 1)[0]
+
+
+def error_text(response: requests.Response) -> str:
+    """Microsoft's own description of an error, from either the Partner Center or the Graph error body."""
+    try:
+        body = response.json()
+    except ValueError:
+        return f"HTTP {response.status_code}"
+    if isinstance(body, dict):
+        if isinstance(body.get("error"), dict):
+            return f"{body['error'].get('code', '')}: {body['error'].get('message', '')}".strip(": ")
+        if "description" in body:
+            return f"{body.get('code', '')}: {body['description']}".strip(": ")
+        if "message" in body:
+            return str(body["message"])
+    return f"HTTP {response.status_code}"

@@ -1,0 +1,233 @@
+"""A tenant's pricing configuration: margin rules and internal identifiers / PO numbers, in Table Storage.
+
+Margin rules live in `MarginRules` (PK tenant, RK rule id); identifiers in `Identifiers` (PK tenant, RK
+"{kind}:{id}"). Creating a rule that overlaps another of the same level, target and product is refused (409).
+The CSV bulk import is validated as a whole before anything is written: one bad row and nothing changes, and
+every bad row is reported.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import uuid
+from typing import Annotated, Any, Literal
+
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import UpdateMode
+from pydantic import StringConstraints, ValidationError
+
+from shared.core.margins import MarginRule, MarginRuleIn, Mappings, overlaps
+from shared.core.models import GUID_PATTERN, MPN_ID_PATTERN, ApiModel
+from shared.core.problems import Problem, bad_request, conflict, not_found
+from shared.adapters.storage import Storage
+
+IdentifierKind = Literal["reseller", "customer", "subscription"]
+InternalId = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f]+$")]
+MAX_IMPORT_ROWS = 50_000
+_ID_PATTERNS = {"reseller": MPN_ID_PATTERN, "customer": GUID_PATTERN, "subscription": GUID_PATTERN}
+
+
+class ResellerIdentifierIn(ApiModel):
+    internal_id: InternalId
+    name: Annotated[str, StringConstraints(max_length=200)] | None = None
+
+
+class CustomerIdentifierIn(ApiModel):
+    internal_id: InternalId
+
+
+class SubscriptionIdentifierIn(ApiModel):
+    internal_id: InternalId | None = None
+    po_number: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+
+
+class Identifier(ApiModel):
+    kind: IdentifierKind
+    id: str
+    internal_id: str | None = None
+    name: str | None = None
+    po_number: str | None = None
+
+
+class ImportResult(ApiModel):
+    imported: int
+    resellers: int = 0
+    customers: int = 0
+    subscriptions: int = 0
+
+
+class RowError(ApiModel):
+    line: int
+    field: str | None = None
+    message: str
+
+
+def check_target_id(kind: str, value: str, field: str) -> str:
+    if not re.match(_ID_PATTERNS[kind], value):
+        shape = "an MPN id (digits)" if kind == "reseller" else "a GUID"
+        raise bad_request(f"A {kind} id must be {shape}.", field)
+    return value.lower()
+
+
+class MarginRuleRepository:
+    def __init__(self, storage: Storage) -> None:
+        self.table = storage.table("MarginRules")
+
+    def list(self, tenant_id: str, level: str | None = None, target_id: str | None = None) -> list[MarginRule]:
+        clauses, params = ["PartitionKey eq @pk"], {"pk": tenant_id}
+        if level:
+            clauses.append("level eq @level")
+            params["level"] = level
+        if target_id:
+            clauses.append("target_id eq @target")
+            params["target"] = target_id.lower()
+        rows = self.table.query_entities(" and ".join(clauses), parameters=params)
+        rules = [_rule(e) for e in rows]
+        return sorted(rules, key=lambda r: (r.level.value, r.target_id, r.effective_from, r.id))
+
+    def create(self, tenant_id: str, body: MarginRuleIn) -> MarginRule:
+        rule = MarginRule(id=str(uuid.uuid4()), **body.model_dump())
+        rule = rule.model_copy(update={"target_id": rule.target_id.lower()})
+        for other in self.list(tenant_id, rule.level.value, rule.target_id):
+            if overlaps(rule, other):
+                raise conflict(f"This rule overlaps rule {other.id} for the same {rule.level.value}, target and "
+                               "product; end that rule first (effectiveTo) or choose other dates.")
+        entity = {"PartitionKey": tenant_id, "RowKey": rule.id,
+                  **rule.model_dump(mode="json", exclude={"id"}, exclude_none=True)}
+        self.table.create_entity(entity)
+        return rule
+
+    def get(self, tenant_id: str, rule_id: str) -> MarginRule | None:
+        try:
+            return _rule(self.table.get_entity(tenant_id, rule_id))
+        except ResourceNotFoundError:
+            return None
+
+    def delete(self, tenant_id: str, rule_id: str) -> None:
+        try:
+            self.table.get_entity(tenant_id, rule_id)
+        except ResourceNotFoundError:
+            raise not_found(f"Margin rule {rule_id}")
+        self.table.delete_entity(tenant_id, rule_id)
+
+
+def _rule(entity: dict[str, Any]) -> MarginRule:
+    data = {k: v for k, v in entity.items() if k not in ("PartitionKey", "RowKey")}
+    return MarginRule(id=entity["RowKey"], **data)
+
+
+class IdentifierRepository:
+    def __init__(self, storage: Storage) -> None:
+        self.table = storage.table("Identifiers")
+
+    def put(self, tenant_id: str, identifier: Identifier) -> Identifier:
+        entity = {"PartitionKey": tenant_id, "RowKey": f"{identifier.kind}:{identifier.id}",
+                  **identifier.model_dump(mode="json", exclude_none=True)}
+        self.table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+        return identifier
+
+    def get(self, tenant_id: str, kind: str, id_: str) -> Identifier:
+        try:
+            entity = self.table.get_entity(tenant_id, f"{kind}:{id_}")
+        except ResourceNotFoundError:
+            raise not_found(f"The {kind} {id_}")
+        return _identifier(entity)
+
+    def list(self, tenant_id: str) -> list[Identifier]:
+        rows = self.table.query_entities("PartitionKey eq @pk", parameters={"pk": tenant_id})
+        return [_identifier(e) for e in rows]
+
+    def mappings(self, tenant_id: str) -> Mappings:
+        mappings = Mappings()
+        for ident in self.list(tenant_id):
+            if ident.kind == "reseller" and ident.internal_id:
+                mappings.resellers[ident.id] = ident.internal_id
+            elif ident.kind == "customer" and ident.internal_id:
+                mappings.customers[ident.id] = ident.internal_id
+            elif ident.kind == "subscription":
+                if ident.internal_id:
+                    mappings.subscriptions[ident.id] = ident.internal_id
+                if ident.po_number:
+                    mappings.po_numbers[ident.id] = ident.po_number
+        return mappings
+
+    def put_many(self, tenant_id: str, identifiers: list[Identifier]) -> None:
+        """Upsert in transactions of 100 (Table Storage's limit); idempotent, so a retried import completes."""
+        ops = [("upsert", {"PartitionKey": tenant_id, "RowKey": f"{i.kind}:{i.id}",
+                           **i.model_dump(mode="json", exclude_none=True)}, {"mode": UpdateMode.REPLACE})
+               for i in identifiers]
+        for start in range(0, len(ops), 100):
+            self.table.submit_transaction(ops[start:start + 100])
+
+
+def _identifier(entity: dict[str, Any]) -> Identifier:
+    return Identifier.model_validate({k: v for k, v in entity.items() if k not in ("PartitionKey", "RowKey")})
+
+
+# ---- CSV bulk import ---------------------------------------------------------------------------------------------
+
+IMPORT_COLUMNS = ("kind", "id", "internalId", "name", "poNumber")
+_IMPORT_MODELS: dict[str, type[ApiModel]] = {
+    "reseller": ResellerIdentifierIn, "customer": CustomerIdentifierIn, "subscription": SubscriptionIdentifierIn,
+}
+
+
+def parse_import(text: str) -> list[Identifier]:
+    """Validate a whole CSV (`kind,id,internalId,name,poNumber`); raise a 400 listing every bad row."""
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    header = [h.strip() for h in reader.fieldnames or []]
+    missing = [c for c in ("kind", "id") if c not in header]
+    unknown = [c for c in header if c not in IMPORT_COLUMNS]
+    if missing or unknown:
+        detail = "The CSV header must be kind,id,internalId,name,poNumber"
+        raise bad_request(f"{detail} (missing: {missing or 'none'}; unknown: {unknown or 'none'}).", "header")
+    errors: list[RowError] = []
+    out: list[Identifier] = []
+    seen: dict[tuple[str, str], int] = {}
+    for n, row in enumerate(reader, start=2):
+        if n - 1 > MAX_IMPORT_ROWS:
+            raise bad_request(f"At most {MAX_IMPORT_ROWS} rows can be imported at once.", "body")
+        row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
+        kind = row.get("kind", "").lower()
+        if kind not in _IMPORT_MODELS:
+            errors.append(RowError(line=n, field="kind", message="kind must be reseller, customer or subscription"))
+            continue
+        id_ = row.get("id", "")
+        if not re.match(_ID_PATTERNS[kind], id_):
+            errors.append(RowError(line=n, field="id", message=f"not a valid {kind} id"))
+            continue
+        key = (kind, id_.lower())
+        if key in seen:
+            errors.append(RowError(line=n, field="id", message=f"duplicate of line {seen[key]}"))
+            continue
+        seen[key] = n
+        fields = {"internalId": row.get("internalId") or None}
+        if kind == "reseller":
+            fields["name"] = row.get("name") or None
+        if kind == "subscription":
+            fields["poNumber"] = row.get("poNumber") or None
+        elif row.get("poNumber"):
+            errors.append(RowError(line=n, field="poNumber", message="only subscriptions have a PO number"))
+            continue
+        try:
+            body = _IMPORT_MODELS[kind].model_validate({k: v for k, v in fields.items() if v is not None})
+        except ValidationError as exc:
+            for err in exc.errors(include_url=False, include_input=False):
+                errors.append(RowError(line=n, field=".".join(map(str, err["loc"])) or None, message=err["msg"]))
+            continue
+        out.append(Identifier(kind=kind, id=id_.lower(), **body.model_dump()))
+    if errors:
+        raise Problem(400, "Invalid import", f"{len(errors)} row(s) are invalid; nothing was imported.",
+                      errors=[e.model_dump(by_alias=True) for e in errors])
+    return out
+
+
+def import_identifiers(repo: IdentifierRepository, tenant_id: str, text: str) -> ImportResult:
+    identifiers = parse_import(text)
+    repo.put_many(tenant_id, identifiers)
+    counts = {k: sum(1 for i in identifiers if i.kind == k) for k in ("reseller", "customer", "subscription")}
+    return ImportResult(imported=len(identifiers), resellers=counts["reseller"], customers=counts["customer"],
+                        subscriptions=counts["subscription"])
+

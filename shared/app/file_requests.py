@@ -1,0 +1,207 @@
+"""What the HTTP API does, without HTTP: tenants, file requests, status, regeneration, download links.
+
+The record is always written before its message is enqueued, so a message never points at nothing; a repeated
+request for the same file returns the same record (and re-enqueues it if it is still waiting), so a client or a
+timer that retries cannot create duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from datetime import datetime
+
+from shared.app import charges
+
+from shared.adapters import invoices
+from shared.core.columns import FileType, layout_for
+from shared.app.context import AppContext
+from shared.adapters.invoices import InvoiceSummary
+from shared.core.reconcile import FilePlan
+from shared.adapters.file_writers import XLSX_MAX_ROWS
+from shared.adapters.partner_center.transport import NotFound, PartnerCenterError
+from shared.core.models import DOWNLOADABLE_STATUSES, SETTLED_STATUSES, UNBILLED_PREFIX, ChargesScope, FileFormat, FileRecord, FileRequest, FileStatus, Tenant, TenantIn, View
+from shared.core.problems import Problem, bad_request, conflict, not_found
+from shared.adapters.repositories import Conflict, utcnow
+
+log = logging.getLogger(__name__)
+
+FILE_ID_NAMESPACE = uuid.UUID("6b1f1c52-2f7e-4c1e-9d0e-6a8e3c9f4b21")
+CUSTOMER_VIEW_TYPES = {FileType.ONETIME, FileType.LICENSE}
+
+
+# ---- tenants -----------------------------------------------------------------------------------------------------
+
+def put_tenant(ctx: AppContext, tenant_id: str, body: TenantIn) -> tuple[Tenant, bool]:
+    existing = ctx.tenants.get(tenant_id)
+    now = utcnow()
+    tenant = Tenant(tenant_id=tenant_id.lower(), created_at=existing.created_at if existing else now,
+                    updated_at=now, **body.model_dump())
+    ctx.tenants.upsert(tenant)
+    return tenant, existing is None
+
+
+def require_tenant(ctx: AppContext, tenant_id: str) -> Tenant:
+    tenant = ctx.tenants.get(tenant_id.lower())
+    if tenant is None:
+        raise not_found(f"Tenant {tenant_id}")
+    return tenant
+
+
+# ---- files ---------------------------------------------------------------------------------------------------
+
+def file_id_for(tenant_id: str, req: FileRequest) -> str:
+    """The same request always names the same file: retries and overlapping timers cannot duplicate it."""
+    csv = req.csv_format.model_dump_json() if req.csv_format else ""
+    key = "|".join([tenant_id.lower(), req.invoice_id.upper(), req.invoice_type.value, req.view.value,
+                    req.reseller_id or "", (req.customer_id or "").lower(), req.format.value, csv,
+                    (req.currency or "").upper()])
+    return str(uuid.uuid5(FILE_ID_NAMESPACE, key))
+
+
+def _check_view(req: FileRequest) -> None:
+    if req.view == View.RESELLER and not req.reseller_id:
+        raise bad_request("A reseller view needs resellerId (the reseller's MPN id).", "resellerId")
+    if req.view == View.CUSTOMER:
+        if not req.customer_id:
+            raise bad_request("A customer view needs customerId.", "customerId")
+        if req.invoice_type not in CUSTOMER_VIEW_TYPES:
+            raise bad_request("Customer views exist for onetime and license files only.", "view")
+    if req.view == View.PARTNER and req.reseller_id:  # with a customer view it narrows to that reseller's lines
+        raise bad_request("resellerId is only used with view=reseller or view=customer.", "resellerId")
+    if req.view != View.CUSTOMER and req.customer_id:
+        raise bad_request("customerId is only used with view=customer.", "customerId")
+    if req.csv_format is not None and req.format.value != "csv":
+        raise bad_request("csvFormat applies to CSV files only.", "csvFormat")
+    if req.invoice_id.upper().startswith(UNBILLED_PREFIX):
+        if req.invoice_type not in (FileType.ONETIME, FileType.DAILY):
+            raise bad_request("Unbilled data exists for onetime and dailyratedusage only.", "invoiceType")
+        if not req.currency:
+            raise bad_request("Unbilled files need the billing currency (e.g. USD).", "currency")
+    elif req.currency:
+        raise bad_request("currency is only used with unbilled-current / unbilled-last.", "currency")
+
+
+def request_file(ctx: AppContext, tenant_id: str, req: FileRequest) -> tuple[FileRecord, bool]:
+    """Queue a file; returns (record, created). An identical earlier request returns its record."""
+    tenant = require_tenant(ctx, tenant_id)
+    _check_view(req)
+    if req.format == FileFormat.XLSX:
+        _check_fits_a_sheet(ctx, tenant.tenant_id, req)
+    if req.format.value == "csv" and req.csv_format is None and tenant.csv_format is not None:
+        req = req.model_copy(update={"csv_format": tenant.csv_format})
+    record = FileRecord(
+        id=file_id_for(tenant.tenant_id, req), tenant_id=tenant.tenant_id, invoice_type=req.invoice_type,
+        invoice_id=req.invoice_id.upper(), view=req.view, reseller_id=req.reseller_id,
+        customer_id=(req.customer_id or None) and req.customer_id.lower(), format=req.format,
+        csv_format=req.csv_format, currency=req.currency.upper() if req.currency else None,
+        status=FileStatus.QUEUED, version=1, reason="requested", created_at=utcnow(),
+    )
+    try:
+        ctx.files.create(record)
+    except Conflict:
+        existing, _ = ctx.files.get(record.tenant_id, record.id)  # type: ignore[misc]
+        if existing.status == FileStatus.QUEUED:
+            enqueue(ctx, existing)  # the first enqueue may have been lost in a crash; the worker dedupes
+        return existing, False
+    enqueue(ctx, record)
+    return record, True
+
+
+def _check_fits_a_sheet(ctx: AppContext, tenant_id: str, req: FileRequest) -> None:
+    """Refuse an XLSX that cannot fit one sheet, before any work, when the same lines were counted already (any
+    earlier file of this invoice, type and view). Otherwise the generation fails with the same reason."""
+    counted = [r.row_count for r in ctx.files.list(tenant_id, invoice_id=req.invoice_id.upper(),
+                                                   invoice_type=req.invoice_type.value, view=req.view.value)
+               if r.row_count is not None and r.reseller_id == req.reseller_id
+               and r.customer_id == ((req.customer_id or None) and req.customer_id.lower())]
+    if counted and max(counted) > XLSX_MAX_ROWS:
+        raise Problem(422, "Too many rows for Excel", f"This file has {max(counted):,} lines; an Excel sheet holds "
+                      f"{XLSX_MAX_ROWS:,}. Choose csv or parquet.", errors=[{"field": "format",
+                                                                           "message": "too many rows for xlsx"}])
+
+
+def enqueue(ctx: AppContext, record: FileRecord) -> None:
+    message = json.dumps({"tenantId": record.tenant_id, "fileId": record.id, "version": record.version})
+    ctx.storage.queue().send_message(message)
+    log.info("queued %s %s v%d", record.invoice_type, record.invoice_id, record.version,
+             extra={"tenant": record.tenant_id, "file": record.id, "invoice": record.invoice_id})
+
+
+def get_file(ctx: AppContext, tenant_id: str, file_id: str) -> tuple[FileRecord, str]:
+    require_tenant(ctx, tenant_id)
+    loaded = ctx.files.get(tenant_id.lower(), file_id.lower())
+    if loaded is None:
+        raise not_found(f"Reconciliation file {file_id}")
+    return loaded
+
+
+def list_files(ctx: AppContext, tenant_id: str, invoice_type: str | None, status: str | None,
+               invoice_id: str | None) -> list[FileRecord]:
+    tenant = require_tenant(ctx, tenant_id)
+    items = ctx.files.list(tenant.tenant_id, invoice_type=invoice_type, status=status,
+                           invoice_id=invoice_id.upper() if invoice_id else None)
+    return sorted(items, key=lambda r: r.created_at, reverse=True)
+
+
+def regenerate(ctx: AppContext, tenant_id: str, file_id: str, reason: str = "regenerated on request") -> FileRecord:
+    """Make the file again as a new version; earlier versions stay."""
+    record, etag = get_file(ctx, tenant_id, file_id)
+    if record.status not in SETTLED_STATUSES:
+        raise conflict(f"The file is {record.status}; it can be regenerated once it is settled (Available, "
+                       "NeedsReview or Failed).")
+    record.version += 1
+    record.status, record.reason, record.error, record.transient = FileStatus.QUEUED, reason, None, None
+    record.created_at, record.started_at, record.completed_at = utcnow(), None, None
+    record.row_count = record.progress_rows = None
+    record.totals = record.findings = record.unmapped = None
+    record.attempts = 0
+    try:
+        ctx.files.replace(record, etag)
+    except Conflict:
+        raise conflict("The file changed while regenerating it; look at its status and try again.")
+    enqueue(ctx, record)
+    return record
+
+
+def download_link(ctx: AppContext, tenant_id: str, file_id: str) -> tuple[str, datetime]:
+    record, _ = get_file(ctx, tenant_id, file_id)
+    # NeedsReview: held because Microsoft's data has error findings, but complete: partners download it to review.
+    if record.status not in DOWNLOADABLE_STATUSES or not record.blob_name:
+        raise conflict(f"The file is {record.status}, not Available; there is nothing to download yet.")
+    return ctx.links.url_for(record.blob_name, record.file_name or "reconciliation.csv")
+
+
+# ---- invoices and charges ------------------------------------------------------------------------------------
+
+def _microsoft_problem(exc: PartnerCenterError) -> Problem:
+    if isinstance(exc, NotFound):
+        return not_found("The invoice")
+    return Problem(502, "Microsoft's API failed", str(exc))
+
+
+def list_invoices(ctx: AppContext, tenant_id: str) -> list[InvoiceSummary]:
+    tenant = require_tenant(ctx, tenant_id)
+    try:
+        return invoices.list_invoices(invoices.client_for(tenant, ctx.settings))
+    except PartnerCenterError as exc:
+        raise _microsoft_problem(exc)
+
+
+def get_charges(ctx: AppContext, tenant_id: str, invoice_id: str, scope: ChargesScope, page_size: int,
+                token: str | None) -> dict:
+    """A page of an invoice's charges, with the columns, margins and view a file of the same request has."""
+    tenant = require_tenant(ctx, tenant_id)
+    file_type = scope.invoice_type
+    _check_view(FileRequest(invoice_id=invoice_id, **scope.model_dump()))
+    client = invoices.client_for(tenant, ctx.settings)
+    plan = FilePlan(layout_for(file_type), ctx.rules.list(tenant.tenant_id),
+                    ctx.identifiers.mappings(tenant.tenant_id), scope.view, scope.reseller_id, scope.customer_id)
+    try:
+        invoice = client.get_invoice(invoice_id.upper())
+        if file_type not in invoices.file_types_of(invoice):
+            raise bad_request(f"Invoice {invoice_id} has no {file_type.value} charges.", "type")
+        return charges.charges_page(client, ctx.settings, invoice, plan, page_size, token)
+    except PartnerCenterError as exc:
+        raise _microsoft_problem(exc)

@@ -1,0 +1,332 @@
+"""The generation worker: one queue message -> one version of one file, exactly once in effect.
+
+Messages are delivered at least once. What makes that safe:
+- the message names the file *and version*; a message for an older version, or for a version already finished,
+  is acknowledged and ignored;
+- every status change is an ETag-guarded replace of the file record, so two deliveries cannot both win;
+- the blob for a version has a deterministic name and is committed in one step only after every block is staged,
+  so a crash leaves no half-written file behind, and a retry rewrites the same blob;
+- a running generation holds a lease on the record (renewed as it progresses): a duplicate delivery meanwhile
+  leaves a delayed copy of the message and returns, instead of racing it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pydantic import BaseModel, ValidationError
+
+from shared.app.builder import build
+from shared.core.columns import FileType, layout_for
+from shared.app.context import AppContext
+from shared.core.models import SETTLED_STATUSES, UNBILLED_PREFIX, FileRecord, FileStatus, Totals, Unmapped, View
+from shared.core.reach import ReachCollector
+from shared.core.reconcile import FilePlan
+from shared.core.reconcile import Totals as FileTotals
+from shared.core.views import columns_for
+from shared.adapters.invoices import client_for, file_types_of
+from shared.adapters.partner_center.transport import NotFound, PartnerCenterError
+from shared.adapters.microsoft_json import BadValue
+from shared.adapters.repositories import Conflict, utcnow
+from shared.adapters.sources import DataChanged, choose_source, unbilled_source
+from shared.core.validation import Report, Validator
+from shared.adapters.file_writers import BlockBlobSink, CsvFormat, TooManyRows, writer_for
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(minutes=5)
+PROGRESS_EVERY_ROWS = 100_000
+PROGRESS_EVERY = timedelta(seconds=5)  # at most one record write per segment, and only this often
+
+class GenerationMessage(BaseModel):
+    tenantId: str
+    fileId: str
+    version: int
+
+
+class PermanentFailure(Exception):
+    """Retrying cannot help; the reason is written on the file for a person to act on."""
+
+
+@dataclass
+class Worker:
+    ctx: AppContext
+
+    def handle(self, body: str, dequeue_count: int = 1) -> None:
+        try:
+            msg = GenerationMessage.model_validate_json(body)
+        except ValidationError:
+            log.error("dropping a generation message that is not ours: %.200s", body)
+            return
+        loaded = self.ctx.files.get(msg.tenantId, msg.fileId)
+        if loaded is None:
+            log.warning("file %s of tenant %s no longer exists; dropping message", msg.fileId, msg.tenantId)
+            return
+        record, etag = loaded
+        extra = {"tenant": record.tenant_id, "file": record.id, "invoice": record.invoice_id}
+        if record.version != msg.version or record.status in SETTLED_STATUSES:
+            log.info("version %d already settled (record at v%d, %s); nothing to do", msg.version,
+                     record.version, record.status, extra=extra)
+            return
+        now = utcnow()
+        if self._leased_elsewhere(record, body, now):
+            return
+        record.status, record.started_at, record.error = FileStatus.PROCESSING, now, None
+        record.attempts += 1
+        record.progress_rows = 0
+        record.lease_until = now + LEASE
+        try:
+            etag = self.ctx.files.replace(record, etag)
+        except Conflict:  # another delivery started a moment ago: look again once its lease can have ended
+            self._look_again_later(body, LEASE.total_seconds())
+            return
+        log.info("generating %s %s v%d (attempt %d)", record.invoice_type, record.invoice_id, record.version,
+                 record.attempts, extra=extra)
+        state = {"etag": etag, "renewed": now}
+        try:
+            self._generate(record, state)
+        except (PermanentFailure, NotFound, BadValue, TooManyRows) as exc:
+            self._finish_failed(record, state["etag"], str(exc), transient=False)
+            return
+        except (PartnerCenterError, DataChanged) as exc:
+            transient = getattr(exc, "transient", True)
+            if not transient or dequeue_count >= self.ctx.settings.max_dequeue_count:
+                self._finish_failed(record, state["etag"], str(exc), transient=transient)
+                return
+            self._note_error(record, state["etag"], str(exc))
+            raise
+        except Exception as exc:  # unexpected: keep the reason for the poison handler, let the queue retry
+            log.exception("generation failed unexpectedly", extra=extra)
+            self._note_error(record, state["etag"], f"Internal error ({type(exc).__name__}); retrying.")
+            raise
+        log.info("file available: %d rows, cost %s", record.row_count or 0,
+                 record.totals.cost if record.totals else None, extra=extra)
+
+    # ---- the work ---------------------------------------------------------------------------------------------
+    def _generate(self, record: FileRecord, state: dict) -> None:
+        ctx = self.ctx
+        tenant = ctx.tenants.get(record.tenant_id)
+        if tenant is None:
+            raise PermanentFailure(f"Tenant {record.tenant_id} is not registered any more.")
+        client = client_for(tenant, ctx.settings, correlation_id=record.id)
+        layout = layout_for(record.invoice_type)
+        if record.invoice_id.startswith(UNBILLED_PREFIX):
+            invoice, source = unbilled_source(client, layout, record)
+        else:
+            try:
+                invoice = client.get_invoice(record.invoice_id)
+            except NotFound:
+                raise PermanentFailure(f"Microsoft has no invoice {record.invoice_id} for this tenant.")
+            if layout.file_type not in file_types_of(invoice):
+                raise PermanentFailure(f"Invoice {record.invoice_id} has no {layout.file_type.value} charges.")
+            source = choose_source(client, layout, invoice, ctx.settings)
+        record.source = source.kind
+        record.data_version = source.data_version
+        blob_name = blob_name_for(record)
+        sink = BlockBlobSink(ctx.storage.files.get_blob_client(blob_name), ctx.settings.block_size_bytes)
+        csv_format = CsvFormat(**record.csv_format.model_dump()) if record.csv_format else CsvFormat()
+        partner = record.view == View.PARTNER
+        validator = Validator(layout, invoice_id=record.invoice_id, cap=ctx.settings.validation_max_findings) \
+            if partner else None
+        reach = ReachCollector(layout) if partner else None  # partner views see every reseller's lines
+        plan = FilePlan(layout, ctx.rules.list(tenant.tenant_id), ctx.identifiers.mappings(tenant.tenant_id),
+                        record.view, record.reseller_id, record.customer_id, validator=validator, reach=reach)
+        record.billing_period_start = _billing_start(invoice)
+        writer = writer_for(record.format, sink, csv_format, layout.date_columns,
+                            columns_for(layout, record.view))
+
+        # which reseller serves which customer: written beside the streaming, done before the file is Available
+        # (a failure retries the whole message; indexing again is harmless)
+        indexer = ctx.reach.writer(record.tenant_id) if reach is not None else None
+
+        def progress(rows: int) -> None:
+            """Show the rows so far and renew the lease, every 100,000 rows or every few seconds (the Invoices page
+            shows them live); hand the segment's
+            new resellers and customers to the indexer, which writes them while the next segment streams."""
+            now = utcnow()
+            record.progress_rows, record.lease_until = rows, now + LEASE
+            if rows - state.get("reported", 0) >= PROGRESS_EVERY_ROWS or now - state["renewed"] >= PROGRESS_EVERY:
+                state["etag"] = ctx.files.replace(record, state["etag"])
+                state["reported"], state["renewed"] = rows, now
+            if indexer is not None:
+                indexer.submit(reach.drain())  # type: ignore[union-attr]
+
+        try:
+            result = build(source, plan, writer, progress=progress)
+        except BaseException:
+            if indexer is not None:
+                indexer.close()
+            raise
+        with ThreadPoolExecutor(max_workers=1) as background:
+            indexed = None
+            if indexer is not None:
+                indexer.submit(reach.drain())  # type: ignore[union-attr]
+                indexed = background.submit(indexer.finish)  # while the file is committed
+            ctx.storage.files.get_blob_client(snapshot_name_for(blob_name)).upload_blob(
+                json.dumps(plan.snapshot(), indent=1, default=str).encode(), overwrite=True)
+            report = self._validate(record, validator, invoice, blob_name) if validator is not None else None
+            writer.finish({"tenant": record.tenant_id, "file": record.id, "version": str(record.version),
+                           "rows": str(result.totals.rows)})
+            if indexed is not None:
+                indexed.result()
+        self._record_result(record, result.totals, invoice, report, ctx.settings.validation_blocks)
+        record.data_version = source.data_version
+        record.blob_name = blob_name
+        record.file_name = file_name_for(record, writer.extension)
+        record.lease_until = None
+        state["etag"] = self.ctx.files.replace(record, state["etag"])
+        self.ctx.files.record_version(record)
+
+    def _validate(self, record: FileRecord, validator: Validator, invoice: dict, blob_name: str) -> Report:
+        """Finish the validation that ran alongside the file; store findings.csv and summary.json beside it."""
+        ctx = self.ctx
+        previous = self._previous_summary(record)
+        report = validator.finish(invoice, previous, Decimal(str(ctx.settings.validation_change_threshold_percent)))
+        folder = blob_name.rsplit("/", 1)[0]
+        ctx.storage.files.get_blob_client(findings_name_for(blob_name)).upload_blob(report.csv_bytes(),
+                                                                                    overwrite=True)
+        ctx.storage.files.get_blob_client(folder + "/summary.json").upload_blob(
+            json.dumps({**validator.summary(), "billingPeriodStart": _iso(record.billing_period_start)},
+                       indent=1).encode(), overwrite=True)
+        return report
+
+    def _previous_summary(self, record: FileRecord) -> dict | None:
+        """summary.json of the previous month's Available (or NeedsReview) partner-view file of the same type."""
+        start = record.billing_period_start
+        if start is None:
+            return None
+        from shared.core.validation import _add_months
+
+        wanted = _add_months(start, -1)
+        candidates = [r for status in (FileStatus.AVAILABLE, FileStatus.NEEDS_REVIEW)
+                      for r in self.ctx.files.list(record.tenant_id, invoice_type=record.invoice_type.value,
+                                                   view=View.PARTNER.value, status=status.value)
+                      if r.id != record.id and r.blob_name and r.billing_period_start
+                      and (r.billing_period_start.year, r.billing_period_start.month) == (wanted.year, wanted.month)]
+        for prior in sorted(candidates, key=lambda r: r.completed_at or r.created_at, reverse=True):
+            try:
+                data = self.ctx.storage.files.get_blob_client(
+                    prior.blob_name.rsplit("/", 1)[0] + "/summary.json").download_blob().readall()
+                return {**json.loads(data), "invoiceId": prior.invoice_id}
+            except Exception:  # an older version made before summaries existed: nothing to compare
+                log.info("no summary for previous file %s", prior.id)
+        return None
+
+    @staticmethod
+    def _record_result(record: FileRecord, totals: FileTotals, invoice: dict, report: Report | None = None,
+                       blocks: bool = False) -> None:
+        partner = record.view == View.PARTNER
+        record.status = FileStatus.AVAILABLE
+        record.findings = report.totals() if report is not None else None
+        if report is not None and blocks and record.findings["error"]:
+            record.status = FileStatus.NEEDS_REVIEW
+        record.completed_at = utcnow()
+        record.row_count = record.progress_rows = totals.rows
+        record.totals = Totals(cost=totals.cost if partner else None,
+                               microsoft_total=totals.microsoft_total if partner else None,
+                               reseller=totals.reseller, customer=totals.customer)
+        total = invoice.get("totalCharges")
+        record.invoice_total = Decimal(str(total)) if total is not None and partner else None
+        whole_invoice = partner and record.invoice_type == FileType.ONETIME
+        record.invoice_difference = (record.invoice_total - totals.microsoft_total
+                                     if whole_invoice and record.invoice_total is not None else None)
+        record.unmapped = Unmapped(customer_lines=totals.unmapped_customer_lines,
+                                   first_customer_id=totals.first_unmapped_customer,
+                                   subscription_lines=totals.unmapped_subscription_lines,
+                                   first_subscription_id=totals.first_unmapped_subscription)
+        record.undated_lines = totals.undated_lines
+
+    def _finish_failed(self, record: FileRecord, etag: str, reason: str, transient: bool = False) -> None:
+        record.status, record.error, record.completed_at = FileStatus.FAILED, reason, utcnow()
+        record.transient = transient
+        record.lease_until = None
+        try:
+            self.ctx.files.replace(record, etag)
+            self.ctx.files.record_version(record)
+        except Conflict:
+            log.warning("file %s changed meanwhile; not marking it failed", record.id)
+        log.warning("file failed: %s", reason, extra={"tenant": record.tenant_id, "file": record.id,
+                                                       "invoice": record.invoice_id})
+
+    def _note_error(self, record: FileRecord, etag: str, reason: str) -> None:
+        """Keep the last error on the record (for the poison handler) and release the lease for the retry."""
+        record.error = reason
+        record.lease_until = None
+        try:
+            self.ctx.files.replace(record, etag)
+        except Conflict:
+            pass
+
+    def handle_poison(self, body: str) -> None:
+        """The queue gave up on a message: mark its file Failed with the last reason we saw."""
+        try:
+            msg = GenerationMessage.model_validate_json(body)
+        except ValidationError:
+            return
+        loaded = self.ctx.files.get(msg.tenantId, msg.fileId)
+        if loaded is None:
+            return
+        record, etag = loaded
+        if record.version != msg.version or record.status in SETTLED_STATUSES:
+            return
+        if self._leased_elsewhere(record, body, utcnow()):
+            return
+        reason = record.error or "Generation kept failing; see the logs for this file id."
+        self._finish_failed(record, etag, f"Gave up after repeated attempts: {reason}")
+
+
+    def _leased_elsewhere(self, record: FileRecord, body: str, now: datetime) -> bool:
+        """A running generation holds a lease (renewed as it progresses). A duplicate delivery meanwhile neither
+        races it nor burns its own retries: it leaves a copy of the message to look again once the lease can have
+        ended. If that generation finishes, the copy finds the version settled; if it died, the copy takes over."""
+        if record.status != FileStatus.PROCESSING or not record.lease_until or record.lease_until <= now:
+            return False
+        self._look_again_later(body, (record.lease_until - now).total_seconds() + 5)
+        log.info("file %s v%d is being generated by another delivery; looking again later", record.id,
+                 record.version, extra={"tenant": record.tenant_id, "file": record.id, "invoice": record.invoice_id})
+        return True
+
+    def _look_again_later(self, body: str, seconds: float) -> None:
+        self.ctx.storage.queue().send_message(body, visibility_timeout=int(min(seconds, 7 * 24 * 3600)))
+
+
+def file_name_for(record: FileRecord, extension: str = "csv") -> str:
+    """Names the view's scope: a customer view narrowed to one reseller's lines carries both ids, so it never
+    shares a name with the whole customer's view."""
+    scope = [i for i in (record.reseller_id, record.customer_id) if i]
+    parts = [record.invoice_id, record.invoice_type.value, record.view.value, *scope]
+    return "_".join(parts) + f"_v{record.version}.{extension}"
+
+
+def findings_name_for(blob_name: str) -> str:
+    """The validation findings of a version, stored beside it."""
+    return blob_name.rsplit("/", 1)[0] + "/findings.csv"
+
+
+def _billing_start(invoice: dict):
+    from datetime import date
+
+    raw = invoice.get("billingPeriodStartDate") if isinstance(invoice, dict) else None
+    try:
+        return date.fromisoformat(str(raw)[:10]) if raw else None
+    except ValueError:
+        return None
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def snapshot_name_for(blob_name: str) -> str:
+    """The rules and mappings a version was made with, stored beside it."""
+    return blob_name.rsplit("/", 1)[0] + "/snapshot.json"
+
+
+def blob_name_for(record: FileRecord) -> str:
+    """Deterministic per file version, so a retried generation rewrites the same blob."""
+    return f"{record.tenant_id}/{record.invoice_id}/{record.id}/v{record.version:04d}/" \
+           f"{file_name_for(record, record.format.value)}"

@@ -1,0 +1,1 @@
+"""The domain, pure: columns, money, margins, views, validation rules, access policy. No I/O, no Azure SDK."""

@@ -1,0 +1,98 @@
+"""Blob staging, the table repositories and the download link, over real connections to Azurite."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import requests
+from azure.core.exceptions import ResourceNotFoundError
+
+from shared.app.context import AppContext
+from shared.core.models import FileRecord, FileStatus
+from shared.adapters.repositories import Conflict
+from shared.adapters.file_writers import BlockBlobSink
+
+
+def test_blob_appears_only_at_commit_and_a_discarded_segment_leaves_no_trace(ctx: AppContext) -> None:
+    blob = ctx.storage.files.get_blob_client("t/one.csv")
+    sink = BlockBlobSink(blob, block_size=64 * 1024)
+    sink.begin_segment(0)
+    sink.write(b"a" * 100_000)  # crosses a block boundary
+    sink.end_segment()
+    sink.begin_segment(1)
+    sink.write(b"garbage")
+    sink.discard_segment()  # e.g. a truncated export blob, read again below
+    sink.begin_segment(1)
+    sink.write(b"b\n")
+    sink.end_segment()
+    with pytest.raises(ResourceNotFoundError):
+        blob.get_blob_properties()
+    sink.commit(b"h\n", "text/csv", {"rows": "2"})
+    assert blob.download_blob().readall() == b"h\n" + b"a" * 100_000 + b"b\n"
+    assert blob.get_blob_properties().metadata == {"rows": "2"}
+
+
+def test_recommitting_the_same_version_rewrites_the_same_blob(ctx: AppContext) -> None:
+    blob = ctx.storage.files.get_blob_client("t/two.csv")
+    for _ in range(2):  # a redelivered message generates the same version again
+        sink = BlockBlobSink(blob, block_size=1024)
+        sink.begin_segment(0)
+        sink.write(b"x,y\n")
+        sink.end_segment()
+        sink.commit(b"h\n", "text/csv", {})
+    assert blob.download_blob().readall() == b"h\nx,y\n"
+
+
+def _record(**kw) -> FileRecord:
+    base = dict(id="f1", tenant_id="t1", invoice_type="onetime", invoice_id="G1", status=FileStatus.QUEUED,
+                created_at=datetime.now(timezone.utc))
+    return FileRecord(**{**base, **kw})
+
+
+def test_file_record_updates_are_etag_guarded(ctx: AppContext) -> None:
+    etag = ctx.files.create(_record())
+    with pytest.raises(Conflict):
+        ctx.files.create(_record())
+    record, read_etag = ctx.files.get("t1", "f1")
+    assert read_etag == etag
+    record.status = FileStatus.PROCESSING
+    new_etag = ctx.files.replace(record, etag)
+    record.status = FileStatus.AVAILABLE
+    with pytest.raises(Conflict):
+        ctx.files.replace(record, etag)  # stale: somebody else wrote in between
+    ctx.files.replace(record, new_etag)
+    assert ctx.files.get("t1", "f1")[0].status == FileStatus.AVAILABLE
+
+
+def test_list_filters_are_parameterised_not_injected(ctx: AppContext) -> None:
+    ctx.files.create(_record())
+    assert [r.id for r in ctx.files.list("t1", status="Queued")] == ["f1"]
+    assert list(ctx.files.list("t1", status="Queued' or PartitionKey ne '")) == []
+
+
+def _upload(ctx: AppContext, name: str, data: bytes = b"col\n1\n") -> None:
+    ctx.storage.files.get_blob_client(name).upload_blob(data, overwrite=True)
+
+
+def test_download_link_reads_one_blob_only_and_cannot_write(ctx: AppContext) -> None:
+    _upload(ctx, "t/a.csv", b"secret,a\n")
+    _upload(ctx, "t/b.csv", b"secret,b\n")
+    url, expiry = ctx.links.url_for("t/a.csv", "a file.csv")
+    assert expiry > datetime.now(timezone.utc)
+    got = requests.get(url, timeout=10)
+    assert got.status_code == 200 and got.content == b"secret,a\n"
+    assert got.headers["Content-Disposition"].startswith('attachment; filename="a file.csv"')
+    other = url.replace("/t/a.csv?", "/t/b.csv?")
+    assert requests.get(other, timeout=10).status_code == 403
+    write = requests.put(url, data=b"evil", headers={"x-ms-blob-type": "BlockBlob"}, timeout=10)
+    assert write.status_code == 403
+    assert ctx.storage.files.get_blob_client("t/a.csv").download_blob().readall() == b"secret,a\n"
+
+
+def test_download_link_expires(ctx: AppContext) -> None:
+    _upload(ctx, "t/old.csv")
+    long_ago = datetime.now(timezone.utc) - timedelta(hours=2)
+    url, expiry = ctx.links.url_for("t/old.csv", "old.csv", minutes=15, now=long_ago)
+    assert expiry < datetime.now(timezone.utc)
+    assert requests.get(url, timeout=10).status_code == 403
