@@ -14,12 +14,16 @@ from typing import Any, Callable, TypeVar
 import azure.functions as func
 from pydantic import BaseModel, ValidationError
 
+from shared.adapters.audit import client_address, forwarded_chain
 from shared.adapters.auth import acting_as
+from shared.app.downloads import Link, Requester
 from shared.core.access import PARTNER_ADMIN_APP_ROLE, Caller
+from shared.app import file_requests
 from shared.app.context import get_context
-from shared.core.models import GUID_PATTERN
+from functions.routes import BY_NAME, ROUTES, Route
+from shared.core.models import GUID_PATTERN, FileRecord
 from shared.core.access import REACH_ACTIONS, Access, Action, Scope
-from shared.core.problems import PROBLEM_CONTENT_TYPE, Problem, bad_request, from_validation_error
+from shared.core.problems import PROBLEM_CONTENT_TYPE, Problem, bad_request, from_validation_error, not_found
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +42,8 @@ def problem_response(problem: Problem, instance: str | None = None) -> func.Http
                              headers=problem.headers or None, mimetype=PROBLEM_CONTENT_TYPE)
 
 
-# Functions that are deliberately outside `api` (no token): liveness and the OpenAPI document.
-ANONYMOUS_FUNCTIONS = frozenset({"health", "openapi_document", "web_config", "web_assets"})
+# Functions that are deliberately outside `api` (no token): liveness, the web front end, the OpenAPI document.
+ANONYMOUS_FUNCTIONS = frozenset(r.name for r in ROUTES if r.action is None)
 DEV_OBJECT_ID = "00000000-0000-0000-0000-000000000000"  # the caller when AUTH_DISABLED (development only)
 
 
@@ -53,9 +57,10 @@ class RoutePolicy:
     scoped: bool = False
 
 
-# Every function decorated with `api`, by function name: a test checks that every HTTP function of the indexed
-# app is here or in ANONYMOUS_FUNCTIONS, so a new route cannot skip the policy.
-ROUTE_POLICY: dict[str, RoutePolicy] = {}
+# The policy of every route with an action, by function name, from the route table: a test checks that every HTTP
+# function of the indexed app is here or in ANONYMOUS_FUNCTIONS and was registered by `handles`, so a new route
+# cannot skip the policy.
+ROUTE_POLICY: dict[str, RoutePolicy] = {r.name: RoutePolicy(r.action, r.scoped) for r in ROUTES if r.action}
 
 
 class Guard:
@@ -148,18 +153,30 @@ def _authenticate(ctx: Any, req: func.HttpRequest) -> tuple[Caller, bool]:
     return ctx.tokens.validate(req.headers.get("Authorization")), False
 
 
-def api(action: Action, *, scoped: bool = False) -> Callable[[Handler], Handler]:
-    """Every route goes through here: the bearer token (401), the tenant in the path (400 if not a GUID, 404 if
+def handles(bp: func.Blueprint) -> Callable[[Handler], Any]:
+    """Registers a handler on `bp` from its entry in the route table (`functions/routes.py`, keyed by the
+    handler's name): its route and method, anonymous (function keys are never used: tokens guard the routes), and
+    through `api` unless the route is anonymous."""
+
+    def register(handler: Handler) -> Any:
+        route = BY_NAME.get(handler.__name__)
+        if route is None:
+            raise LookupError(f"{handler.__name__} is not in the route table (functions/routes.py)")
+        wrapped = api(route)(handler) if route.action is not None else handler
+        wrapped.route = route  # type: ignore[attr-defined]  # a test checks every HTTP function came this way
+        return bp.route(route=route.path, methods=[route.method], auth_level=func.AuthLevel.ANONYMOUS)(wrapped)
+
+    return register
+
+
+def api(route: Route) -> Callable[[Handler], Handler]:
+    """Every route with an action goes through here: the bearer token (401), the tenant in the path (400 if not a GUID, 404 if
     the caller has no standing in it, before any body is read), the route's action (403 for unscoped routes;
     scoped handlers narrow it through `access_for`), then the handler as the caller (`acting_as`). Client errors
     become problem+json, anything else a bare 500."""
-    action = Action(action)
+    action, scoped, name = Action(route.action), route.scoped, route.name
 
     def decorate(handler: Handler) -> Handler:
-        name = handler.__name__
-        if name in ROUTE_POLICY:
-            raise ValueError(f"two api routes named {name}")
-        ROUTE_POLICY[name] = RoutePolicy(action, scoped)
 
         @functools.wraps(handler)
         def wrapper(req: func.HttpRequest) -> func.HttpResponse:
@@ -194,6 +211,34 @@ def api(action: Action, *, scoped: bool = False) -> Callable[[Handler], Handler]
         return wrapper
 
     return decorate
+
+
+def loaded_file(req: func.HttpRequest) -> tuple[FileRecord, str]:
+    """The route's file and the ETag it was read at: its tenant and record are read once for the whole request,
+    and the handler hands the record on to its use case."""
+    return file_requests.get_file(get_context(), access_for(req)[0], route_guid(req, "fileId"))
+
+
+def readable_file(req: func.HttpRequest) -> FileRecord:
+    """The route's file if the caller may act on it (the route's action, on the file's own scope); a file the
+    caller may not see is answered exactly like one that does not exist."""
+    record, _ = loaded_file(req)
+    access_for(req)[1].require(Scope.lines(record), hidden=not_found(f"Reconciliation file {record.id}"))
+    return record
+
+
+def requester(req: func.HttpRequest) -> Requester:
+    """Who asks for a download link, as the audit table records it."""
+    return Requester(current_guard().caller, client_address(req.headers), forwarded_chain(req.headers))
+
+
+def link_response(req: func.HttpRequest, link: Link) -> func.HttpResponse:
+    """A 302 to a download link, or with `Accept: application/json` the link as JSON: a page cannot read a
+    redirect's target and the storage account sends no CORS headers, so the web front end navigates to it."""
+    headers = {"Cache-Control": "no-store", "X-Link-Expires": link.expires.isoformat()}
+    if req.headers.get("Accept", "").lower().startswith("application/json"):
+        return json_response({"url": link.url, "expiresAt": link.expires.isoformat()}, headers=headers)
+    return func.HttpResponse(status_code=302, headers={"Location": link.url, **headers})
 
 
 def _path(url: str) -> str:
