@@ -1,7 +1,8 @@
 """HTTP Blueprint for the monthly automation: settings, calendar, versions, bulk regeneration.
 
 Each handler parses, calls one use case in `shared.app`, shapes; the routes are declared in `functions/routes.py`.
-`…/reconciliation-files:regenerate` is its own literal segment, so it never matches `…/reconciliation-files/{fileId}`.
+`…/reconciliation-files:regenerate` is its own literal segment, so it never matches
+`…/reconciliation-files/{fileId}`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import azure.functions as func
 
 from functions.http_support import (access_for, handles, json_response, link_response, parse_body, readable_file,
                                     requester)
-from shared.app import automation, downloads
+from shared.app import automation, downloads, versions
 from shared.app.context import get_context
 from shared.core.models import AutomationIn, BulkRegenerateIn
 from shared.core.problems import bad_request
@@ -47,7 +48,7 @@ def months_param(req: func.HttpRequest) -> int:
 
 @handles(bp)
 def list_file_versions(req: func.HttpRequest) -> func.HttpResponse:
-    items = automation.list_versions(get_context(), readable_file(req))
+    items = versions.list_versions(get_context(), readable_file(req))
     return json_response({"items": items})
 
 
@@ -62,6 +63,5 @@ def download_file_version(req: func.HttpRequest) -> func.HttpResponse:
 
 @handles(bp)
 def regenerate_files(req: func.HttpRequest) -> func.HttpResponse:
-    records = automation.regenerate_many(get_context(), access_for(req)[0],
-                                         parse_body(req, BulkRegenerateIn))
+    records = versions.regenerate_many(get_context(), access_for(req)[0], parse_body(req, BulkRegenerateIn))
     return json_response({"items": [r.public() for r in records]}, 202)

@@ -10,6 +10,7 @@ import azure.functions as func
 
 from functions.http_support import (MAX_BODY_BYTES, access_for, handles, json_response, parse_body, query_choice,
                                     route_guid)
+from functions.routes import location
 from shared.adapters.pricing import (CustomerIdentifierIn, ResellerIdentifierIn, SubscriptionIdentifierIn,
                                      check_target_id)
 from shared.app import pricing_admin, tenants
@@ -32,8 +33,8 @@ def create_margin_rule(req: func.HttpRequest) -> func.HttpResponse:
     body = parse_body(req, MarginRuleIn)
     access_for(req)[1].require(Scope.rule(body.level, body.target_id))
     rule = pricing_admin.create_rule(get_context(), tenant, body)
-    return json_response(rule.model_dump(mode="json", by_alias=True), 201,
-                         headers={"Location": f"/api/tenants/{tenant.tenant_id}/margin-rules/{rule.id}"})
+    url = location("delete_margin_rule", tenantId=tenant.tenant_id, ruleId=rule.id)  # the rule's own URL
+    return json_response(rule.model_dump(mode="json", by_alias=True), 201, headers={"Location": url})
 
 
 @handles(bp)

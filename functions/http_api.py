@@ -20,6 +20,7 @@ from functions.http_support import (
     readable_file,
     requester,
 )
+from functions.routes import location
 from shared.app import downloads, file_requests, findings, tenants
 from shared.app.context import get_context
 from shared.core import validation
@@ -29,9 +30,6 @@ from shared.core.models import INVOICE_ID_PATTERN, ChargesScope, FileRequest, Fi
 from shared.core.problems import bad_request, not_found
 
 bp = func.Blueprint()
-
-FILES = "tenants/{tenantId}/reconciliation-files"
-
 
 @handles(bp)
 def health(req: func.HttpRequest) -> func.HttpResponse:
@@ -62,8 +60,8 @@ def request_file(req: func.HttpRequest) -> func.HttpResponse:
     tenant_id, access = access_for(req)
     body = access.require_lines(parse_body(req, FileRequest))
     record, created = file_requests.request_file(get_context(), tenant_id, body)
-    location = f"/api/{FILES.format(tenantId=tenant_id)}/{record.id}"
-    return json_response(record.public(), 202 if created else 200, headers={"Location": location})
+    return json_response(record.public(), 202 if created else 200,
+                         headers={"Location": location("get_file", tenantId=tenant_id, fileId=record.id)})
 
 
 @handles(bp)
@@ -111,8 +109,8 @@ def regenerate(req: func.HttpRequest) -> func.HttpResponse:
         raise not_found(f"Reconciliation file {current.id}")
     access.require(Scope.lines(current))
     record = file_requests.new_version(get_context(), current, etag)
-    location = f"/api/{FILES.format(tenantId=record.tenant_id)}/{record.id}"
-    return json_response(record.public(), 202, headers={"Location": location})
+    return json_response(record.public(), 202,
+                         headers={"Location": location("get_file", tenantId=record.tenant_id, fileId=record.id)})
 
 
 @handles(bp)

@@ -1,4 +1,6 @@
-"""HTTP plumbing shared by the API Blueprints: JSON in and out, RFC 9457 problems, no stack traces."""
+"""HTTP plumbing shared by the API Blueprints: registration from the route table (`handles`), the token and access
+check every route goes through (`api`), JSON in and out, RFC 9457 problems, no stack traces, and the loads a file
+route's access check needs (`readable_file`), done once and handed on to its use case."""
 
 from __future__ import annotations
 
@@ -14,15 +16,14 @@ from typing import Any, Callable, TypeVar
 import azure.functions as func
 from pydantic import BaseModel, ValidationError
 
+from functions.routes import BY_NAME, ROUTES, Route
 from shared.adapters.audit import client_address, forwarded_chain
 from shared.adapters.auth import acting_as
-from shared.app.downloads import Link, Requester
-from shared.core.access import PARTNER_ADMIN_APP_ROLE, Caller
 from shared.app import file_requests
 from shared.app.context import get_context
-from functions.routes import BY_NAME, ROUTES, Route
+from shared.app.downloads import Link, Requester
+from shared.core.access import PARTNER_ADMIN_APP_ROLE, REACH_ACTIONS, Access, Action, Caller, Scope
 from shared.core.models import GUID_PATTERN, FileRecord
-from shared.core.access import REACH_ACTIONS, Access, Action, Scope
 from shared.core.problems import PROBLEM_CONTENT_TYPE, Problem, bad_request, from_validation_error, not_found
 
 log = logging.getLogger(__name__)
@@ -170,14 +171,13 @@ def handles(bp: func.Blueprint) -> Callable[[Handler], Any]:
 
 
 def api(route: Route) -> Callable[[Handler], Handler]:
-    """Every route with an action goes through here: the bearer token (401), the tenant in the path (400 if not a GUID, 404 if
-    the caller has no standing in it, before any body is read), the route's action (403 for unscoped routes;
-    scoped handlers narrow it through `access_for`), then the handler as the caller (`acting_as`). Client errors
-    become problem+json, anything else a bare 500."""
+    """Every route with an action goes through here: the bearer token (401), the tenant in the path (400 if not a
+    GUID, 404 if the caller has no standing in it, before any body is read), the route's action (403 for unscoped
+    routes; scoped handlers narrow it through `access_for`), then the handler as the caller (`acting_as`). Client
+    errors become problem+json, anything else a bare 500."""
     action, scoped, name = Action(route.action), route.scoped, route.name
 
     def decorate(handler: Handler) -> Handler:
-
         @functools.wraps(handler)
         def wrapper(req: func.HttpRequest) -> func.HttpResponse:
             path = _path(req.url)

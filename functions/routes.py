@@ -169,3 +169,8 @@ def by_name(routes: list[Route]) -> dict[str, Route]:
 
 
 BY_NAME = by_name(ROUTES)
+
+
+def location(name: str, **params: str) -> str:
+    """The URL path of a route's resource, for a Location header: `location("get_file", tenantId=…, fileId=…)`."""
+    return "/api/" + BY_NAME[name].path.format(**params)

@@ -35,7 +35,6 @@ from shared.core.models import (
     SETTLED_STATUSES,
     AutomationIn,
     AutomationSettings,
-    BulkRegenerateIn,
     Claim,
     FileRecord,
     FileRequest,
@@ -57,7 +56,6 @@ log = logging.getLogger(__name__)
 
 REVISABLE_TYPES = (FileType.ONETIME, FileType.DAILY)  # new commerce, served by the Graph export
 UPDATE_ATTEMPTS = 20
-BULK_REASON = "bulk regeneration"
 
 AfterRecord = Callable[[InvoiceState], None]
 
@@ -377,38 +375,3 @@ def entry_json(entry: availability.Entry) -> dict:
             "invoiceIds": entry.invoice_ids, "filesExist": bool(entry.files), "late": entry.late,
             "files": [{"id": f.id, "invoiceId": f.invoice_id, "status": f.status, "version": f.version}
                       for f in entry.files]}
-
-
-# ---- versions and bulk regeneration ---------------------------------------------------------------------------
-
-def list_versions(ctx: AppContext, record: FileRecord) -> list[dict]:
-    """Every version still kept (finished ones from FileVersions, plus the current one), with why it was made."""
-    versions = {v.version: v for v in ctx.files.list_versions(record.tenant_id, record.id)}
-    versions[record.version] = record
-    return [version_json(v, current=v.version == record.version) for _, v in sorted(versions.items())]
-
-
-def version_json(v: FileRecord, current: bool) -> dict:
-    return {"version": v.version, "current": current, "status": v.status.value, "reason": v.reason,
-            "createdAt": v.created_at.isoformat(),
-            "completedAt": v.completed_at.isoformat() if v.completed_at else None,
-            "rowCount": v.row_count, "source": v.source.value if v.source else None, "dataVersion": v.data_version,
-            "error": v.error, "fileName": v.file_name,
-            "downloadable": v.status in DOWNLOADABLE_STATUSES and bool(v.blob_name)}
-
-
-def regenerate_many(ctx: AppContext, tenant_id: str, selection: BulkRegenerateIn) -> list[FileRecord]:
-    """Regenerate every Available or Failed file matching the selection; files busy or changing are skipped."""
-    tenant = tenants.require_tenant(ctx, tenant_id)
-    filters = {"invoice_id": selection.invoice_id.upper() if selection.invoice_id else None,
-               "invoice_type": selection.invoice_type.value if selection.invoice_type else None,
-               "view": selection.view.value if selection.view else None}
-    done = []
-    for record in ctx.files.list(tenant.tenant_id, **filters):
-        if record.status not in SETTLED_STATUSES:
-            continue
-        try:
-            done.append(file_requests.regenerate(ctx, tenant.tenant_id, record.id, reason=BULK_REASON))
-        except Problem:
-            continue
-    return done
