@@ -36,8 +36,11 @@ def regenerate_many(ctx: AppContext, tenant_id: str, selection: BulkRegenerateIn
     for record in ctx.files.list(tenant.tenant_id, **filters):
         if record.status not in SETTLED_STATUSES:
             continue
+        loaded = ctx.files.get(tenant.tenant_id, record.id)  # with its ETag; the tenant is not read again
+        if loaded is None:
+            continue
         try:
-            done.append(file_requests.regenerate(ctx, tenant.tenant_id, record.id, reason=BULK_REASON))
+            done.append(file_requests.new_version(ctx, *loaded, reason=BULK_REASON))
         except Problem:
             continue
     return done

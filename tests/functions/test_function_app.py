@@ -127,7 +127,7 @@ def test_a_file_route_reads_its_tenant_and_file_once(functions, ctx, monkeypatch
 
     from shared.adapters.repositories import utcnow
     from shared.app.context import get_context
-    from shared.core.models import FileRecord, FileStatus
+    from shared.core.models import FileRecord, FileStatus, View
 
     call(functions, "put_tenant", "PUT", route={"tenantId": TENANT}, body=TENANT_BODY)
     record = FileRecord(id=str(uuid.uuid4()), tenant_id=TENANT, invoice_type="onetime", invoice_id="G000000001",
@@ -152,3 +152,10 @@ def test_a_file_route_reads_its_tenant_and_file_once(functions, ctx, monkeypatch
         resp = call(functions, name, method, route={**route, **extra})
         assert resp.status_code == status, (name, resp.get_body())
         assert reads == Counter(tenants=1, files=1, principals=1), name
+    for n in range(2):  # bulk regeneration: the tenant once, each file once (for its ETag)
+        ctx.files.create(record.model_copy(update={"id": str(uuid.uuid4()), "view": View.RESELLER,
+                                                   "reseller_id": f"12345{n}"}))
+    reads.clear()
+    resp = call(functions, "regenerate_files", "POST", route={"tenantId": TENANT}, body={"view": "reseller"})
+    assert resp.status_code == 202 and len(json.loads(resp.get_body())["items"]) == 2
+    assert reads == Counter(tenants=1, files=2, principals=1)
