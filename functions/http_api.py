@@ -24,10 +24,10 @@ from functions.routes import location
 from shared.app import downloads, file_requests, findings, tenants
 from shared.app.context import get_context
 from shared.core import validation
-from shared.core.access import Action, Scope
+from shared.core.access import Scope
 from shared.core.columns import FileType
 from shared.core.models import INVOICE_ID_PATTERN, ChargesScope, FileRequest, FileStatus, TenantIn
-from shared.core.problems import bad_request, not_found
+from shared.core.problems import bad_request
 
 bp = func.Blueprint()
 
@@ -103,12 +103,7 @@ def download_findings(req: func.HttpRequest) -> func.HttpResponse:
 
 @handles(bp)
 def regenerate(req: func.HttpRequest) -> func.HttpResponse:
-    current, etag = loaded_file(req)
-    _, access = access_for(req)
-    if not access.allows_action(Action.FILES_READ, Scope.lines(current)):
-        raise not_found(f"Reconciliation file {current.id}")
-    access.require(Scope.lines(current))
-    record = file_requests.new_version(get_context(), current, etag)
+    record = file_requests.new_version(get_context(), *loaded_file(req))
     return json_response(record.public(), 202,
                          headers={"Location": location("get_file", tenantId=record.tenant_id, fileId=record.id)})
 

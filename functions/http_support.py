@@ -214,17 +214,20 @@ def api(route: Route) -> Callable[[Handler], Handler]:
 
 
 def loaded_file(req: func.HttpRequest) -> tuple[FileRecord, str]:
-    """The route's file and the ETag it was read at: its tenant and record are read once for the whole request,
-    and the handler hands the record on to its use case."""
-    return file_requests.get_file(get_context(), access_for(req)[0], route_guid(req, "fileId"))
+    """The route's file and the ETag it was read at, if the caller may act on it (the route's action, on the file's
+    own scope). A file the caller may not even read is answered exactly like one that does not exist (404); one it
+    may read but not act on is 403. The tenant and the record are read once; the handler hands the record on."""
+    tenant_id, guard = access_for(req)
+    record, etag = file_requests.get_file(get_context(), tenant_id, route_guid(req, "fileId"))
+    scope = Scope.lines(record)
+    if not guard.allows_action(Action.FILES_READ, scope):
+        raise not_found(f"Reconciliation file {record.id}")
+    guard.require(scope)
+    return record, etag
 
 
 def readable_file(req: func.HttpRequest) -> FileRecord:
-    """The route's file if the caller may act on it (the route's action, on the file's own scope); a file the
-    caller may not see is answered exactly like one that does not exist."""
-    record, _ = loaded_file(req)
-    access_for(req)[1].require(Scope.lines(record), hidden=not_found(f"Reconciliation file {record.id}"))
-    return record
+    return loaded_file(req)[0]
 
 
 def requester(req: func.HttpRequest) -> Requester:
