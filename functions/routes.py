@@ -71,6 +71,7 @@ F = T + "/reconciliation-files"
 FILE = F + "/{fileId}"
 PAGE = {"pageSize": INT, "continuationToken": STR}
 A = Action
+SCOPED = True  # `Route.scoped`: the handler narrows the action to what it touches
 
 
 def _identifier_routes() -> list[Route]:
@@ -80,8 +81,8 @@ def _identifier_routes() -> list[Route]:
                                      ("subscription", "subscriptionId", SubscriptionIdentifierIn,
                                       "A subscription's internal id and PO number")]:
         path = f"{T}/{kind}s/{{{param}}}"
-        out += [Route(f"put_{kind}_identifier", "PUT", path, what, A.IDENTIFIERS_WRITE, True, model, Identifier),
-                Route(f"get_{kind}_identifier", "GET", path, what, A.IDENTIFIERS_READ, True, None, Identifier)]
+        out += [Route(f"put_{kind}_identifier", "PUT", path, what, A.IDENTIFIERS_WRITE, SCOPED, model, Identifier),
+                Route(f"get_{kind}_identifier", "GET", path, what, A.IDENTIFIERS_READ, SCOPED, None, Identifier)]
     return out
 
 
@@ -90,26 +91,26 @@ ROUTES: list[Route] = [
     Route("health", "GET", "health", "Liveness (no token)", None, response=OBJECT),
     Route("put_tenant", "PUT", T, "Register or update a partner tenant", A.TENANT_WRITE, body=TenantIn,
           response=Tenant),
-    Route("list_tenants", "GET", "tenants", "The tenants the caller may read", A.TENANT_READ, True, response=Tenant,
+    Route("list_tenants", "GET", "tenants", "The tenants the caller may read", A.TENANT_READ, SCOPED, response=Tenant,
           many=True),
     Route("get_tenant", "GET", T, "A tenant", A.TENANT_READ, response=Tenant),
-    Route("request_file", "POST", F, "Request a reconciliation file", A.FILES_REQUEST, True, FileRequest, FileRecord,
+    Route("request_file", "POST", F, "Request a reconciliation file", A.FILES_REQUEST, SCOPED, FileRequest, FileRecord,
           status=202),
-    Route("list_files", "GET", F, "Files the caller may read", A.FILES_READ, True, response=FileRecord, many=True,
+    Route("list_files", "GET", F, "Files the caller may read", A.FILES_READ, SCOPED, response=FileRecord, many=True,
           query={"invoiceType": STR, "status": STR, "invoiceId": INVOICE}),
-    Route("get_file", "GET", FILE, "A file's status", A.FILES_READ, True, response=FileRecord),
-    Route("download", "GET", FILE + "/download", "302 to a short-lived read-only link", A.FILES_READ, True,
+    Route("get_file", "GET", FILE, "A file's status", A.FILES_READ, SCOPED, response=FileRecord),
+    Route("download", "GET", FILE + "/download", "302 to a short-lived read-only link", A.FILES_READ, SCOPED,
           status=302),
-    Route("list_findings", "GET", FILE + "/findings", "Charge-validation findings", A.FILES_READ, True,
+    Route("list_findings", "GET", FILE + "/findings", "Charge-validation findings", A.FILES_READ, SCOPED,
           response=OBJECT, query={"severity": STR, "rule": STR, **PAGE}),
-    Route("download_findings", "GET", FILE + "/findings/download", "302 to findings.csv", A.FILES_READ, True,
+    Route("download_findings", "GET", FILE + "/findings/download", "302 to findings.csv", A.FILES_READ, SCOPED,
           status=302),
-    Route("regenerate", "POST", FILE + "/regenerate", "Make a new version", A.FILES_REGENERATE, True,
+    Route("regenerate", "POST", FILE + "/regenerate", "Make a new version", A.FILES_REGENERATE, SCOPED,
           response=FileRecord, status=202),
     Route("list_invoices", "GET", T + "/invoices", "Microsoft's invoices", A.INVOICES_READ, response=InvoiceSummary,
           many=True),
     Route("get_charges", "GET", T + "/invoices/{invoiceId}/charges", "A page of an invoice's charges",
-          A.CHARGES_READ, True, response=OBJECT,
+          A.CHARGES_READ, SCOPED, response=OBJECT,
           query={"type": STR, **PAGE, "view": STR, "resellerId": MPN, "customerId": GUID}),
     # monthly automation (automation_api)
     Route("put_automation", "PUT", T + "/automation", "Monthly automation settings", A.TENANT_WRITE,
@@ -118,21 +119,21 @@ ROUTES: list[Route] = [
           response=AutomationSettings),
     Route("get_calendar", "GET", T + "/calendar", "The availability calendar", A.TENANT_READ, response=OBJECT,
           query={"months": INT}),
-    Route("list_file_versions", "GET", FILE + "/versions", "A file's versions", A.FILES_READ, True,
+    Route("list_file_versions", "GET", FILE + "/versions", "A file's versions", A.FILES_READ, SCOPED,
           response=OBJECT, many=True),
     Route("download_file_version", "GET", FILE + "/versions/{version}/download", "302 to a version's file",
-          A.FILES_READ, True, status=302),
+          A.FILES_READ, SCOPED, status=302),
     Route("regenerate_files", "POST", F + ":regenerate", "Regenerate a selection", A.FILES_REGENERATE,
           body=BulkRegenerateIn, response=FileRecord, many=True, status=202),
     # pricing configuration (config_api)
-    Route("create_margin_rule", "POST", T + "/margin-rules", "Add a margin rule", A.RULES_WRITE, True, MarginRuleIn,
+    Route("create_margin_rule", "POST", T + "/margin-rules", "Add a margin rule", A.RULES_WRITE, SCOPED, MarginRuleIn,
           MarginRule, status=201),
-    Route("list_margin_rules", "GET", T + "/margin-rules", "Margin rules the caller may read", A.RULES_READ, True,
+    Route("list_margin_rules", "GET", T + "/margin-rules", "Margin rules the caller may read", A.RULES_READ, SCOPED,
           response=MarginRule, many=True, query={"level": STR, "targetId": STR}),
-    Route("delete_margin_rule", "DELETE", T + "/margin-rules/{ruleId}", "Delete a margin rule", A.RULES_WRITE, True,
+    Route("delete_margin_rule", "DELETE", T + "/margin-rules/{ruleId}", "Delete a margin rule", A.RULES_WRITE, SCOPED,
           status=204),
     *_identifier_routes(),
-    Route("list_identifiers", "GET", T + "/identifiers", "Identifiers the caller may read", A.IDENTIFIERS_READ, True,
+    Route("list_identifiers", "GET", T + "/identifiers", "Identifiers the caller may read", A.IDENTIFIERS_READ, SCOPED,
           response=Identifier, many=True),
     Route("import_identifiers_csv", "POST", T + "/identifiers:import", "Import identifiers from CSV",
           A.IDENTIFIERS_WRITE, body=CSV, response=ImportResult),
@@ -147,7 +148,7 @@ ROUTES: list[Route] = [
           status=204),
     Route("list_audit", "GET", T + "/audit", "Download links issued in a date range", A.AUDIT_READ,
           response=AuditEntry, many=True, query={"from": STR, "to": STR}),
-    Route("get_me", "GET", "me", "The caller's roles and scopes in each tenant", A.SELF_READ, True,
+    Route("get_me", "GET", "me", "The caller's roles and scopes in each tenant", A.SELF_READ, SCOPED,
           response=OBJECT),
     # anonymous: the web front end (web_app) and this document (openapi_api)
     Route("web_config", "GET", "web/config", "The web front end's public sign-in settings (no token)", None,
