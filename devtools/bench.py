@@ -69,7 +69,7 @@ def run_floor(info: dict, invoice_id: str) -> dict:
 def run_pipeline(info: dict, invoice_id: str) -> dict:
     import json as _json
 
-    from shared.app import file_requests
+    from shared.app import file_requests, tenants
     from shared.app.context import AppContext
     from shared.app.generation import Worker
     from shared.adapters.memory import configure_memory
@@ -82,7 +82,7 @@ def run_pipeline(info: dict, invoice_id: str) -> dict:
     storage = Storage(settings)
     storage.ensure()
     ctx = AppContext(settings, storage)
-    file_requests.put_tenant(ctx, info["tenant_id"], TenantIn(display_name="bench", client_id=info["client_id"],
+    tenants.put_tenant(ctx, info["tenant_id"], TenantIn(display_name="bench", client_id=info["client_id"],
                                                         client_secret_setting="PC_SECRET_BENCH"))
     rules = configure_margins(ctx, info, invoice_id)
     record, _ = file_requests.request_file(ctx, info["tenant_id"],

@@ -1,4 +1,5 @@
-"""HTTP API Blueprint: tenants and reconciliation files. Each handler parses, calls `shared.app.file_requests`, shapes."""
+"""HTTP API Blueprint: tenants and reconciliation files. Each handler parses, loads what the access check needs
+(the tenant's file), calls one use case in `shared.app` with it, shapes. Routes: `functions/routes.py`."""
 
 from __future__ import annotations
 
@@ -8,70 +9,62 @@ import azure.functions as func
 
 from functions.http_support import (
     access_for,
-    api,
     current_guard,
+    handles,
     json_response,
+    link_response,
+    loaded_file,
     page_size,
     parse_body,
     query_choice,
-    route_guid,
+    readable_file,
+    requester,
 )
-from shared.app import file_requests
-from shared.app import findings
-from shared.core import validation
-from shared.adapters.audit import client_address, forwarded_chain
-from shared.core.columns import FileType
+from functions.routes import location
+from shared.app import downloads, file_requests, findings, tenants
 from shared.app.context import get_context
-from shared.core.models import INVOICE_ID_PATTERN, ChargesScope, FileRecord, FileRequest, FileStatus, TenantIn
-from shared.core.access import Action, Scope
-from shared.core.problems import bad_request, not_found
+from shared.core import validation
+from shared.core.access import Scope
+from shared.core.columns import FileType
+from shared.core.models import INVOICE_ID_PATTERN, ChargesScope, FileRequest, FileStatus, TenantIn
+from shared.core.problems import bad_request
 
 bp = func.Blueprint()
 
-FILES = "tenants/{tenantId}/reconciliation-files"
-
-
-@bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@handles(bp)
 def health(req: func.HttpRequest) -> func.HttpResponse:
     return json_response({"status": "ok"})
 
 
-@bp.route(route="tenants/{tenantId}", methods=["PUT"])
-@api(Action.TENANT_WRITE)
+@handles(bp)
 def put_tenant(req: func.HttpRequest) -> func.HttpResponse:
     tenant_id, _ = access_for(req)
-    tenant, created = file_requests.put_tenant(get_context(), tenant_id, parse_body(req, TenantIn))
+    tenant, created = tenants.put_tenant(get_context(), tenant_id, parse_body(req, TenantIn))
     return json_response(tenant.model_dump(mode="json", by_alias=True), 201 if created else 200)
 
 
-@bp.route(route="tenants", methods=["GET"])
-@api(Action.TENANT_READ, scoped=True)
+@handles(bp)
 def list_tenants(req: func.HttpRequest) -> func.HttpResponse:
-    guard = current_guard()
-    items = [t.model_dump(mode="json", by_alias=True) for t in get_context().tenants.list()
-             if guard.allows_in(t.tenant_id)]
-    return json_response({"items": items})
+    items = tenants.list_tenants(get_context(), current_guard().allows_in)
+    return json_response({"items": [t.model_dump(mode="json", by_alias=True) for t in items]})
 
 
-@bp.route(route="tenants/{tenantId}", methods=["GET"])
-@api(Action.TENANT_READ)
+@handles(bp)
 def get_tenant(req: func.HttpRequest) -> func.HttpResponse:
-    tenant = file_requests.require_tenant(get_context(), access_for(req)[0])
+    tenant = tenants.require_tenant(get_context(), access_for(req)[0])
     return json_response(tenant.model_dump(mode="json", by_alias=True))
 
 
-@bp.route(route=FILES, methods=["POST"])
-@api(Action.FILES_REQUEST, scoped=True)
+@handles(bp)
 def request_file(req: func.HttpRequest) -> func.HttpResponse:
     tenant_id, access = access_for(req)
     body = access.require_lines(parse_body(req, FileRequest))
     record, created = file_requests.request_file(get_context(), tenant_id, body)
-    location = f"/api/{FILES.format(tenantId=tenant_id)}/{record.id}"
-    return json_response(record.public(), 202 if created else 200, headers={"Location": location})
+    return json_response(record.public(), 202 if created else 200,
+                         headers={"Location": location("get_file", tenantId=tenant_id, fileId=record.id)})
 
 
-@bp.route(route=FILES, methods=["GET"])
-@api(Action.FILES_READ, scoped=True)
+@handles(bp)
 def list_files(req: func.HttpRequest) -> func.HttpResponse:
     tenant_id, access = access_for(req)
     invoice_type = query_choice(req, "invoiceType", {t.value for t in FileType})
@@ -83,86 +76,45 @@ def list_files(req: func.HttpRequest) -> func.HttpResponse:
     return json_response({"items": [r.public() for r in access.filter(items, Scope.lines)]})
 
 
-def readable_file(req: func.HttpRequest) -> FileRecord:
-    """The route's file if the caller may act on it (the route's action, on the file's own scope); a file the
-    caller may not see is answered exactly like one that does not exist."""
-    tenant_id, access = access_for(req)
-    file_id = route_guid(req, "fileId")
-    record, _ = file_requests.get_file(get_context(), tenant_id, file_id)
-    access.require(Scope.lines(record), hidden=not_found(f"Reconciliation file {file_id}"))
-    return record
-
-
-@bp.route(route=FILES + "/{fileId}", methods=["GET"])
-@api(Action.FILES_READ, scoped=True)
+@handles(bp)
 def get_file(req: func.HttpRequest) -> func.HttpResponse:
     return json_response(readable_file(req).public())
 
 
-@bp.route(route=FILES + "/{fileId}/download", methods=["GET"])
-@api(Action.FILES_READ, scoped=True)
+@handles(bp)
 def download(req: func.HttpRequest) -> func.HttpResponse:
-    record = readable_file(req)
-    url, expires = file_requests.download_link(get_context(), record.tenant_id, record.id)
-    return audited_redirect(req, record.tenant_id, record.id, record.version, "file", url, expires)
+    return link_response(req, downloads.file_link(get_context(), readable_file(req), requester(req)))
 
 
-def audited_redirect(req: func.HttpRequest, tenant_id: str, file_id: str, version: int, kind: str, url: str,
-                     expires) -> func.HttpResponse:
-    """The one way a download link leaves the API: recorded in the audit table first (no record, no link).
-    A 302 to it, or with `Accept: application/json` the link as JSON: a page cannot read a redirect's target
-    and the storage account sends no CORS headers, so the web front end navigates to the link itself."""
-    get_context().audit.record(tenant_id, current_guard().caller, file_id, version, kind,
-                               client_address(req.headers), expires, forwarded_for=forwarded_chain(req.headers))
-    headers = {"Cache-Control": "no-store", "X-Link-Expires": expires.isoformat()}
-    if req.headers.get("Accept", "").lower().startswith("application/json"):
-        return json_response({"url": url, "expiresAt": expires.isoformat()}, headers=headers)
-    return func.HttpResponse(status_code=302, headers={"Location": url, **headers})
-
-
-@bp.route(route=FILES + "/{fileId}/findings", methods=["GET"])
-@api(Action.FILES_READ, scoped=True)
+@handles(bp)
 def list_findings(req: func.HttpRequest) -> func.HttpResponse:
     record = readable_file(req)
-    tenant_id, file_id = record.tenant_id, record.id
     severity = query_choice(req, "severity", set(validation.SEVERITIES))
     rule = query_choice(req, "rule", set(validation.RULES))
-    page = findings.findings_page(get_context(), tenant_id, file_id, severity, rule, page_size(req),
-                                    req.params.get("continuationToken") or None)
+    page = findings.findings_page(get_context(), record, severity, rule, page_size(req),
+                                  req.params.get("continuationToken") or None)
     return json_response(page)
 
 
-@bp.route(route=FILES + "/{fileId}/findings/download", methods=["GET"])
-@api(Action.FILES_READ, scoped=True)
+@handles(bp)
 def download_findings(req: func.HttpRequest) -> func.HttpResponse:
-    record = readable_file(req)
-    url, expires = findings.findings_link(get_context(), record.tenant_id, record.id)
-    return audited_redirect(req, record.tenant_id, record.id, record.version, "findings", url, expires)
+    return link_response(req, downloads.findings_link(get_context(), readable_file(req), requester(req)))
 
 
-@bp.route(route=FILES + "/{fileId}/regenerate", methods=["POST"])
-@api(Action.FILES_REGENERATE, scoped=True)
+@handles(bp)
 def regenerate(req: func.HttpRequest) -> func.HttpResponse:
-    tenant_id, access = access_for(req)
-    file_id = route_guid(req, "fileId")
-    current, _ = file_requests.get_file(get_context(), tenant_id, file_id)
-    if not access.allows_action(Action.FILES_READ, Scope.lines(current)):
-        raise not_found(f"Reconciliation file {file_id}")
-    access.require(Scope.lines(current))
-    record = file_requests.regenerate(get_context(), tenant_id, file_id)
-    location = f"/api/{FILES.format(tenantId=tenant_id)}/{record.id}"
-    return json_response(record.public(), 202, headers={"Location": location})
+    record = file_requests.new_version(get_context(), *loaded_file(req))
+    return json_response(record.public(), 202,
+                         headers={"Location": location("get_file", tenantId=record.tenant_id, fileId=record.id)})
 
 
-@bp.route(route="tenants/{tenantId}/invoices", methods=["GET"])
-@api(Action.INVOICES_READ)
+@handles(bp)
 def list_invoices(req: func.HttpRequest) -> func.HttpResponse:
     items = file_requests.list_invoices(get_context(), access_for(req)[0])
     return json_response({"items": [i.model_dump(mode="json", by_alias=True) for i in items]})
 
 
-@bp.route(route="tenants/{tenantId}/invoices/{invoiceId}/charges", methods=["GET"])
-@api(Action.CHARGES_READ, scoped=True)
+@handles(bp)
 def get_charges(req: func.HttpRequest) -> func.HttpResponse:
     tenant_id, access = access_for(req)
     invoice_id = req.route_params.get("invoiceId", "")

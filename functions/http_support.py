@@ -1,4 +1,6 @@
-"""HTTP plumbing shared by the API Blueprints: JSON in and out, RFC 9457 problems, no stack traces."""
+"""HTTP plumbing shared by the API Blueprints: registration from the route table (`handles`), the token and access
+check every route goes through (`api`), JSON in and out, RFC 9457 problems, no stack traces, and the loads a file
+route's access check needs (`readable_file`), done once and handed on to its use case."""
 
 from __future__ import annotations
 
@@ -14,12 +16,15 @@ from typing import Any, Callable, TypeVar
 import azure.functions as func
 from pydantic import BaseModel, ValidationError
 
+from functions.routes import BY_NAME, ROUTES, Route
+from shared.adapters.audit import client_address, forwarded_chain
 from shared.adapters.auth import acting_as
-from shared.core.access import PARTNER_ADMIN_APP_ROLE, Caller
+from shared.app import file_requests
 from shared.app.context import get_context
-from shared.core.models import GUID_PATTERN
-from shared.core.access import REACH_ACTIONS, Access, Action, Scope
-from shared.core.problems import PROBLEM_CONTENT_TYPE, Problem, bad_request, from_validation_error
+from shared.app.downloads import Link, Requester
+from shared.core.access import PARTNER_ADMIN_APP_ROLE, REACH_ACTIONS, Access, Action, Caller, Scope
+from shared.core.models import GUID_PATTERN, FileRecord
+from shared.core.problems import PROBLEM_CONTENT_TYPE, Problem, bad_request, from_validation_error, not_found
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +43,8 @@ def problem_response(problem: Problem, instance: str | None = None) -> func.Http
                              headers=problem.headers or None, mimetype=PROBLEM_CONTENT_TYPE)
 
 
-# Functions that are deliberately outside `api` (no token): liveness and the OpenAPI document.
-ANONYMOUS_FUNCTIONS = frozenset({"health", "openapi_document", "web_config", "web_assets"})
+# Functions that are deliberately outside `api` (no token): liveness, the web front end, the OpenAPI document.
+ANONYMOUS_FUNCTIONS = frozenset(r.name for r in ROUTES if r.action is None)
 DEV_OBJECT_ID = "00000000-0000-0000-0000-000000000000"  # the caller when AUTH_DISABLED (development only)
 
 
@@ -53,9 +58,10 @@ class RoutePolicy:
     scoped: bool = False
 
 
-# Every function decorated with `api`, by function name: a test checks that every HTTP function of the indexed
-# app is here or in ANONYMOUS_FUNCTIONS, so a new route cannot skip the policy.
-ROUTE_POLICY: dict[str, RoutePolicy] = {}
+# The policy of every route with an action, by function name, from the route table: a test checks that every HTTP
+# function of the indexed app is here or in ANONYMOUS_FUNCTIONS and was registered by `handles`, so a new route
+# cannot skip the policy.
+ROUTE_POLICY: dict[str, RoutePolicy] = {r.name: RoutePolicy(r.action, r.scoped) for r in ROUTES if r.action}
 
 
 class Guard:
@@ -148,19 +154,30 @@ def _authenticate(ctx: Any, req: func.HttpRequest) -> tuple[Caller, bool]:
     return ctx.tokens.validate(req.headers.get("Authorization")), False
 
 
-def api(action: Action, *, scoped: bool = False) -> Callable[[Handler], Handler]:
-    """Every route goes through here: the bearer token (401), the tenant in the path (400 if not a GUID, 404 if
-    the caller has no standing in it, before any body is read), the route's action (403 for unscoped routes;
-    scoped handlers narrow it through `access_for`), then the handler as the caller (`acting_as`). Client errors
-    become problem+json, anything else a bare 500."""
-    action = Action(action)
+def handles(bp: func.Blueprint) -> Callable[[Handler], Any]:
+    """Registers a handler on `bp` from its entry in the route table (`functions/routes.py`, keyed by the
+    handler's name): its route and method, anonymous (function keys are never used: tokens guard the routes), and
+    through `api` unless the route is anonymous."""
+
+    def register(handler: Handler) -> Any:
+        route = BY_NAME.get(handler.__name__)
+        if route is None:
+            raise LookupError(f"{handler.__name__} is not in the route table (functions/routes.py)")
+        wrapped = api(route)(handler) if route.action is not None else handler
+        wrapped.route = route  # type: ignore[attr-defined]  # a test checks every HTTP function came this way
+        return bp.route(route=route.path, methods=[route.method], auth_level=func.AuthLevel.ANONYMOUS)(wrapped)
+
+    return register
+
+
+def api(route: Route) -> Callable[[Handler], Handler]:
+    """Every route with an action goes through here: the bearer token (401), the tenant in the path (400 if not a
+    GUID, 404 if the caller has no standing in it, before any body is read), the route's action (403 for unscoped
+    routes; scoped handlers narrow it through `access_for`), then the handler as the caller (`acting_as`). Client
+    errors become problem+json, anything else a bare 500."""
+    action, scoped, name = Action(route.action), route.scoped, route.name
 
     def decorate(handler: Handler) -> Handler:
-        name = handler.__name__
-        if name in ROUTE_POLICY:
-            raise ValueError(f"two api routes named {name}")
-        ROUTE_POLICY[name] = RoutePolicy(action, scoped)
-
         @functools.wraps(handler)
         def wrapper(req: func.HttpRequest) -> func.HttpResponse:
             path = _path(req.url)
@@ -194,6 +211,37 @@ def api(action: Action, *, scoped: bool = False) -> Callable[[Handler], Handler]
         return wrapper
 
     return decorate
+
+
+def loaded_file(req: func.HttpRequest) -> tuple[FileRecord, str]:
+    """The route's file and the ETag it was read at, if the caller may act on it (the route's action, on the file's
+    own scope). A file the caller may not even read is answered exactly like one that does not exist (404); one it
+    may read but not act on is 403. The tenant and the record are read once; the handler hands the record on."""
+    tenant_id, guard = access_for(req)
+    record, etag = file_requests.get_file(get_context(), tenant_id, route_guid(req, "fileId"))
+    scope = Scope.lines(record)
+    if not guard.allows_action(Action.FILES_READ, scope):
+        raise not_found(f"Reconciliation file {record.id}")
+    guard.require(scope)
+    return record, etag
+
+
+def readable_file(req: func.HttpRequest) -> FileRecord:
+    return loaded_file(req)[0]
+
+
+def requester(req: func.HttpRequest) -> Requester:
+    """Who asks for a download link, as the audit table records it."""
+    return Requester(current_guard().caller, client_address(req.headers), forwarded_chain(req.headers))
+
+
+def link_response(req: func.HttpRequest, link: Link) -> func.HttpResponse:
+    """A 302 to a download link, or with `Accept: application/json` the link as JSON: a page cannot read a
+    redirect's target and the storage account sends no CORS headers, so the web front end navigates to it."""
+    headers = {"Cache-Control": "no-store", "X-Link-Expires": link.expires.isoformat()}
+    if req.headers.get("Accept", "").lower().startswith("application/json"):
+        return json_response({"url": link.url, "expiresAt": link.expires.isoformat()}, headers=headers)
+    return func.HttpResponse(status_code=302, headers={"Location": link.url, **headers})
 
 
 def _path(url: str) -> str:

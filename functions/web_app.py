@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import azure.functions as func
 
-from functions.http_support import problem_response
+from functions.http_support import handles, problem_response
 from shared.core.problems import Problem
 from shared.adapters.settings import get_settings
 
@@ -48,7 +48,7 @@ def security_headers() -> dict[str, str]:
             "X-Frame-Options": "DENY", "Cross-Origin-Opener-Policy": "same-origin"}
 
 
-@bp.route(route="web/config", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@handles(bp)
 def web_config(req: func.HttpRequest) -> func.HttpResponse:
     """The page's public configuration. `devSignIn` (a pasted local token) only when the app trusts the local
     development issuer or runs with AUTH_DISABLED, neither of which is ever set in Azure."""
@@ -75,7 +75,7 @@ def resolve_asset(path: str, root: Path | None = None) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-@bp.route(route="app/{*path}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@handles(bp)
 def web_assets(req: func.HttpRequest) -> func.HttpResponse:
     """index.html (no-cache) for the page's own paths, hashed assets (immutable) by name; a missing asset
     (a name with an extension) is 404 rather than the index, so a stale page fails visibly."""

@@ -26,7 +26,7 @@ from shared.core import availability
 
 from shared.adapters import invoices
 
-from shared.app import file_requests
+from shared.app import file_requests, tenants
 from shared.core.columns import FileType
 from shared.app.context import AppContext
 from shared.adapters.invoices import InvoiceSummary
@@ -35,7 +35,6 @@ from shared.core.models import (
     SETTLED_STATUSES,
     AutomationIn,
     AutomationSettings,
-    BulkRegenerateIn,
     Claim,
     FileRecord,
     FileRequest,
@@ -45,7 +44,7 @@ from shared.core.models import (
 )
 from shared.adapters.partner_center.client import PartnerCenterClient
 from shared.adapters.partner_center.transport import PartnerCenterError
-from shared.core.problems import Problem, conflict, not_found
+from shared.core.problems import Problem
 from shared.adapters.repositories import (
     AutomationRepository,
     Conflict,
@@ -57,7 +56,6 @@ log = logging.getLogger(__name__)
 
 REVISABLE_TYPES = (FileType.ONETIME, FileType.DAILY)  # new commerce, served by the Graph export
 UPDATE_ATTEMPTS = 20
-BULK_REASON = "bulk regeneration"
 
 AfterRecord = Callable[[InvoiceState], None]
 
@@ -86,14 +84,14 @@ def invoice_repo(ctx: AppContext) -> InvoiceRepository:
 
 
 def put_automation(ctx: AppContext, tenant_id: str, body: AutomationIn) -> AutomationSettings:
-    tenant = file_requests.require_tenant(ctx, tenant_id)
+    tenant = tenants.require_tenant(ctx, tenant_id)
     settings = AutomationSettings(tenant_id=tenant.tenant_id, updated_at=utcnow(), **body.model_dump())
     automation_repo(ctx).upsert(settings)
     return settings
 
 
 def get_automation(ctx: AppContext, tenant_id: str) -> AutomationSettings:
-    tenant = file_requests.require_tenant(ctx, tenant_id)
+    tenant = tenants.require_tenant(ctx, tenant_id)
     return automation_repo(ctx).get(tenant.tenant_id) or AutomationSettings(tenant_id=tenant.tenant_id)
 
 
@@ -147,7 +145,7 @@ def poll(ctx: AppContext, now: datetime | None = None, *, after_record: AfterRec
 
 def poll_tenant(ctx: AppContext, auto: AutomationSettings, now: datetime, run: TenantRun,
                 after_record: AfterRecord | None = None) -> None:
-    tenant = file_requests.require_tenant(ctx, auto.tenant_id)
+    tenant = tenants.require_tenant(ctx, auto.tenant_id)
     client = invoices.client_for(tenant, ctx.settings)
     discover(ctx, tenant.tenant_id, invoices.list_invoices(client), now, run, after_record)
     states = invoice_repo(ctx).list(tenant.tenant_id)
@@ -359,7 +357,7 @@ def log_late(ctx: AppContext, tenant_id: str, anniversary_day: int | None, today
 
 def calendar_view(ctx: AppContext, tenant_id: str, months: int, today: date | None = None) -> dict:
     """`GET /tenants/{t}/calendar`: per type and period the expected date, the invoice, our files, late or not."""
-    tenant = file_requests.require_tenant(ctx, tenant_id)
+    tenant = tenants.require_tenant(ctx, tenant_id)
     today = today or utcnow().date()
     states = invoice_repo(ctx).list(tenant.tenant_id)
     files = list(ctx.files.list(tenant.tenant_id))
@@ -377,51 +375,3 @@ def entry_json(entry: availability.Entry) -> dict:
             "invoiceIds": entry.invoice_ids, "filesExist": bool(entry.files), "late": entry.late,
             "files": [{"id": f.id, "invoiceId": f.invoice_id, "status": f.status, "version": f.version}
                       for f in entry.files]}
-
-
-# ---- versions and bulk regeneration ---------------------------------------------------------------------------
-
-def list_versions(ctx: AppContext, tenant_id: str, file_id: str) -> list[dict]:
-    """Every version still kept (finished ones from FileVersions, plus the current one), with why it was made."""
-    record, _ = file_requests.get_file(ctx, tenant_id, file_id)
-    versions = {v.version: v for v in ctx.files.list_versions(record.tenant_id, record.id)}
-    versions[record.version] = record
-    return [version_json(v, current=v.version == record.version) for _, v in sorted(versions.items())]
-
-
-def version_json(v: FileRecord, current: bool) -> dict:
-    return {"version": v.version, "current": current, "status": v.status.value, "reason": v.reason,
-            "createdAt": v.created_at.isoformat(),
-            "completedAt": v.completed_at.isoformat() if v.completed_at else None,
-            "rowCount": v.row_count, "source": v.source.value if v.source else None, "dataVersion": v.data_version,
-            "error": v.error, "fileName": v.file_name,
-            "downloadable": v.status in DOWNLOADABLE_STATUSES and bool(v.blob_name)}
-
-
-def version_download_link(ctx: AppContext, tenant_id: str, file_id: str, version: int) -> tuple[str, datetime]:
-    record, _ = file_requests.get_file(ctx, tenant_id, file_id)
-    if version == record.version:
-        return file_requests.download_link(ctx, tenant_id, file_id)
-    found = next((v for v in ctx.files.list_versions(record.tenant_id, record.id) if v.version == version), None)
-    if found is None:
-        raise not_found(f"Version {version} of reconciliation file {file_id}")
-    if found.status not in DOWNLOADABLE_STATUSES or not found.blob_name:
-        raise conflict(f"Version {version} is {found.status.value}; it has no file to download.")
-    return ctx.links.url_for(found.blob_name, found.file_name or "reconciliation.csv")
-
-
-def regenerate_many(ctx: AppContext, tenant_id: str, selection: BulkRegenerateIn) -> list[FileRecord]:
-    """Regenerate every Available or Failed file matching the selection; files busy or changing are skipped."""
-    tenant = file_requests.require_tenant(ctx, tenant_id)
-    filters = {"invoice_id": selection.invoice_id.upper() if selection.invoice_id else None,
-               "invoice_type": selection.invoice_type.value if selection.invoice_type else None,
-               "view": selection.view.value if selection.view else None}
-    done = []
-    for record in ctx.files.list(tenant.tenant_id, **filters):
-        if record.status not in SETTLED_STATUSES:
-            continue
-        try:
-            done.append(file_requests.regenerate(ctx, tenant.tenant_id, record.id, reason=BULK_REASON))
-        except Problem:
-            continue
-    return done

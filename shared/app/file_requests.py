@@ -13,6 +13,8 @@ import uuid
 from datetime import datetime
 
 from shared.app import charges
+from shared.app.downloads import current_link
+from shared.app.tenants import require_tenant
 
 from shared.adapters import invoices
 from shared.core.columns import FileType, layout_for
@@ -21,7 +23,7 @@ from shared.adapters.invoices import InvoiceSummary
 from shared.core.reconcile import FilePlan
 from shared.adapters.file_writers import XLSX_MAX_ROWS
 from shared.adapters.partner_center.transport import NotFound, PartnerCenterError
-from shared.core.models import DOWNLOADABLE_STATUSES, SETTLED_STATUSES, UNBILLED_PREFIX, ChargesScope, FileFormat, FileRecord, FileRequest, FileStatus, Tenant, TenantIn, View
+from shared.core.models import SETTLED_STATUSES, UNBILLED_PREFIX, ChargesScope, FileFormat, FileRecord, FileRequest, FileStatus, View
 from shared.core.problems import Problem, bad_request, conflict, not_found
 from shared.adapters.repositories import Conflict, utcnow
 
@@ -29,24 +31,6 @@ log = logging.getLogger(__name__)
 
 FILE_ID_NAMESPACE = uuid.UUID("6b1f1c52-2f7e-4c1e-9d0e-6a8e3c9f4b21")
 CUSTOMER_VIEW_TYPES = {FileType.ONETIME, FileType.LICENSE}
-
-
-# ---- tenants -----------------------------------------------------------------------------------------------------
-
-def put_tenant(ctx: AppContext, tenant_id: str, body: TenantIn) -> tuple[Tenant, bool]:
-    existing = ctx.tenants.get(tenant_id)
-    now = utcnow()
-    tenant = Tenant(tenant_id=tenant_id.lower(), created_at=existing.created_at if existing else now,
-                    updated_at=now, **body.model_dump())
-    ctx.tenants.upsert(tenant)
-    return tenant, existing is None
-
-
-def require_tenant(ctx: AppContext, tenant_id: str) -> Tenant:
-    tenant = ctx.tenants.get(tenant_id.lower())
-    if tenant is None:
-        raise not_found(f"Tenant {tenant_id}")
-    return tenant
 
 
 # ---- files ---------------------------------------------------------------------------------------------------
@@ -147,10 +131,15 @@ def list_files(ctx: AppContext, tenant_id: str, invoice_type: str | None, status
 
 def regenerate(ctx: AppContext, tenant_id: str, file_id: str, reason: str = "regenerated on request") -> FileRecord:
     """Make the file again as a new version; earlier versions stay."""
-    record, etag = get_file(ctx, tenant_id, file_id)
+    return new_version(ctx, *get_file(ctx, tenant_id, file_id), reason=reason)
+
+
+def new_version(ctx: AppContext, record: FileRecord, etag: str, reason: str = "regenerated on request") -> FileRecord:
+    """`regenerate` for a file already loaded (with the ETag it was read at): a concurrent change is a 409."""
     if record.status not in SETTLED_STATUSES:
         raise conflict(f"The file is {record.status}; it can be regenerated once it is settled (Available, "
                        "NeedsReview or Failed).")
+    record = record.model_copy(deep=True)
     record.version += 1
     record.status, record.reason, record.error, record.transient = FileStatus.QUEUED, reason, None, None
     record.created_at, record.started_at, record.completed_at = utcnow(), None, None
@@ -166,11 +155,8 @@ def regenerate(ctx: AppContext, tenant_id: str, file_id: str, reason: str = "reg
 
 
 def download_link(ctx: AppContext, tenant_id: str, file_id: str) -> tuple[str, datetime]:
-    record, _ = get_file(ctx, tenant_id, file_id)
-    # NeedsReview: held because Microsoft's data has error findings, but complete: partners download it to review.
-    if record.status not in DOWNLOADABLE_STATUSES or not record.blob_name:
-        raise conflict(f"The file is {record.status}, not Available; there is nothing to download yet.")
-    return ctx.links.url_for(record.blob_name, record.file_name or "reconciliation.csv")
+    """The current version's link by id, unaudited: for scripts and tests (the API's links are `downloads`')."""
+    return current_link(ctx, get_file(ctx, tenant_id, file_id)[0])
 
 
 # ---- invoices and charges ------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from shared.app import automation
 
 from shared.app import retention
 
-from shared.app import file_requests
+from shared.app import file_requests, tenants
 from shared.app.context import AppContext
 from shared.app.generation import Worker
 from shared.core.models import AutomationIn, FileStatus, TenantIn
@@ -36,7 +36,7 @@ class Crash(Exception):
 
 def setup(ctx: AppContext, sim, **auto: Any) -> tuple[str, str]:
     """Register the simulator's tenant, switch automation on for November 2026 onwards, publish that invoice."""
-    file_requests.put_tenant(ctx, sim.tenant_id, TenantIn(display_name="Sim", client_id=sim.client_id,
+    tenants.put_tenant(ctx, sim.tenant_id, TenantIn(display_name="Sim", client_id=sim.client_id,
                                                     client_secret_setting=SECRET_SETTING,
                                                     billing_anniversary_day=12))
     automation.put_automation(ctx, sim.tenant_id, AutomationIn(enabled=True, start_from="2026-11-01", **auto))
@@ -214,7 +214,7 @@ def call(routes: dict[str, Any], name: str, method: str, route: dict[str, str], 
 
 
 def test_automation_settings_routes(sim_env, ctx, sim, routes) -> None:
-    file_requests.put_tenant(ctx, sim.tenant_id, TenantIn(display_name="Sim", client_id=sim.client_id,
+    tenants.put_tenant(ctx, sim.tenant_id, TenantIn(display_name="Sim", client_id=sim.client_id,
                                                     client_secret_setting=SECRET_SETTING))
     t = {"tenantId": sim.tenant_id}
     assert json.loads(call(routes, "get_automation", "GET", t).get_body())["enabled"] is False

@@ -43,7 +43,7 @@ def test_defect_is_found_through_graph(sim_env, ctx, sim, kind, rule) -> None:
     tenant, record = _make(ctx, sim, "onetime", inv)
     assert record.status == FileStatus.AVAILABLE
     assert record.findings["byRule"][rule]["error"] == 1
-    page = findings.findings_page(ctx, tenant, record.id, "error", rule, 50, None)
+    page = findings.findings_page(ctx, record, "error", rule, 50, None)
     assert len(page["items"]) == 1 and page["items"][0]["key"]["ReferenceId"]
 
 

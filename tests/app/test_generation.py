@@ -15,7 +15,7 @@ from decimal import Decimal
 import pytest
 import requests
 
-from shared.app import file_requests
+from shared.app import file_requests, tenants
 from shared.app.context import AppContext
 from shared.app.generation import Worker, snapshot_name_for
 from shared.core.models import FileRequest, FileStatus, TenantIn
@@ -24,7 +24,7 @@ from tests.conftest import SECRET_SETTING
 
 
 def register(ctx: AppContext, sim) -> str:
-    file_requests.put_tenant(ctx, sim.tenant_id, TenantIn(display_name="Sim", client_id=sim.client_id,
+    tenants.put_tenant(ctx, sim.tenant_id, TenantIn(display_name="Sim", client_id=sim.client_id,
                                                     client_secret_setting=SECRET_SETTING))
     return sim.tenant_id
 

@@ -22,7 +22,7 @@ OTHER = "0f0f0f0f-0000-4000-8000-0000000000f0"  # put_tenant is fuzzed on a tena
 @pytest.fixture(scope="module")
 def fuzz_host(azurite, sim, issuer) -> Iterator[dict[str, str]]:
     from devtools.localhost import LocalHost
-    from shared.app import file_requests
+    from shared.app import tenants
     from shared.app.context import get_context, reset_context
     from shared.core.models import TenantIn
     from shared.adapters.settings import reset_settings
@@ -39,7 +39,7 @@ def fuzz_host(azurite, sim, issuer) -> Iterator[dict[str, str]]:
         reset_settings()
         reset_context()
         ctx = get_context()
-        file_requests.put_tenant(ctx, sim.tenant_id, TenantIn(display_name="Sim", client_id=sim.client_id,
+        tenants.put_tenant(ctx, sim.tenant_id, TenantIn(display_name="Sim", client_id=sim.client_id,
                                                         client_secret_setting=SECRET_SETTING))
         host = LocalHost(module="function_app", port=0, enable_queues=False, enable_timers=False).start()
         try:

@@ -17,7 +17,7 @@ from functions.http_support import ROUTE_POLICY
 from shared.core.models import FileRecord, FileStatus, TenantIn
 from shared.core.access import Action, PrincipalIn, Role
 from shared.adapters.repositories import utcnow
-from shared.app import file_requests
+from shared.app import tenants
 from tests.conftest import SECRET_SETTING, call, token_for
 
 OTHER_TENANT = "bbbbbbbb-2222-4000-8000-0000000000bb"
@@ -132,7 +132,7 @@ def outcome(resp) -> str:
 @pytest.fixture
 def world(sim_env, ctx, sim) -> dict[str, Any]:
     tenant = sim.tenant_id
-    file_requests.put_tenant(ctx, tenant, TenantIn(display_name="Sim", client_id=sim.client_id,
+    tenants.put_tenant(ctx, tenant, TenantIn(display_name="Sim", client_id=sim.client_id,
                                              client_secret_setting=SECRET_SETTING))
     ctx.principals.put(tenant, OIDS["reader"], PrincipalIn(role=Role.PARTNER_READER))
     ctx.principals.put(tenant, OIDS["reseller"], PrincipalIn(role=Role.RESELLER, reseller_ids=[R1]))

@@ -183,6 +183,13 @@ def test_openapi_document_is_anonymous_and_covers_every_route(functions) -> None
     assert schema == {"$ref": "#/components/schemas/FileRequest"}
     assert doc["components"]["schemas"]["FileRequest"]["additionalProperties"] is False  # unknown fields refused
     assert "clientSecret" not in text.replace("clientSecretSetting", "")
+    # an invoice id is documented with the pattern the models and handlers check (they used to differ)
+    from shared.core.models import INVOICE_ID_PATTERN, FileRequest
+
+    invoice_params = [p["schema"] for ops in doc["paths"].values() for op in ops.values()
+                      for p in op["parameters"] if p["name"] == "invoiceId"]
+    assert len(invoice_params) == 2 and all(s["pattern"] == INVOICE_ID_PATTERN for s in invoice_params)
+    assert FileRequest.model_json_schema()["properties"]["invoiceId"]["pattern"] == INVOICE_ID_PATTERN
 
 
 def test_a_principal_of_one_tenant_gets_404_in_another(functions, ctx) -> None:
@@ -210,18 +217,41 @@ def test_a_scoped_route_that_forgets_its_check_fails_closed(ctx) -> None:
     import azure.functions as func
 
     from functions.http_support import api, json_response
+    from functions.routes import Route
     from shared.core.access import Action
 
     def forgetful(req: func.HttpRequest) -> func.HttpResponse:
         return json_response({"secret": "lines"})
 
-    try:
-        wrapped = api(Action.FILES_READ, scoped=True)(forgetful)
-        req = func.HttpRequest("GET", "http://localhost/api/x", route_params={"tenantId": TENANT}, body=b"",
-                               headers={"Authorization": f"Bearer {token_for(TENANT)}"})
-        resp = wrapped(req)
-        assert resp.status_code == 500 and b"lines" not in resp.get_body()
-        with pytest.raises(ValueError):
-            api(Action.FILES_READ)(forgetful)  # one policy entry per function name
-    finally:
-        ROUTE_POLICY.pop("forgetful", None)
+    wrapped = api(Route("forgetful", "GET", "x/{tenantId}", "", Action.FILES_READ, scoped=True))(forgetful)
+    req = func.HttpRequest("GET", "http://localhost/api/x", route_params={"tenantId": TENANT}, body=b"",
+                           headers={"Authorization": f"Bearer {token_for(TENANT)}"})
+    resp = wrapped(req)
+    assert resp.status_code == 500 and b"lines" not in resp.get_body()
+
+
+def test_a_route_is_declared_once_in_the_table_and_registered_from_it(functions) -> None:
+    """One name, one route; a handler the table does not declare cannot be registered; every HTTP function the
+    app indexes came through `handles` with its table entry, so its route, method and policy are the table's."""
+    import azure.functions as func
+
+    from functions.http_support import handles
+    from functions.routes import BY_NAME, ROUTES, by_name
+
+    with pytest.raises(ValueError):
+        by_name([ROUTES[0], ROUTES[0]])
+
+    def undeclared(req: func.HttpRequest) -> func.HttpResponse:
+        raise AssertionError("never registered")
+
+    with pytest.raises(LookupError):
+        handles(func.Blueprint())(undeclared)
+    http = http_functions(functions)
+    assert set(http) == set(BY_NAME)
+    for name, binding in http.items():
+        route = BY_NAME[name]
+        assert functions[name].get_user_function().route is route, name
+        assert (binding["route"], [str(m.value) for m in binding["methods"]]) == (route.path, [route.method])
+        assert (name in ROUTE_POLICY) == (route.action is not None)
+        if route.action is not None:
+            assert (ROUTE_POLICY[name].action, ROUTE_POLICY[name].scoped) == (route.action, route.scoped)

@@ -117,3 +117,45 @@ def test_file_request_writes_record_then_queues_base64_message(functions, ctx) -
                 params={"status": "Done"}).status_code == 400
     missing = {"tenantId": TENANT, "fileId": "00000000-0000-0000-0000-000000000000"}
     assert call(functions, "get_file", "GET", route=missing).status_code == 404
+
+
+def test_a_file_route_reads_its_tenant_and_file_once(functions, ctx, monkeypatch) -> None:
+    """The edge loads the tenant and the file once, checks access on it and hands it to the use case: no use case
+    reads them again (they used to be read up to four times a request)."""
+    import uuid
+    from collections import Counter
+
+    from shared.adapters.repositories import utcnow
+    from shared.app.context import get_context
+    from shared.core.models import FileRecord, FileStatus, View
+
+    call(functions, "put_tenant", "PUT", route={"tenantId": TENANT}, body=TENANT_BODY)
+    record = FileRecord(id=str(uuid.uuid4()), tenant_id=TENANT, invoice_type="onetime", invoice_id="G000000001",
+                        status=FileStatus.AVAILABLE, created_at=utcnow(), file_name="G000000001.csv",
+                        blob_name=f"{TENANT}/G000000001/v1/G000000001.csv")
+    ctx.files.create(record)
+    app = get_context()
+    reads: Counter[str] = Counter()
+    for repo, name in [(app.tenants, "tenants"), (app.files, "files"), (app.principals, "principals")]:
+        def counted(*args, _get=repo.get, _name=name, **kwargs):
+            reads[_name] += 1
+            return _get(*args, **kwargs)
+        monkeypatch.setattr(repo, "get", counted)
+    route = {"tenantId": TENANT, "fileId": record.id}
+    for name, method, extra, status in [
+        ("get_file", "GET", {}, 200), ("download", "GET", {}, 302), ("list_file_versions", "GET", {}, 200),
+        ("download_file_version", "GET", {"version": "1"}, 302),
+        ("list_findings", "GET", {}, 409), ("download_findings", "GET", {}, 409),  # not validated: no findings
+        ("regenerate", "POST", {}, 202),
+    ]:
+        reads.clear()
+        resp = call(functions, name, method, route={**route, **extra})
+        assert resp.status_code == status, (name, resp.get_body())
+        assert reads == Counter(tenants=1, files=1, principals=1), name
+    for n in range(2):  # bulk regeneration: the tenant once, each file once (for its ETag)
+        ctx.files.create(record.model_copy(update={"id": str(uuid.uuid4()), "view": View.RESELLER,
+                                                   "reseller_id": f"12345{n}"}))
+    reads.clear()
+    resp = call(functions, "regenerate_files", "POST", route={"tenantId": TENANT}, body={"view": "reseller"})
+    assert resp.status_code == 202 and len(json.loads(resp.get_body())["items"]) == 2
+    assert reads == Counter(tenants=1, files=2, principals=1)

@@ -1,0 +1,49 @@
+"""A tenant's pricing configuration as the API edits it: margin rules and internal identifiers (with PO numbers).
+The edge loads the tenant (and a rule before deleting it) once, checks the caller's access on it, and hands it
+here."""
+
+from __future__ import annotations
+
+from shared.adapters.pricing import Identifier, ImportResult, import_identifiers as import_rows
+from shared.app.context import AppContext
+from shared.core.margins import MarginRule, MarginRuleIn
+from shared.core.models import ApiModel, Tenant
+from shared.core.problems import not_found
+
+
+def create_rule(ctx: AppContext, tenant: Tenant, body: MarginRuleIn) -> MarginRule:
+    """409 when it overlaps a rule of the same level, target and product."""
+    return ctx.rules.create(tenant.tenant_id, body)
+
+
+def list_rules(ctx: AppContext, tenant: Tenant, level: str | None, target_id: str | None) -> list[MarginRule]:
+    return ctx.rules.list(tenant.tenant_id, level, target_id)
+
+
+def get_rule(ctx: AppContext, tenant: Tenant, rule_id: str) -> MarginRule:
+    rule = ctx.rules.get(tenant.tenant_id, rule_id)
+    if rule is None:
+        raise not_found(f"Margin rule {rule_id}")
+    return rule
+
+
+def delete_rule(ctx: AppContext, tenant: Tenant, rule: MarginRule) -> None:
+    ctx.rules.delete(tenant.tenant_id, rule.id)
+
+
+def put_identifier(ctx: AppContext, tenant: Tenant, kind: str, id_: str, body: ApiModel) -> Identifier:
+    """`body`: the kind's `…IdentifierIn` (internal id, name, PO number)."""
+    return ctx.identifiers.put(tenant.tenant_id, Identifier(kind=kind, id=id_, **body.model_dump()))
+
+
+def get_identifier(ctx: AppContext, tenant: Tenant, kind: str, id_: str) -> Identifier:
+    return ctx.identifiers.get(tenant.tenant_id, kind, id_)
+
+
+def list_identifiers(ctx: AppContext, tenant: Tenant) -> list[Identifier]:
+    return ctx.identifiers.list(tenant.tenant_id)
+
+
+def import_identifiers(ctx: AppContext, tenant: Tenant, text: str) -> ImportResult:
+    """One CSV (kind,id,internalId,name,poNumber), validated as a whole: all or nothing."""
+    return import_rows(ctx.identifiers, tenant.tenant_id, text)

@@ -1,0 +1,46 @@
+"""A file's versions as the API shows them (each with why it was made), and regenerating a selection of files."""
+
+from __future__ import annotations
+
+from shared.app import file_requests, tenants
+from shared.app.context import AppContext
+from shared.core.models import DOWNLOADABLE_STATUSES, SETTLED_STATUSES, BulkRegenerateIn, FileRecord
+from shared.core.problems import Problem
+
+BULK_REASON = "bulk regeneration"
+
+
+def list_versions(ctx: AppContext, record: FileRecord) -> list[dict]:
+    """Every version still kept (finished ones from FileVersions, plus the current one), with why it was made."""
+    versions = {v.version: v for v in ctx.files.list_versions(record.tenant_id, record.id)}
+    versions[record.version] = record
+    return [version_json(v, current=v.version == record.version) for _, v in sorted(versions.items())]
+
+
+def version_json(v: FileRecord, current: bool) -> dict:
+    return {"version": v.version, "current": current, "status": v.status.value, "reason": v.reason,
+            "createdAt": v.created_at.isoformat(),
+            "completedAt": v.completed_at.isoformat() if v.completed_at else None,
+            "rowCount": v.row_count, "source": v.source.value if v.source else None, "dataVersion": v.data_version,
+            "error": v.error, "fileName": v.file_name,
+            "downloadable": v.status in DOWNLOADABLE_STATUSES and bool(v.blob_name)}
+
+
+def regenerate_many(ctx: AppContext, tenant_id: str, selection: BulkRegenerateIn) -> list[FileRecord]:
+    """Regenerate every Available or Failed file matching the selection; files busy or changing are skipped."""
+    tenant = tenants.require_tenant(ctx, tenant_id)
+    filters = {"invoice_id": selection.invoice_id.upper() if selection.invoice_id else None,
+               "invoice_type": selection.invoice_type.value if selection.invoice_type else None,
+               "view": selection.view.value if selection.view else None}
+    done = []
+    for record in ctx.files.list(tenant.tenant_id, **filters):
+        if record.status not in SETTLED_STATUSES:
+            continue
+        loaded = ctx.files.get(tenant.tenant_id, record.id)  # with its ETag; the tenant is not read again
+        if loaded is None:
+            continue
+        try:
+            done.append(file_requests.new_version(ctx, *loaded, reason=BULK_REASON))
+        except Problem:
+            continue
+    return done
