@@ -15,7 +15,7 @@ from datetime import datetime
 from shared.app import charges
 
 from shared.adapters import invoices
-from shared.core.columns import FileType, layout_for
+from shared.core.columns import CUSTOMER_VIEW_TYPES, FileType, layout_for
 from shared.app.context import AppContext
 from shared.adapters.invoices import InvoiceSummary
 from shared.core.reconcile import FilePlan
@@ -28,7 +28,6 @@ from shared.adapters.repositories import Conflict, utcnow
 log = logging.getLogger(__name__)
 
 FILE_ID_NAMESPACE = uuid.UUID("6b1f1c52-2f7e-4c1e-9d0e-6a8e3c9f4b21")
-CUSTOMER_VIEW_TYPES = {FileType.ONETIME, FileType.LICENSE}
 
 
 # ---- tenants -----------------------------------------------------------------------------------------------------

@@ -69,7 +69,8 @@ def _findings(ledger: Ledger, inv, file_type: FileType, batch_rows: int = 40) ->
             v.begin_segment()
             v.check(batch_from_items(layout, rows[k:k + batch_rows]))
         v.end_segment()
-    report = v.finish({"id": inv.id, "totalCharges": ledger.total_charges(inv)})
+    report = v.finish({"id": inv.id, "totalCharges": ledger.total_charges(inv),
+                       "billingPeriodStartDate": f"{inv.start.isoformat()}T00:00:00Z"})
     return {(f.rule, f.severity, tuple(sorted(f.key.items()))) for f in report.findings}
 
 
