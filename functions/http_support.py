@@ -8,7 +8,6 @@ import logging
 from collections.abc import Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any, Callable, TypeVar
 
 import azure.functions as func
@@ -18,6 +17,7 @@ from shared.adapters.auth import acting_as
 from shared.core.access import PARTNER_ADMIN_APP_ROLE, Caller
 from shared.app.context import get_context
 from shared.core.models import GUID_PATTERN
+from shared.core.money import Decimal
 from shared.core.access import REACH_ACTIONS, Access, Action, Scope
 from shared.core.problems import PROBLEM_CONTENT_TYPE, Problem, bad_request, from_validation_error
 
