@@ -130,8 +130,9 @@ def _factor(percent: Decimal) -> Decimal:
 def _apply_factor(amount: pa.Array, factors: pa.Array, scale: int) -> pa.Array:
     """round(amount × factor) to `scale` places, half away from zero, exactly.
 
-    Fast path: amounts with at most 19 places fit decimal128(29, <=19), and × decimal(8, 6) stays within
-    decimal128's 38 digits. Otherwise (more places) the product is taken in decimal256. Both are exact.
+    Fast path: amounts below 10**10 with at most 19 places fit decimal128(29, <=19), and × decimal(8, 6) stays
+    within decimal128's 38 digits. Otherwise (more places, or the up to 18 integer digits of shared.core.money, as
+    a dong or rupiah line has) the product is taken in decimal256. Both are exact.
     """
     try:
         narrow = pc.cast(amount, pa.decimal128(29, min(amount.type.scale, 19)))  # safe: raises, never drops
