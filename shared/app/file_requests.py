@@ -154,7 +154,7 @@ def regenerate(ctx: AppContext, tenant_id: str, file_id: str, reason: str = "reg
     record.status, record.reason, record.error, record.transient = FileStatus.QUEUED, reason, None, None
     record.created_at, record.started_at, record.completed_at = utcnow(), None, None
     record.row_count = record.progress_rows = None
-    record.totals = record.findings = record.unmapped = None
+    record.totals = record.findings = record.unmapped = record.undated_lines = record.no_cost_lines = None
     record.attempts = 0
     try:
         ctx.files.replace(record, etag)
