@@ -10,7 +10,6 @@ import logging
 from collections.abc import Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any, Callable, TypeVar
 
 import azure.functions as func
@@ -24,6 +23,7 @@ from shared.app.context import get_context
 from shared.app.downloads import Link, Requester
 from shared.core.access import PARTNER_ADMIN_APP_ROLE, REACH_ACTIONS, Access, Action, Caller, Scope
 from shared.core.models import GUID_PATTERN, FileRecord
+from shared.core.money import Decimal
 from shared.core.problems import PROBLEM_CONTENT_TYPE, Problem, bad_request, from_validation_error, not_found
 
 log = logging.getLogger(__name__)

@@ -16,6 +16,7 @@ complete download adds up to), except for `invoice_total`, which changes `totalC
 | `missing_customer` | onetime, daily | the last Azure plan line (daily: row 0) has no CustomerId | MISSING_CUSTOMER warning |
 | `charge_cycle` | onetime | a full-cycle seat charge alone in its subscription and period ends a day early | CHARGE_CYCLE error |
 | `invoice_total` | invoice | totalCharges + 1.00 | INVOICE_TOTAL error |
+| `no_cost` | onetime | an Azure plan line loses its Subtotal (omitted; its Total stays) | MISSING_COST error |
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from .money import add, mul, rounddown, roundup, text
 from .rows import Row
 
 KINDS = frozenset({"subtotal", "total", "duplicate_reference", "duplicate_charge", "over_credit", "exchange_rate",
-                   "missing_customer", "charge_cycle", "invoice_total"})
+                   "missing_customer", "charge_cycle", "invoice_total", "no_cost"})
 DAILY_KINDS = frozenset({"duplicate_charge", "missing_customer"})
 
 
@@ -88,6 +89,9 @@ def replacements(file_type: FileType, rows: list[Row], kinds: frozenset[str]) ->
     if "missing_customer" in kinds:
         i = usage[-2]
         out[i] = {**rows[i], "CustomerId": ""}
+    if "no_cost" in kinds:
+        i = usage[4]
+        out[i] = {**rows[i], "Subtotal": None}
     if "charge_cycle" in kinds:
         i = solo[3]
         end = date.fromisoformat(rows[i]["ChargeEndDate"][:10]) - timedelta(days=1)

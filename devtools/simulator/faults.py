@@ -25,7 +25,7 @@ class Faults:
 
     # What `POST /_sim/faults` may call: {"throttle": {"count": 2}, "no_data": {"invoice_id": "G..."}}.
     HTTP_ACTIONS = frozenset({"throttle", "server_error", "slow", "truncate_blobs", "expire_sas", "no_data",
-                              "fail_invoice", "clear_invoice", "revise", "publish_next_invoice", "defect", "reset"})
+                              "fail_invoice", "clear_invoice", "revise", "publish_next_invoice", "publish_vnd_invoices", "defect", "reset"})
 
     def __init__(self, ledger: Ledger) -> None:
         self._ledger = ledger
@@ -93,6 +93,12 @@ class Faults:
         invoice = self._ledger.publish_next()
         return {"id": invoice.id, "billingPeriodStartDate": invoice.start.isoformat(),
                 "billingPeriodEndDate": invoice.end.isoformat()}
+
+    def publish_vnd_invoices(self) -> list[dict[str, object]]:
+        """Two new-commerce invoices in Vietnamese dong appear (devtools/simulator/vnd.py): lines of ~10^13 dong,
+        and seat removals refunding cycles billed in the earlier one. Returns their ids and billing periods."""
+        return [{"id": inv.id, "billingPeriodStartDate": inv.start.isoformat(), "currency": inv.currency}
+                for inv in self._ledger.publish_vnd()]
 
     def reset(self) -> None:
         """No faults, no revisions, no published invoices: the simulator as started."""

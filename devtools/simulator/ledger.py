@@ -51,6 +51,7 @@ class Invoice:
     invoice_date: date
     datasets: Mapping[FileType, Dataset]
     amendments: tuple[Mapping[str, str], ...] = field(default=())
+    currency: str = BILLING_CURRENCY
 
 
 def _base36(n: int, width: int) -> str:
@@ -141,10 +142,34 @@ class Ledger:
     def publish_next(self) -> Invoice:
         """The next month's new-commerce invoice appears (for automation demos)."""
         with self._lock:
-            latest = max(inv.start for inv in self._base + self._published if not inv.legacy)
+            latest = max(inv.start for inv in self._base + self._published
+                         if not inv.legacy and inv.currency == BILLING_CURRENCY)
             invoice = self._new_commerce(add_months(latest, 1))
             self._published.append(invoice)
         return invoice
+
+    def publish_vnd(self) -> list[Invoice]:
+        """The two invoices in Vietnamese dong of devtools/simulator/vnd.py appear (once; `reset` removes them)."""
+        from .vnd import CURRENCY, rows_for
+
+        first = add_months(month_start(self.today), -2)
+        out = []
+        with self._lock:
+            for k, variant in enumerate(("vnd-a", "vnd-b")):
+                start = add_months(first, k)
+                inv_id = self._g_id(start, 11)
+                found = next((inv for inv in self._published if inv.id == inv_id), None)
+                if found is None:
+                    end = month_end(start)
+                    probe = Dataset(inv_id, FileType.ONETIME, inv_id, start, end, (end - start).days + 1, 0,
+                                    currency=CURRENCY, variant=variant)
+                    rows = len(rows_for(self.world, probe, first, k == 1))
+                    found = Invoice(inv_id, legacy=False, start=start, end=end,
+                                    invoice_date=add_months(start, 1).replace(day=8),
+                                    datasets={FileType.ONETIME: replace(probe, rows=rows)}, currency=CURRENCY)
+                    self._published.append(found)
+                out.append(found)
+        return out
 
     # --- data versions ------------------------------------------------------------------------------------------
 
@@ -212,6 +237,11 @@ class Ledger:
         revised = self._revised(ds, version) if ds.file_type in REVISABLE and version else {}
         make = ROW_MAKERS[ds.file_type]
         world = self.world
+        if ds.variant:
+            from .vnd import rows_for
+
+            fixed = rows_for(world, ds, add_months(ds.start, -1 if ds.variant == "vnd-b" else 0), ds.variant == "vnd-b")
+            make = lambda _w, _ds, i, _rev: fixed[i]  # noqa: E731
         for i in range(start, ds.rows if stop is None else min(stop, ds.rows)):
             row = replaced.get(i)
             yield i, dict(row) if row is not None else make(world, ds, i, revised.get(i, 0))
@@ -226,9 +256,10 @@ class Ledger:
             total_column = TOTAL_COLUMNS[ds.file_type]
             cost = paid = ZERO
             for _, row in self.rows(ds, version=version, defects=defects):
-                cost = EXACT.add(cost, Decimal(row[cost_column]))
+                if row[cost_column] is not None:  # a line without a cost (the no_cost defect) adds none
+                    cost = EXACT.add(cost, Decimal(row[cost_column]))
                 paid = EXACT.add(paid, Decimal(row[total_column]))
-            found = self._expected[key] = Expected(ds.rows, cost, paid, BILLING_CURRENCY)
+            found = self._expected[key] = Expected(ds.rows, cost, paid, ds.currency)
         return found
 
     def total_charges(self, invoice: Invoice) -> Decimal:

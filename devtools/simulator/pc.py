@@ -19,6 +19,8 @@ from .money import ZERO
 from .rows import Dataset
 from .wire import V1_KINDS, V1_STRINGS_PERCENT, Raw, RowStyle, v1_encoder
 
+_SYMBOLS = {"VND": "₫"}  # currencies of the invoices published on request (vnd.py)
+
 MAX_SIZE = 2000
 # (provider, invoicelineitemtype) -> file (reference §2.4); the estimates links use provider=marketplace.
 LINE_ITEMS = {("office", "billinglineitems"): FileType.LICENSE, ("azure", "billinglineitems"): FileType.USAGE,
@@ -96,8 +98,8 @@ class PartnerCenter:
         return {
             "id": invoice.id, "invoiceDate": iso_z(invoice.invoice_date),
             "billingPeriodStartDate": iso_z(invoice.start), "billingPeriodEndDate": iso_z(invoice.end),
-            "totalCharges": charges, "paidAmount": paid, "currencyCode": BILLING_CURRENCY,
-            "currencySymbol": CURRENCY_SYMBOL, "pdfDownloadLink": f"/invoices/{invoice.id}/documents/statement",
+            "totalCharges": charges, "paidAmount": paid, "currencyCode": invoice.currency,
+            "currencySymbol": CURRENCY_SYMBOL if invoice.currency == BILLING_CURRENCY else _SYMBOLS[invoice.currency], "pdfDownloadLink": f"/invoices/{invoice.id}/documents/statement",
             "taxReceipts": [], "invoiceDetails": details, "documentType": "invoice",
             "invoiceType": "Recurring" if invoice.legacy else "OneTime",
             "amendments": [dict(a) for a in invoice.amendments],

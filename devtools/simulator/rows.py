@@ -63,6 +63,8 @@ class Dataset:
     usage_days: int  # days that carry daily usage (a current month is not over yet)
     rows: int
     billed: bool = True
+    currency: str = BILLING_CURRENCY
+    variant: str = ""  # "" (generated from the seed), "vnd-a" / "vnd-b" (devtools/simulator/vnd.py)
 
 
 @lru_cache(maxsize=256)

@@ -21,8 +21,6 @@ import os
 import tempfile
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any, BinaryIO, Sequence
 
 import pyarrow as pa
@@ -33,8 +31,8 @@ import pyarrow.parquet as pq
 from azure.storage.blob import BlobBlock, BlobClient, ContentSettings
 
 from shared.core.columns import ENGINE_COLUMNS
-from shared.core.models import FileFormat
-from shared.adapters.microsoft_json import decimal_text
+from shared.core.models import CsvFormat, FileFormat
+from shared.core.money import CONTEXT, Decimal, arrow_text
 
 log = logging.getLogger(__name__)
 
@@ -156,15 +154,6 @@ class _SinkFile:
         self.closed = True
 
 
-@dataclass(frozen=True)
-class CsvFormat:
-    """Regional CSV options: partners in many countries open these files in Excel."""
-
-    delimiter: str = ","
-    decimal_separator: str = "."
-    date_format: str = "iso"  # iso: 2026-10-31, us: 10/31/2026 (Microsoft's files), eu: 31/10/2026
-
-
 _DATE = r"^(?P<y>\d{4})-(?P<m>\d{2})-(?P<d>\d{2})"
 
 
@@ -216,7 +205,7 @@ class CsvWriter:
                 continue
             arr = batch.column(idx)
             if pa.types.is_decimal(arr.type):
-                arr = decimal_text(arr, self.fmt.decimal_separator)
+                arr = arrow_text(arr, self.fmt.decimal_separator)
             elif name in self.date_columns and self.fmt.date_format != "iso":
                 arr = format_dates(arr, self.fmt.date_format)
             arrays.append(arr)
@@ -371,7 +360,7 @@ class XlsxWriter(_Spooled):
 
 def _excel_number(value: Decimal) -> Decimal:
     """XlsxWriter writes `f"{value:.16G}"`, which a Decimal formats itself (no float); drop trailing zeros."""
-    return value.normalize()
+    return value.normalize(CONTEXT)  # (the default context would round past 28 digits)
 
 
 def _copy(source: BinaryIO, sink: BlockBlobSink, chunk: int = 4 * 1024 * 1024) -> None:

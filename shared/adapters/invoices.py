@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from shared.core.columns import FileType
+from shared.core.money import Decimal
 from shared.core.models import ApiModel, Tenant
 from shared.adapters.partner_center.client import PartnerCenterClient
 from shared.adapters.partner_center.transport import Credentials, Transport

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import gzip
 import json
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Iterator
 
@@ -23,10 +22,8 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from shared.core.columns import Layout
+from shared.core.money import DECIMAL_TYPE, LARGEST, InvalidOperation, OutOfRange, parse
 
-DECIMAL_SCALE = 28
-DECIMAL_TYPE = pa.decimal128(38, DECIMAL_SCALE)  # 10 integer digits, 28 places: every C# decimal amount
-_QUANTUM = Decimal(1).scaleb(-DECIMAL_SCALE)
 JSON_BLOCK_BYTES = 1024 * 1024  # measured: larger blocks buy little speed and cost ~70 MB of RSS
 
 
@@ -51,7 +48,8 @@ def _text(value: Any) -> str | None:
 
 
 def to_decimal_array(values: pa.Array | list[str | None], column: str = "") -> pa.Array:
-    """Exact text -> decimal128. Values with more than 28 places are rounded half-even (below 1e-28)."""
+    """Exact text -> DECIMAL_TYPE. Values with more than 20 places are rounded half-even (below 1e-20); a value
+    of 10**18 or more is refused as out of range (shared.core.money)."""
     arr = values if isinstance(values, pa.Array) else pa.array(values, pa.string())
     arr = pc.if_else(pc.equal(pc.utf8_trim_whitespace(arr), ""), pa.scalar(None, pa.string()), arr)
     try:
@@ -63,7 +61,10 @@ def to_decimal_array(values: pa.Array | list[str | None], column: str = "") -> p
                 out.append(None)
                 continue
             try:
-                out.append(Decimal(v.strip()).quantize(_QUANTUM, rounding=ROUND_HALF_EVEN))
+                out.append(parse(v))
+            except OutOfRange as exc:
+                raise BadValue(f"Column {column} holds {v.strip()!r}, which is out of range: amounts must be "
+                               f"smaller than 10^18 in absolute value.") from exc
             except InvalidOperation as exc:
                 raise BadValue(f"Column {column} holds {v!r}, which is not a number.") from exc
         return pa.array(out, DECIMAL_TYPE)
@@ -195,7 +196,7 @@ def read_lines_fast(layout: Layout, source: BinaryIO | Path) -> Iterator[pa.Reco
         reader = pj.open_json(data, parse_options=parse,
                               read_options=pj.ReadOptions(block_size=JSON_BLOCK_BYTES, use_threads=True))
         for batch in reader:
-            yield canonical(layout, _checked(layout, batch, rename), rename)
+            yield canonical(layout, _in_range(_checked(layout, batch, rename)), rename)
     except pa.ArrowInvalid as exc:
         raise FastPathUnsupported(str(exc)[:200]) from exc
     finally:
@@ -216,6 +217,21 @@ def _checked(layout: Layout, batch: pa.RecordBatch, declared: dict[str, str]) ->
     return batch
 
 
+_LARGEST = pa.scalar(LARGEST, DECIMAL_TYPE)
+_SMALLEST = pa.scalar(LARGEST.copy_negate(), DECIMAL_TYPE)  # (unary minus would round in the default context)
+
+
+def _in_range(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Arrow's JSON reader can let a 19-digit integer into decimal128(38, 20) unchecked (it still fits 128 bits):
+    a batch with any |value| >= 10**18 goes to the careful reader, which names it as out of range."""
+    for arr in batch.columns:
+        if pa.types.is_decimal(arr.type) and arr.null_count < len(arr):
+            extremes = pc.min_max(arr)  # compared as the 128-bit integers they are stored as
+            if pc.greater(extremes["max"], _LARGEST).as_py() or pc.less(extremes["min"], _SMALLEST).as_py():
+                raise FastPathUnsupported("a value out of range")
+    return batch
+
+
 def canonical(layout: Layout, batch: pa.RecordBatch, rename: dict[str, str]) -> pa.RecordBatch:
     """Reorder to Microsoft's columns, then extras; fill absent columns with nulls."""
     by_name = {rename.get(name, name): batch.column(i) for i, name in enumerate(batch.schema.names)}
@@ -230,40 +246,3 @@ def canonical(layout: Layout, batch: pa.RecordBatch, rename: dict[str, str]) -> 
         arrays.append(arr if arr.type == pa.string() else pc.cast(arr, pa.string()))
         names.append(name)
     return pa.RecordBatch.from_arrays(arrays, names=names)
-
-
-# ---- output formatting -----------------------------------------------------------------------------------------
-
-_TINY = Decimal("0.000001")
-
-
-def _tiny_text(tiny: pa.Array) -> pa.Array:
-    """Arrow writes |x| < 1e-6 as 1.0E-7. Shifted by one away from zero they print plainly ("1.0000001"), and
-    the leading 1 becomes the 0 it stood for: exact, and still vectorised."""
-    wide = pc.cast(tiny, pa.decimal256(40, tiny.type.scale))
-    one = pa.scalar(Decimal(1), pa.decimal256(40, tiny.type.scale))
-    shifted = pc.if_else(pc.less(wide, 0), pc.subtract(wide, one), pc.add(wide, one))
-    # RE2 replacement "\\10" is group 1 (the sign) followed by "0".
-    return pc.replace_substring_regex(pc.cast(shifted, pa.string()), pattern=r"^(-?)1", replacement=r"\10",
-                                      max_replacements=1)
-
-
-def decimal_text(arr: pa.Array, decimal_separator: str = ".") -> pa.Array:
-    """Decimals as plain text without trailing zeros (never scientific notation): 12.50 -> "12.5".
-
-    With more than 6 places Arrow writes 0 as "0E-28" and 0 < |x| < 1e-6 as "1.0E-7": those are found by value
-    (cheaper than searching every text for an "E", which measured a sixth of the CSV's cost) and rewritten."""
-    text = pc.cast(arr, pa.string())
-    zero = None
-    if arr.type.scale > 6 and pc.any(pc.less(pc.abs(arr), pa.scalar(_TINY, arr.type))).as_py():  # else none
-        zero = pc.equal(arr, pa.scalar(Decimal(0), arr.type))
-        tiny = pc.fill_null(pc.and_(pc.less(pc.abs(arr), pa.scalar(_TINY, arr.type)), pc.invert(zero)), False)
-        if pc.any(tiny).as_py():
-            text = pc.replace_with_mask(text, tiny, _tiny_text(pc.filter(arr, tiny)))
-    if arr.type.scale > 0:  # every value then has a point: trailing zeros, then a bare point, can go
-        text = pc.ascii_rtrim(pc.ascii_rtrim(text, characters="0"), characters=".")
-    if zero is not None:
-        text = pc.if_else(zero, "0", text)
-    if decimal_separator != ".":
-        text = pc.replace_substring(text, ".", decimal_separator)
-    return text

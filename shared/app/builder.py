@@ -17,7 +17,7 @@ import requests
 
 from shared.adapters.partner_center.client import SasExpired
 from shared.adapters.partner_center.transport import PartnerCenterError
-from shared.core.reconcile import Totals
+from shared.core.reconcile import Tally
 from shared.adapters.microsoft_json import FastPathUnsupported
 from shared.adapters.sources import Source
 
@@ -52,12 +52,12 @@ class Writer(Protocol):
 
 
 class Plan(Protocol):
-    def process(self, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, Totals]: ...
+    def process(self, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, Tally]: ...
 
 
 @dataclass
 class BuildResult:
-    totals: Totals
+    totals: Tally
 
 
 def build(source: Source, plan: Plan, writer: Writer, *,
@@ -66,14 +66,14 @@ def build(source: Source, plan: Plan, writer: Writer, *,
 
     The caller commits the file (`writer.finish`) once it has decided the result is good.
     """
-    totals = Totals()
+    totals = Tally()
     for segment in source.segments():
         careful = False
         attempt = 0
         while True:
             writer.begin_segment(segment.index)
             _segment_hook(plan, "begin_segment")  # per-segment state of the plan (validation) restarts too
-            part = Totals()
+            part = Tally()
             try:
                 for batch in _batches(read_ahead(segment.read(careful))):
                     out, measured = plan.process(batch)

@@ -19,7 +19,7 @@ import pyarrow as pa
 from shared.adapters.partner_center.client import PartnerCenterClient
 from shared.core.problems import bad_request
 from shared.core.reconcile import FilePlan
-from shared.adapters.microsoft_json import decimal_text
+from shared.core.money import arrow_text
 from shared.adapters.settings import Settings
 from shared.adapters.sources import Source, choose_source
 
@@ -58,7 +58,7 @@ def read_token(settings: Settings, token: str) -> dict[str, Any]:
 def _rows(batch: pa.RecordBatch) -> list[dict[str, Any]]:
     columns = {}
     for name, arr in zip(batch.schema.names, batch.columns):
-        columns[name] = decimal_text(arr) if pa.types.is_decimal(arr.type) else arr
+        columns[name] = arrow_text(arr) if pa.types.is_decimal(arr.type) else arr
     return pa.RecordBatch.from_pydict(columns).to_pylist()
 
 

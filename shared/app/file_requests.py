@@ -17,7 +17,7 @@ from shared.app.downloads import current_link
 from shared.app.tenants import require_tenant
 
 from shared.adapters import invoices
-from shared.core.columns import FileType, layout_for
+from shared.core.columns import CUSTOMER_VIEW_TYPES, FileType, layout_for
 from shared.app.context import AppContext
 from shared.adapters.invoices import InvoiceSummary
 from shared.core.reconcile import FilePlan
@@ -30,7 +30,6 @@ from shared.adapters.repositories import Conflict, utcnow
 log = logging.getLogger(__name__)
 
 FILE_ID_NAMESPACE = uuid.UUID("6b1f1c52-2f7e-4c1e-9d0e-6a8e3c9f4b21")
-CUSTOMER_VIEW_TYPES = {FileType.ONETIME, FileType.LICENSE}
 
 
 # ---- files ---------------------------------------------------------------------------------------------------
@@ -144,7 +143,7 @@ def new_version(ctx: AppContext, record: FileRecord, etag: str, reason: str = "r
     record.status, record.reason, record.error, record.transient = FileStatus.QUEUED, reason, None, None
     record.created_at, record.started_at, record.completed_at = utcnow(), None, None
     record.row_count = record.progress_rows = None
-    record.totals = record.findings = record.unmapped = None
+    record.totals = record.findings = record.unmapped = record.undated_lines = record.no_cost_lines = None
     record.attempts = 0
     try:
         ctx.files.replace(record, etag)

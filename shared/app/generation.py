@@ -17,24 +17,24 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
 from pydantic import BaseModel, ValidationError
 
 from shared.app.builder import build
 from shared.core.columns import FileType, layout_for
 from shared.app.context import AppContext
-from shared.core.models import SETTLED_STATUSES, UNBILLED_PREFIX, FileRecord, FileStatus, Totals, Unmapped, View
+from shared.core.money import Decimal, exact_sum, to_decimal
+from shared.core.models import SETTLED_STATUSES, UNBILLED_PREFIX, CsvFormat, FileRecord, FileStatus, Unmapped, View
 from shared.core.reach import ReachCollector
 from shared.core.reconcile import FilePlan
-from shared.core.reconcile import Totals as FileTotals
+from shared.core.reconcile import Tally
 from shared.core.views import columns_for
 from shared.adapters.invoices import client_for, file_types_of
 from shared.adapters.partner_center.transport import NotFound, PartnerCenterError
 from shared.adapters.microsoft_json import BadValue
 from shared.adapters.repositories import Conflict, utcnow
 from shared.adapters.sources import DataChanged, choose_source, unbilled_source
-from shared.core.validation import Report, Validator
-from shared.adapters.file_writers import BlockBlobSink, CsvFormat, TooManyRows, writer_for
+from shared.core.validation import Report, Validator, add_months
+from shared.adapters.file_writers import BlockBlobSink, TooManyRows, writer_for
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class Worker:
         record.data_version = source.data_version
         blob_name = blob_name_for(record)
         sink = BlockBlobSink(ctx.storage.files.get_blob_client(blob_name), ctx.settings.block_size_bytes)
-        csv_format = CsvFormat(**record.csv_format.model_dump()) if record.csv_format else CsvFormat()
+        csv_format = record.csv_format or CsvFormat()
         partner = record.view == View.PARTNER
         validator = Validator(layout, invoice_id=record.invoice_id, cap=ctx.settings.validation_max_findings) \
             if partner else None
@@ -199,9 +199,7 @@ class Worker:
         start = record.billing_period_start
         if start is None:
             return None
-        from shared.core.validation import _add_months
-
-        wanted = _add_months(start, -1)
+        wanted = add_months(start, -1)
         candidates = [r for status in (FileStatus.AVAILABLE, FileStatus.NEEDS_REVIEW)
                       for r in self.ctx.files.list(record.tenant_id, invoice_type=record.invoice_type.value,
                                                    view=View.PARTNER.value, status=status.value)
@@ -217,7 +215,7 @@ class Worker:
         return None
 
     @staticmethod
-    def _record_result(record: FileRecord, totals: FileTotals, invoice: dict, report: Report | None = None,
+    def _record_result(record: FileRecord, totals: Tally, invoice: dict, report: Report | None = None,
                        blocks: bool = False) -> None:
         partner = record.view == View.PARTNER
         record.status = FileStatus.AVAILABLE
@@ -226,19 +224,18 @@ class Worker:
             record.status = FileStatus.NEEDS_REVIEW
         record.completed_at = utcnow()
         record.row_count = record.progress_rows = totals.rows
-        record.totals = Totals(cost=totals.cost if partner else None,
-                               microsoft_total=totals.microsoft_total if partner else None,
-                               reseller=totals.reseller, customer=totals.customer)
+        record.totals = totals.sums.for_view(partner)
         total = invoice.get("totalCharges")
-        record.invoice_total = Decimal(str(total)) if total is not None and partner else None
+        record.invoice_total = to_decimal(total) if partner else None
         whole_invoice = partner and record.invoice_type == FileType.ONETIME
-        record.invoice_difference = (record.invoice_total - totals.microsoft_total
+        record.invoice_difference = (exact_sum((record.invoice_total, totals.sums.microsoft_total.copy_negate()))
                                      if whole_invoice and record.invoice_total is not None else None)
         record.unmapped = Unmapped(customer_lines=totals.unmapped_customer_lines,
                                    first_customer_id=totals.first_unmapped_customer,
                                    subscription_lines=totals.unmapped_subscription_lines,
                                    first_subscription_id=totals.first_unmapped_subscription)
         record.undated_lines = totals.undated_lines
+        record.no_cost_lines = totals.no_cost_lines
 
     def _finish_failed(self, record: FileRecord, etag: str, reason: str, transient: bool = False) -> None:
         record.status, record.error, record.completed_at = FileStatus.FAILED, reason, utcnow()

@@ -40,6 +40,7 @@ from typing import Annotated, Any
 from pydantic import ConfigDict, Field, StringConstraints, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from shared.core.columns import CUSTOMER_VIEW_TYPES
 from shared.core.models import GUID_PATTERN, MPN_ID_PATTERN, ApiModel
 from shared.core.problems import Problem, bad_request, not_found
 
@@ -47,7 +48,6 @@ MAX_IDS = 500  # ids per principal: a JSON list of 500 GUIDs stays well inside o
 PARTNER_ADMIN_APP_ROLE = "Reconciliation.PartnerAdmin"
 PARTNER_READER_APP_ROLE = "Reconciliation.PartnerReader"
 
-CUSTOMER_VIEW_TYPES = frozenset({"onetime", "license"})  # customer views exist for these file types only
 
 
 @dataclass(frozen=True)

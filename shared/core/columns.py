@@ -19,6 +19,9 @@ class FileType(StrEnum):
     DAILY = "dailyratedusage"
 
 
+# Customer views exist for these file types only (usage and daily usage are for partners and resellers).
+CUSTOMER_VIEW_TYPES: frozenset[FileType] = frozenset({FileType.ONETIME, FileType.LICENSE})
+
 # Columns this system appends to Microsoft's, in this order (the margin engine fills them).
 ENGINE_COLUMNS: tuple[str, ...] = (
     "ResellerInternalId",

@@ -1,6 +1,6 @@
 """The margin engine: what a reseller and a customer pay, line by line, computed exactly.
 
-Contract (the numbers every file promises; tests/test_margins.py checks it against a plain-Python reference):
+Contract (the numbers every file promises; tests/core/test_margins.py checks it against a plain-Python reference):
 
 - The cost of a line is the layout's ``cost_column`` (``Subtotal`` onetime/license, ``PretaxCharges`` usage,
   ``BillingPreTaxTotal`` dailyratedusage).
@@ -24,150 +24,49 @@ Contract (the numbers every file promises; tests/test_margins.py checks it again
 - The percent written is the percent actually applied (0 when no rule). Ids and matching are case-insensitive.
 - No floats anywhere: percents are Decimal (at most 4 places, -100 < percent <= 1000) and the arithmetic is Arrow
   decimal arithmetic (decimal256 for the exact product).
+- A line whose cost is empty gets empty subtotals; the file counts it (`noCostLines`) and validation reports it.
+
+The rules themselves (models, percent parsing, overlaps, mappings) are in shared.core.margin_rules.
 """
 
 from __future__ import annotations
 
-import math
 from bisect import bisect_right
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal
-from enum import StrEnum
-from typing import Annotated, Any, Protocol
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import (
-    AfterValidator,
-    BeforeValidator,
-    Field,
-    StringConstraints,
-    model_validator,
-)
 
 from shared.core.columns import ENGINE_COLUMNS, Layout
-from shared.core.models import ApiModel
+from shared.core.margin_rules import (  # re-exported: the rules are part of the engine's contract
+    DIRECT_RESELLER_IDS,
+    PERCENT_MAX,
+    PERCENT_MIN,
+    PERCENT_PLACES,
+    Mappings,
+    MarginLevel,
+    MarginPercent,
+    MarginRule,
+    MarginRuleIn,
+    overlaps,
+)
+from shared.core.money import ARROW_ROUND_HALF_AWAY, CONTEXT, ZERO, Decimal, quantum
 
-PERCENT_PLACES = 4
-PERCENT_MIN = Decimal(-100)  # exclusive: -100 % would make the line free
-PERCENT_MAX = Decimal(1000)  # inclusive
+__all__ = ["DIRECT_RESELLER_IDS", "PERCENT_MAX", "PERCENT_MIN", "PERCENT_PLACES", "Mappings", "MarginEngine",
+           "MarginLevel", "MarginPercent", "MarginRule", "MarginRuleIn", "overlaps", "subtotal_type"]
+
 PERCENT_TYPE = pa.decimal128(9, PERCENT_PLACES)
 _FACTOR_SCALE = PERCENT_PLACES + 2  # 1 + p/100 is exact with 6 places
 _FACTOR_TYPE = pa.decimal256(10, _FACTOR_SCALE)
 _FACTOR_TYPE_128 = pa.decimal128(8, _FACTOR_SCALE)  # 1 + p/100 <= 11
-ROUND_MODE = "half_towards_infinity"  # Arrow's name for half away from zero (= decimal.ROUND_HALF_UP)
-DIRECT_RESELLER_IDS = frozenset({"", "0", "-1"})
+ROUND_MODE = ARROW_ROUND_HALF_AWAY  # half away from zero (= decimal.ROUND_HALF_UP), see shared.core.money
 
 
 def subtotal_type(layout: Layout) -> pa.DataType:
     return pa.decimal128(38, layout.margin_scale)
-
-
-# ---- rules -----------------------------------------------------------------------------------------------------
-
-class MarginLevel(StrEnum):
-    RESELLER = "reseller"
-    CUSTOMER = "customer"
-    SUBSCRIPTION = "subscription"
-
-
-def _percent_in(value: Any) -> Any:
-    """Numbers become Decimal through their text, never through binary float arithmetic."""
-    if isinstance(value, bool):
-        raise ValueError("percent must be a number or a decimal string")  # noqa: TRY004 (pydantic wants ValueError)
-    if isinstance(value, (int, float)):
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError("percent must be finite")
-        return Decimal(str(value))  # str(12.345) == "12.345": the shortest text that reads back as that number
-    if isinstance(value, str):
-        return value.strip()
-    return value
-
-
-def _percent_check(value: Decimal) -> Decimal:
-    if not value.is_finite():
-        raise ValueError("percent must be finite")
-    if not (PERCENT_MIN < value <= PERCENT_MAX):
-        raise ValueError(f"percent must be greater than {PERCENT_MIN} and at most {PERCENT_MAX}")
-    if value != value.quantize(Decimal(1).scaleb(-PERCENT_PLACES)):
-        raise ValueError(f"percent has more than {PERCENT_PLACES} decimal places")
-    if value == 0:
-        return Decimal(0)
-    return Decimal(format(value.normalize(), "f"))  # 12.50 -> 12.5, 1E+1 -> 10: stable JSON text
-
-
-MarginPercent = Annotated[Decimal, BeforeValidator(_percent_in), AfterValidator(_percent_check)]
-TargetId = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")]
-ProductId = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:/-]+$")]
-
-
-class _RuleFields(ApiModel):
-    level: MarginLevel
-    target_id: TargetId = Field(description="Reseller MPN id, customer id or subscription id, per level.")
-    percent: MarginPercent
-    effective_from: date
-    effective_to: date | None = Field(default=None, description="Exclusive; open-ended when absent.")
-    product_id: ProductId | None = None
-
-    @model_validator(mode="after")
-    def _check(self) -> _RuleFields:
-        if self.effective_to is not None and self.effective_to <= self.effective_from:
-            raise ValueError("effectiveTo must be after effectiveFrom (it is exclusive)")
-        if self.level == MarginLevel.RESELLER and (not self.target_id.isdigit() or self.target_id == "0"):
-            raise ValueError("a reseller rule's targetId is the reseller's MPN id (digits, not 0)")
-        return self
-
-
-class MarginRuleIn(_RuleFields):
-    """A rule as a request body (camelCase, unknown fields refused)."""
-
-
-class MarginRule(_RuleFields):
-    """A stored rule."""
-
-    id: Annotated[str, StringConstraints(min_length=1, max_length=100)]
-
-    def active_on(self, day: date) -> bool:
-        return self.effective_from <= day and (self.effective_to is None or day < self.effective_to)
-
-
-class _RuleLike(Protocol):
-    level: MarginLevel
-    target_id: str
-    product_id: str | None
-    effective_from: date
-    effective_to: date | None
-
-
-def overlaps(a: _RuleLike, b: _RuleLike) -> bool:
-    """Would both rules compete for the same line on some day? (Same level, target and product; ranges meet.)"""
-    if a.level != b.level or a.target_id.lower() != b.target_id.lower():
-        return False
-    if (a.product_id or "").lower() != (b.product_id or "").lower():
-        return False
-    a_before_b_ends = b.effective_to is None or a.effective_from < b.effective_to
-    b_before_a_ends = a.effective_to is None or b.effective_from < a.effective_to
-    return a_before_b_ends and b_before_a_ends
-
-
-# ---- mappings --------------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Mappings:
-    """The partner's own ids for Microsoft's: written on every line so files join with the partner's systems."""
-
-    resellers: dict[str, str] = field(default_factory=dict)  # reseller MPN id -> internal id
-    customers: dict[str, str] = field(default_factory=dict)  # customer id -> internal id
-    subscriptions: dict[str, str] = field(default_factory=dict)  # subscription id -> internal id
-    po_numbers: dict[str, str] = field(default_factory=dict)  # subscription id -> PO number
-
-    def snapshot(self) -> dict[str, dict[str, str]]:
-        return {"resellers": dict(sorted(self.resellers.items())),
-                "customers": dict(sorted(self.customers.items())),
-                "subscriptions": dict(sorted(self.subscriptions.items())),
-                "poNumbers": dict(sorted(self.po_numbers.items()))}
 
 
 # ---- vectorised helpers ----------------------------------------------------------------------------------------
@@ -223,14 +122,17 @@ def _parse_day(text: Any) -> date | None:
 
 
 def _factor(percent: Decimal) -> Decimal:
-    return ((Decimal(100) + percent) / Decimal(100)).quantize(Decimal(1).scaleb(-_FACTOR_SCALE))
+    """1 + p/100, exact: p has at most 4 places, so the factor has at most 6."""
+    return CONTEXT.divide(CONTEXT.add(Decimal(100), percent), Decimal(100)).quantize(quantum(_FACTOR_SCALE),
+                                                                                   context=CONTEXT)
 
 
 def _apply_factor(amount: pa.Array, factors: pa.Array, scale: int) -> pa.Array:
     """round(amount × factor) to `scale` places, half away from zero, exactly.
 
-    Fast path: amounts with at most 19 places fit decimal128(29, <=19), and × decimal(8, 6) stays within
-    decimal128's 38 digits. Otherwise (more places) the product is taken in decimal256. Both are exact.
+    Fast path: amounts below 10**10 with at most 19 places fit decimal128(29, <=19), and × decimal(8, 6) stays
+    within decimal128's 38 digits. Otherwise (more places, or the up to 18 integer digits of shared.core.money, as
+    a dong or rupiah line has) the product is taken in decimal256. Both are exact.
     """
     try:
         narrow = pc.cast(amount, pa.decimal128(29, min(amount.type.scale, 19)))  # safe: raises, never drops
@@ -283,15 +185,15 @@ class MarginEngine:
         """r for one line (the engine calls this once per distinct combination, never per row)."""
         rid = _norm(reseller_id)
         if day is None or rid in DIRECT_RESELLER_IDS:
-            return Decimal(0)
+            return ZERO
         rule = self._pick(MarginLevel.RESELLER, rid, _norm(product_id), day)
-        return rule.percent if rule else Decimal(0)
+        return rule.percent if rule else ZERO
 
     def customer_percent(self, customer_id: str | None, subscription_id: str | None, product_id: str | None,
                          day: date | None) -> Decimal:
         """c for one line: subscription rule, else customer rule, else 0."""
         if day is None:
-            return Decimal(0)
+            return ZERO
         product = _norm(product_id)
         for level, target in ((MarginLevel.SUBSCRIPTION, _norm(subscription_id)),
                               (MarginLevel.CUSTOMER, _norm(customer_id))):
@@ -299,7 +201,7 @@ class MarginEngine:
                 rule = self._pick(level, target, product, day)
                 if rule:
                     return rule.percent
-        return Decimal(0)
+        return ZERO
 
     # -- collapsing distinct values to what rules can tell apart --
 
@@ -407,32 +309,3 @@ class MarginEngine:
             "rules": [r.model_dump(mode="json", by_alias=True) for r in self.rules],
             "mappings": self.mappings.snapshot(),
         }
-
-
-# ---- totals ----------------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class MarginTotals:
-    """Sums over lines; add them across batches."""
-
-    cost: Decimal = Decimal(0)
-    reseller_subtotal: Decimal = Decimal(0)
-    customer_subtotal: Decimal = Decimal(0)
-
-    def __add__(self, other: MarginTotals) -> MarginTotals:
-        return MarginTotals(self.cost + other.cost, self.reseller_subtotal + other.reseller_subtotal,
-                            self.customer_subtotal + other.customer_subtotal)
-
-
-def decimal_sum(arr: pa.Array | pa.ChunkedArray) -> Decimal:
-    """Exact sum of a decimal column (widened to decimal256 so millions of lines cannot overflow); nulls skip."""
-    wide = pc.cast(arr, pa.decimal256(76, arr.type.scale))
-    total = pc.sum(wide).as_py()
-    return Decimal(0) if total is None else total
-
-
-def batch_totals(layout: Layout, batch: pa.RecordBatch) -> MarginTotals:
-    """Cost, ResellerSubtotal and CustomerSubtotal sums of a batch the engine has filled."""
-    return MarginTotals(decimal_sum(batch.column(layout.cost_column)),
-                        decimal_sum(batch.column("ResellerSubtotal")),
-                        decimal_sum(batch.column("CustomerSubtotal")))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime
-from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -15,6 +14,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSeriali
 from pydantic.alias_generators import to_camel
 
 from shared.core.columns import FileType
+from shared.core.money import ZERO, Decimal, exact_sum, plain
 
 GUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 INVOICE_ID_PATTERN = r"^([A-Za-z0-9]{1,32}|(?i:unbilled-(current|last)))$"
@@ -25,14 +25,8 @@ SETTING_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 Guid = Annotated[str, StringConstraints(pattern=GUID_PATTERN)]
 
 
-def plain_decimal(value: Decimal) -> str:
-    """Exact decimal text without trailing zeros or exponent: Decimal("12.5000") -> "12.5"."""
-    text = format(value.normalize(), "f")
-    return "0" if text in ("-0", "") else text
-
-
 # Money in API responses: exact text (JSON numbers would pass through float in most clients).
-Money = Annotated[Decimal, PlainSerializer(plain_decimal, return_type=str, when_used="json")]
+Money = Annotated[Decimal, PlainSerializer(plain, return_type=str, when_used="json")]
 InvoiceId = Annotated[str, StringConstraints(pattern=INVOICE_ID_PATTERN)]
 MpnId = Annotated[str, StringConstraints(pattern=MPN_ID_PATTERN)]
 
@@ -75,15 +69,16 @@ class DataSource(StrEnum):
     V1 = "v1"
 
 
-class CsvOptions(ApiModel):
-    """Regional CSV format: partners in many countries open these files in Excel."""
+class CsvFormat(ApiModel):
+    """Regional CSV format: partners in many countries open these files in Excel (the request field, the tenant's
+    default and what the CSV writer is given)."""
 
     delimiter: Literal[",", ";", "\t", "|"] = ","
     decimal_separator: Literal[".", ","] = "."
     date_format: Literal["iso", "us", "eu"] = "iso"
 
     @model_validator(mode="after")
-    def _distinct(self) -> "CsvOptions":
+    def _distinct(self) -> "CsvFormat":
         if self.delimiter == self.decimal_separator:
             raise ValueError("delimiter and decimalSeparator must differ")
         return self
@@ -98,7 +93,7 @@ class TenantIn(ApiModel):
         description="Name of the app setting that holds the client secret (a Key Vault reference in Azure)."
     )
     billing_anniversary_day: int | None = Field(default=None, ge=1, le=31)
-    csv_format: CsvOptions | None = None
+    csv_format: CsvFormat | None = None
 
 
 class Tenant(ApiModel):
@@ -107,7 +102,7 @@ class Tenant(ApiModel):
     client_id: str
     client_secret_setting: str
     billing_anniversary_day: int | None = None
-    csv_format: CsvOptions | None = None
+    csv_format: CsvFormat | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -123,7 +118,7 @@ class FileRequest(ApiModel):
         "(a reseller's own customer-view requests are narrowed to it)."))
     customer_id: Guid | None = None
     format: FileFormat = FileFormat.CSV
-    csv_format: CsvOptions | None = None  # default: the tenant's, else comma / point / ISO dates
+    csv_format: CsvFormat | None = None  # default: the tenant's, else comma / point / ISO dates
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{3}$")] | None = Field(
         default=None, description="Billing currency; required for unbilled-current / unbilled-last.")
 
@@ -138,12 +133,25 @@ class ChargesScope(ApiModel):
 
 
 class Totals(ApiModel):
-    """A file's sums. `cost` and `microsoftTotal` (Microsoft's own amounts) appear in partner views only."""
+    """A file's sums (exact; see shared.core.money). `cost` and `microsoftTotal` (Microsoft's own amounts) appear
+    in partner views' records only. While a file is made, one per segment, added up once the segment is complete."""
 
     cost: Money | None = None
     microsoft_total: Money | None = None
-    reseller: Money = Decimal(0)
-    customer: Money = Decimal(0)
+    reseller: Money = ZERO
+    customer: Money = ZERO
+
+    def plus(self, other: "Totals") -> "Totals":
+        def both(a: Decimal | None, b: Decimal | None) -> Decimal | None:
+            return None if a is None and b is None else exact_sum((a, b))
+
+        return Totals(cost=both(self.cost, other.cost), microsoft_total=both(self.microsoft_total, other.microsoft_total),
+                      reseller=exact_sum((self.reseller, other.reseller)),
+                      customer=exact_sum((self.customer, other.customer)))
+
+    def for_view(self, partner: bool) -> "Totals":
+        """What a record of this view shows: Microsoft's amounts only to partners."""
+        return self if partner else self.model_copy(update={"cost": None, "microsoft_total": None})
 
 
 class Unmapped(ApiModel):
@@ -187,7 +195,7 @@ class FileRecord(ApiModel):
     reseller_id: str | None = None
     customer_id: str | None = None
     format: FileFormat = FileFormat.CSV
-    csv_format: CsvOptions | None = None
+    csv_format: CsvFormat | None = None
     currency: str | None = None
     status: FileStatus
     version: int = 1
@@ -202,6 +210,9 @@ class FileRecord(ApiModel):
     invoice_difference: Money | None = None  # invoiceTotal - microsoftTotal, where one file makes up the invoice
     unmapped: Unmapped | None = None
     undated_lines: int | None = None
+    no_cost_lines: int | None = Field(default=None, description=(
+        "Lines whose cost column (Subtotal, PretaxCharges or BillingPreTaxTotal) is empty: they are not in the "
+        "totals and have no margin; each is an error finding (MISSING_COST) in the partner view."))
     source: DataSource | None = None
     data_version: str | None = None
     attempts: int = 0

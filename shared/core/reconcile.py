@@ -8,39 +8,43 @@ knows its own cost), and only the partner view reports Microsoft's cost.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from shared.core.columns import Layout
-from shared.core.margins import MarginEngine, Mappings, MarginRule, decimal_sum
-from shared.core.models import View
+from shared.core.margins import MarginEngine, Mappings, MarginRule
+from shared.core.models import Totals, View
+from shared.core.money import ZERO, arrow_sum
 from shared.core.reach import ReachCollector
 from shared.core.validation import Validator
 from shared.core.views import check_view, project, select_lines
 
 
+def _zero() -> Totals:
+    return Totals(cost=ZERO, microsoft_total=ZERO)
+
+
 @dataclass
-class Totals:
-    """Sums over a file's lines; one per segment, added up once the segment is complete."""
+class Tally:
+    """What a file's lines counted: their Totals (the sums) and counts; one per segment, added up once the segment
+    is complete."""
 
     rows: int = 0
-    cost: Decimal = Decimal(0)
-    microsoft_total: Decimal = Decimal(0)
-    reseller: Decimal = Decimal(0)
-    customer: Decimal = Decimal(0)
+    sums: Totals = field(default_factory=_zero)
     unmapped_customer_lines: int = 0
     unmapped_subscription_lines: int = 0
     first_unmapped_customer: str | None = None
     first_unmapped_subscription: str | None = None
     undated_lines: int = 0
+    no_cost_lines: int = 0  # lines whose cost column is empty: not in the sums, no margin
 
-    def add(self, other: "Totals") -> None:
-        for name in ("rows", "cost", "microsoft_total", "reseller", "customer", "unmapped_customer_lines",
-                     "unmapped_subscription_lines", "undated_lines"):
+    def add(self, other: "Tally") -> None:
+        for name in ("rows", "unmapped_customer_lines", "unmapped_subscription_lines", "undated_lines",
+                     "no_cost_lines"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.sums = self.sums.plus(other.sums)
         self.first_unmapped_customer = self.first_unmapped_customer or other.first_unmapped_customer
         self.first_unmapped_subscription = self.first_unmapped_subscription or other.first_unmapped_subscription
 
@@ -82,7 +86,7 @@ class FilePlan:
         if self.validator is not None:
             self.validator.end_segment()
 
-    def process(self, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, Totals]:
+    def process(self, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, Tally]:
         if self.validator is not None:
             self.validator.check(batch)
         if self.reach is not None:
@@ -90,12 +94,13 @@ class FilePlan:
         undated_before = self.engine.undated_rows
         lines = select_lines(self.layout, self.engine.apply(batch), self.view, self.reseller_id, self.customer_id)
         lay = self.layout
-        totals = Totals(rows=lines.num_rows, undated_lines=self.engine.undated_rows - undated_before)
+        totals = Tally(rows=lines.num_rows, undated_lines=self.engine.undated_rows - undated_before)
         if lines.num_rows:
-            totals.cost = decimal_sum(lines.column(lay.cost_column))
-            totals.microsoft_total = decimal_sum(lines.column(lay.total_column))
-            totals.reseller = decimal_sum(lines.column("ResellerSubtotal"))
-            totals.customer = decimal_sum(lines.column("CustomerSubtotal"))
+            cost = lines.column(lay.cost_column)
+            totals.no_cost_lines = cost.null_count
+            totals.sums = Totals(cost=arrow_sum(cost), microsoft_total=arrow_sum(lines.column(lay.total_column)),
+                                 reseller=arrow_sum(lines.column("ResellerSubtotal")),
+                                 customer=arrow_sum(lines.column("CustomerSubtotal")))
             totals.unmapped_customer_lines, totals.first_unmapped_customer = _first_unmapped(
                 lines.column(lay.customer_column), lines.column("CustomerInternalId"))
             totals.unmapped_subscription_lines, totals.first_unmapped_subscription = _first_unmapped(

@@ -21,10 +21,9 @@ from collections.abc import Iterable
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from shared.core.columns import ENGINE_COLUMNS, FileType, Layout
+from shared.core.columns import CUSTOMER_VIEW_TYPES, ENGINE_COLUMNS, Layout
 from shared.core.models import View
 
-CUSTOMER_VIEW_TYPES = frozenset({FileType.ONETIME, FileType.LICENSE})
 _RESELLER_REMOVED_ENGINE = ("ResellerMarginPercent",)
 _CUSTOMER_REMOVED_ENGINE = ("ResellerSubtotal", "ResellerMarginPercent", "CustomerMarginPercent")
 

@@ -14,7 +14,8 @@ from shared.core.columns import ONETIME
 from shared.app.context import AppContext
 from shared.core.models import FileFormat
 from shared.adapters.microsoft_json import batch_from_items
-from shared.adapters.file_writers import BlockBlobSink, CsvFormat, format_dates, writer_for
+from shared.adapters.file_writers import BlockBlobSink, format_dates, writer_for
+from shared.core.models import CsvFormat
 
 ITEMS = [
     {"CustomerId": "c1", "Subtotal": "1234.50", "ChargeStartDate": "2026-10-01T00:00:00Z", "ChargeType": "new"},

@@ -13,13 +13,14 @@ from hypothesis import given, settings, strategies as st
 
 from shared.core.columns import DAILY, ONETIME
 from shared.adapters.microsoft_json import (
+    BadValue,
     FastPathUnsupported,
     batch_from_items,
-    decimal_text,
     read_lines_careful,
     read_lines_fast,
     to_decimal_array,
 )
+from shared.core.money import arrow_text as decimal_text
 
 
 def lines(*rows: dict | str) -> io.BytesIO:
@@ -28,10 +29,43 @@ def lines(*rows: dict | str) -> io.BytesIO:
 
 
 def test_numbers_and_numeric_strings_become_the_same_exact_decimal() -> None:
-    raw = '{"Subtotal": 0.1999968000511991808131, "CustomerId": "a"}\n{"Subtotal": "12.5", "CustomerId": "b"}\n'
+    raw = '{"Subtotal": 0.19999680005119918081, "CustomerId": "a"}\n{"Subtotal": "12.5", "CustomerId": "b"}\n'
     batch = pa.Table.from_batches(list(read_lines_fast(ONETIME, io.BytesIO(raw.encode()))))
-    assert batch.column("Subtotal").to_pylist() == [Decimal("0.1999968000511991808131"), Decimal("12.5")]
+    assert batch.column("Subtotal").to_pylist() == [Decimal("0.19999680005119918081"), Decimal("12.5")]
     assert batch.schema.names[: len(ONETIME.columns)] == list(ONETIME.columns)
+
+
+def test_more_than_twenty_places_are_rounded_half_even_by_the_careful_reader() -> None:
+    raw = b'{"Subtotal": 0.1999968000511991808150}\n{"Subtotal": "0.1999968000511991808250"}\n'
+    with pytest.raises(FastPathUnsupported):
+        list(read_lines_fast(ONETIME, io.BytesIO(raw)))
+    batch = next(read_lines_careful(ONETIME, io.BytesIO(raw)))
+    assert batch.column("Subtotal").to_pylist() == [Decimal("0.19999680005119918082"),
+                                                    Decimal("0.19999680005119918082")]
+
+
+@pytest.mark.parametrize("text", ["12500000000.12", "999999999999999999.99999999999999999999", "-12500000000000",
+                                  "5"])
+def test_large_amounts_of_every_currency_are_exact_on_both_readers(text: str) -> None:
+    """18 integer digits and 20 places (a dong or rupiah line of 10^13 has room to spare)."""
+    raw = f'{{"Subtotal": {text}, "Total": "{text}"}}\n{{"Subtotal": "5", "Total": 5}}\n'.encode()
+    for reader in (read_lines_fast, read_lines_careful):
+        batch = pa.Table.from_batches(list(reader(ONETIME, io.BytesIO(raw))))
+        assert batch.column("Subtotal").to_pylist() == [Decimal(text), Decimal(5)], reader
+        assert batch.column("Total").to_pylist() == [Decimal(text), Decimal(5)], reader
+
+
+@pytest.mark.parametrize("text", ["1000000000000000000", "1234567890123456789", "-99999999999999999999.5",
+                                  "1E+30"])
+def test_an_amount_out_of_range_is_named_so_and_never_a_number_error(text: str) -> None:
+    """Before: decimal128(38, 28) held ten integer digits, and the careful path's quantize under Python's default
+    28-digit context refused even the "5" beside a large value ("holds '5', which is not a number")."""
+    raw = f'{{"Subtotal": "5"}}\n{{"Subtotal": {text}}}\n'.encode()
+    with pytest.raises(FastPathUnsupported):
+        list(read_lines_fast(ONETIME, io.BytesIO(raw)))
+    with pytest.raises(BadValue, match="out of range") as info:
+        list(read_lines_careful(ONETIME, io.BytesIO(raw)))
+    assert "not a number" not in str(info.value)
 
 
 def test_keys_match_in_any_casing_and_missing_fields_are_empty() -> None:
@@ -87,9 +121,10 @@ def test_text_in_an_amount_is_a_clear_error() -> None:
         batch_from_items(ONETIME, [{"Subtotal": "N/A"}])
 
 
-def test_more_places_than_28_round_half_even() -> None:
-    arr = to_decimal_array(["0.12345678901234567890123456785"])
-    assert arr.to_pylist() == [Decimal("0.1234567890123456789012345678")]
+def test_more_places_than_20_round_half_even() -> None:
+    arr = to_decimal_array(["0.123456789012345678905", "0.123456789012345678915", "12500000000000.123456789012345678915"])
+    assert arr.to_pylist() == [Decimal("0.12345678901234567890"), Decimal("0.12345678901234567892"),
+                               Decimal("12500000000000.12345678901234567892")]
 
 
 def test_gzip_stream_reads_like_plain() -> None:
@@ -99,7 +134,7 @@ def test_gzip_stream_reads_like_plain() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.decimals(min_value=Decimal("-9999999999"), max_value=Decimal("9999999999"), places=12,
+@given(st.decimals(min_value=Decimal("-999999999999999999"), max_value=Decimal("999999999999999999"), places=20,
                    allow_nan=False, allow_infinity=False))
 def test_decimal_text_round_trips_exactly(value: Decimal) -> None:
     text = decimal_text(to_decimal_array([str(value)])).to_pylist()[0]
@@ -109,4 +144,4 @@ def test_decimal_text_round_trips_exactly(value: Decimal) -> None:
 
 
 def test_decimal_text_regional_separator() -> None:
-    assert decimal_text(pa.array([Decimal("1234.50")], pa.decimal128(38, 28)), ",").to_pylist() == ["1234,5"]
+    assert decimal_text(pa.array([Decimal("1234.50")], pa.decimal128(38, 20)), ",").to_pylist() == ["1234,5"]

@@ -17,7 +17,7 @@ from shared.app.builder import _batches
 from shared.core.columns import FileType, layout_for
 from shared.app.context import AppContext
 from shared.adapters.microsoft_json import read_lines_careful, read_lines_fast
-from shared.core.validation import HashSet64, _column_hash, _string_hashes
+from shared.core.validation.hashing import HashSet64, _column_hash, _string_hashes
 from shared.adapters.file_writers import BlockBlobSink
 
 

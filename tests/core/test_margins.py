@@ -30,11 +30,11 @@ from shared.core.margins import (
     MarginEngine,
     MarginRule,
     MarginRuleIn,
-    MarginTotals,
-    batch_totals,
     overlaps,
 )
 from shared.adapters.microsoft_json import batch_from_items
+from shared.core.models import Totals
+from shared.core.money import arrow_sum
 
 CUST_A = "aaaaaaaa-0000-0000-0000-000000000001"
 CUST_B = "bbbbbbbb-0000-0000-0000-000000000002"
@@ -108,8 +108,10 @@ def rules_st(draw: st.DrawFn) -> list[MarginRule]:
     return out
 
 
-costs = st.builds(lambda n, places: str(Decimal(n).scaleb(-places)),
-                  st.integers(-10**15, 10**15), st.integers(0, 28)).filter(lambda t: abs(Decimal(t)) < 10**9)
+# Every amount the money type holds (shared.core.money): up to 18 integer digits and 20 places.
+costs = st.integers(0, 20).flatmap(lambda places: st.one_of(
+    st.integers(-10**15, 10**15), st.integers(-(10**(18 + places)) + 1, 10**(18 + places) - 1)).map(
+        lambda n: str(Decimal(f"{n}E-{places}"))))  # exact (scaleb would round past 28 digits)
 date_texts = st.one_of(days.map(lambda d: f"{d.isoformat()}T00:00:00Z"), days.map(date.isoformat),
                        st.sampled_from([None, "", "not a date"]))
 
@@ -151,21 +153,20 @@ def test_apply_matches_reference(case: tuple[Layout, list[MarginRule], list[dict
         assert got["CustomerMarginPercent"][i] == c, item
         assert got["ResellerSubtotal"][i] == rs, item
         assert got["CustomerSubtotal"][i] == cs, item
-    totals = batch_totals(layout, out)
     refs = [reference(layout, rules, it) for it in items]
     with localcontext(prec=100):
-        assert totals.cost == sum((x[0] for x in refs if x[0] is not None), Decimal(0))
-        assert totals.reseller_subtotal == sum((x[3] for x in refs if x[3] is not None), Decimal(0))
-        assert totals.customer_subtotal == sum((x[4] for x in refs if x[4] is not None), Decimal(0))
+        assert arrow_sum(out.column(layout.cost_column)) == sum((x[0] for x in refs if x[0] is not None), Decimal(0))
+        assert arrow_sum(out.column("ResellerSubtotal")) == sum((x[3] for x in refs if x[3] is not None), Decimal(0))
+        assert arrow_sum(out.column("CustomerSubtotal")) == sum((x[4] for x in refs if x[4] is not None), Decimal(0))
 
 
 @settings(max_examples=50, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 29), st.integers(-10**12, 10**12)), min_size=1, max_size=60))
 def test_many_places_take_the_exact_path(rows: list[tuple[int, int]]) -> None:
-    """Costs with 20-28 places (beyond the decimal128 fast path) are still exact."""
+    """Costs with 12-20 places (20 is beyond the decimal128 fast path) are still exact."""
     rule = MarginRule(id="r", level="reseller", target_id="1001", percent=Decimal("12.3456"),
                       effective_from=date(2026, 1, 1))
-    items = [{"Subtotal": str(Decimal(n).scaleb(-(28 - k % 9))), "ChargeStartDate": "2026-10-01",
+    items = [{"Subtotal": str(Decimal(n).scaleb(-(20 - k % 9))), "ChargeStartDate": "2026-10-01",
               "ResellerMpnId": "1001", "CustomerId": CUST_A, "SubscriptionId": SUB_A} for k, n in rows]
     out = MarginEngine(ONETIME, [rule]).apply(batch_from_items(ONETIME, items)).to_pydict()
     for i, item in enumerate(items):
@@ -291,9 +292,11 @@ def test_mappings_and_snapshot() -> None:
 def test_empty_batch_and_totals_add() -> None:
     out = MarginEngine(DAILY, []).apply(batch_from_items(DAILY, []))
     assert out.num_rows == 0 and out.schema.names[-8:] == list(ENGINE_COLUMNS)
-    assert batch_totals(DAILY, out) == MarginTotals()
-    assert MarginTotals(Decimal(1), Decimal(2), Decimal(3)) + MarginTotals(Decimal(1), Decimal(1), Decimal(1)) == \
-        MarginTotals(Decimal(2), Decimal(3), Decimal(4))
+    assert arrow_sum(out.column("CustomerSubtotal")) == 0
+    big = Decimal("999999999999999999.99999999999999999999")  # 38 digits: the default context would round the sum
+    a = Totals(cost=big, microsoft_total=None, reseller=Decimal(2), customer=Decimal(3))
+    assert a.plus(a) == Totals(cost=Decimal("1999999999999999999.99999999999999999998"), microsoft_total=None,
+                               reseller=Decimal(4), customer=Decimal(6))
 
 
 def test_apply_refuses_a_batch_that_already_has_engine_columns() -> None:

@@ -69,7 +69,8 @@ def _findings(ledger: Ledger, inv, file_type: FileType, batch_rows: int = 40) ->
             v.begin_segment()
             v.check(batch_from_items(layout, rows[k:k + batch_rows]))
         v.end_segment()
-    report = v.finish({"id": inv.id, "totalCharges": ledger.total_charges(inv)})
+    report = v.finish({"id": inv.id, "totalCharges": ledger.total_charges(inv),
+                       "billingPeriodStartDate": f"{inv.start.isoformat()}T00:00:00Z"})
     return {(f.rule, f.severity, tuple(sorted(f.key.items()))) for f in report.findings}
 
 
@@ -88,7 +89,7 @@ EXPECTED = {"subtotal": ("SUBTOTAL_FORMULA", "error"), "total": ("TOTAL_FORMULA"
             "duplicate_reference": ("DUPLICATE_REFERENCE", "error"), "duplicate_charge": ("DUPLICATE_CHARGE", "warning"),
             "over_credit": ("OVER_CREDIT", "error"), "exchange_rate": ("EXCHANGE_RATE", "error"),
             "missing_customer": ("MISSING_CUSTOMER", "warning"), "charge_cycle": ("CHARGE_CYCLE", "error"),
-            "invoice_total": ("INVOICE_TOTAL", "error")}
+            "invoice_total": ("INVOICE_TOTAL", "error"), "no_cost": ("MISSING_COST", "error")}
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
@@ -127,3 +128,123 @@ def test_daily_usage_defects(ledger: Ledger, kind: str) -> None:
     finally:
         ledger.reset()
     assert [f[:2] for f in new] == [EXPECTED[kind]]
+
+
+# ---- exact means exact (issue 14, defect 6) ---------------------------------------------------------------------
+
+def test_seat_formula_is_exact_like_csharp_decimal() -> None:
+    """Python's default 28-digit context rounds 1.3333333333333333333333333333 × 3 up to 4 (then 4.00); C#'s
+    decimal keeps 3.9999999999999999999999999999 and ROUNDDOWN gives 3.99."""
+    assert seat_subtotal(D("1.3333333333333333333333333333"), D(1), D(3)) == D("3.99")
+    assert usage_subtotal(D("1.3333333333333333333333333333"), D(3), D(1)) == D("3.99")
+
+
+def _line(ref: str, **values: str | None) -> dict:
+    base = {"ReferenceId": ref, "CustomerId": "c1", "SubscriptionId": "s-" + ref, "ChargeType": "new",
+            "UnitType": "", "BillingFrequency": "", "EffectiveUnitPrice": "10", "BillableQuantity": "1",
+            "PCToBCExchangeRate": "1", "Subtotal": "10", "TaxTotal": "1.9", "Total": "11.9",
+            "PricingCurrency": "EUR", "Currency": "EUR", "PCToBCExchangeRateDate": "2026-10-01"}
+    return {**base, **values}
+
+
+def _report(*lines: dict, invoice: dict | None = None):
+    layout = layout_for(FileType.ONETIME)
+    v = Validator(layout, invoice_id="G1")
+    v.begin_segment()
+    v.check(batch_from_items(layout, list(lines)))
+    v.end_segment()
+    return v.finish(invoice)
+
+
+def _rules(report) -> list[tuple[str, str, str | None]]:
+    return sorted((f.rule, f.severity, f.key.get("ReferenceId")) for f in report.findings)
+
+
+def test_the_float_screen_does_not_skip_a_value_exactly_on_a_cent_boundary() -> None:
+    # 1.33333333333333333333 × 3 is 4.0 in float (frac == 0, skipped before); exactly it is 3.99999999999999999999
+    report = _report(_line("a", EffectiveUnitPrice="1.33333333333333333333", PCToBCExchangeRate="3",
+                           Subtotal="4.00", TaxTotal="0", Total="4.00"))
+    assert _rules(report) == [("SUBTOTAL_FORMULA", ERROR, "a")]
+    assert (report.findings[0].expected, report.findings[0].actual) == ("3.99", "4")
+
+
+def test_the_total_check_has_no_tolerance() -> None:
+    report = _report(_line("a"), _line("b", Total="11.9000001"), _line("c", Total="11.90000000000000000001"))
+    assert _rules(report) == [("TOTAL_FORMULA", ERROR, "b"), ("TOTAL_FORMULA", ERROR, "c")]
+
+
+def test_large_amounts_are_checked_exactly() -> None:
+    big = _line("a", UnitType="1 Hour", EffectiveUnitPrice="98425.19685", BillableQuantity="5000",
+                PCToBCExchangeRate="25400", Subtotal="12499999999950", TaxTotal="1249999999995",
+                Total="13749999999945")
+    assert _report(big, invoice={"id": "G1", "totalCharges": "13749999999945"}).findings == []
+    off = _report({**big, "Subtotal": "12499999999950.01", "Total": "13749999999945.01"},
+                  invoice={"id": "G1", "totalCharges": "13749999999945"})
+    assert _rules(off) == [("INVOICE_TOTAL", ERROR, None), ("SUBTOTAL_FORMULA", ERROR, "a")]
+
+
+# ---- a line with no cost (defect 5) ------------------------------------------------------------------------------
+
+def test_a_line_without_cost_is_an_error_and_is_counted() -> None:
+    from shared.core.margins import Mappings
+    from shared.core.reconcile import FilePlan
+
+    lines = [_line("a"), _line("b", Subtotal=None, TaxTotal=None, Total="100")]
+    assert _rules(_report(*lines)) == [("MISSING_COST", ERROR, "b")]
+    layout = layout_for(FileType.ONETIME)
+    out, tally = FilePlan(layout, [], Mappings()).process(batch_from_items(layout, lines))
+    assert tally.no_cost_lines == 1 and tally.rows == 2
+    assert tally.sums.cost == D(10) and tally.sums.microsoft_total == D("111.9")
+
+
+# ---- duplicates as the README says (defect 14) --------------------------------------------------------------------
+
+def test_an_exact_duplicate_line_is_a_duplicate_reference_and_a_duplicate_charge() -> None:
+    report = _report(_line("a"), _line("a"), _line("z", SubscriptionId="s-a"))
+    assert _rules(report) == [("DUPLICATE_CHARGE", WARNING, "a"), ("DUPLICATE_CHARGE", WARNING, "z"),
+                              ("DUPLICATE_REFERENCE", ERROR, "a")]
+
+
+# ---- credits for a cycle billed earlier (defect 14) ---------------------------------------------------------------
+
+def _seat(ref: str, charge: str, quantity: int, eup: str, start: str, end: str, sub_start: str = "2026-03-15",
+          frequency: str = "Monthly", sub: str = "s49") -> dict:
+    subtotal = rounddown(D(eup)) * quantity
+    return _line(ref, SubscriptionId=sub, ChargeType=charge, BillableQuantity=str(quantity), EffectiveUnitPrice=eup,
+                 Subtotal=str(subtotal), TaxTotal="0", Total=str(subtotal), BillingFrequency=frequency,
+                 ChargeStartDate=f"{start}T00:00:00Z", ChargeEndDate=f"{end}T00:00:00Z",
+                 SubscriptionStartDate=f"{sub_start}T00:00:00Z", SubscriptionEndDate="2027-03-14T00:00:00Z")
+
+
+MAY = {"id": "G1", "billingPeriodStartDate": "2026-05-01T00:00:00Z"}
+
+
+def test_a_credit_for_a_cycle_billed_in_an_earlier_invoice_is_a_warning_with_the_reason() -> None:
+    """The issue's case: cycle Apr 15 – May 14 charged in April's invoice; May's holds +2 seats and −5 seats."""
+    report = _report(_seat("add", "addQuantity", 2, "8", "2026-05-03", "2026-05-14"),
+                     _seat("rem", "removeQuantity", -5, "11.2", "2026-05-05", "2026-05-14"), invoice=MAY)
+    assert _rules(report) == [("OVER_CREDIT", WARNING, "rem")]
+    assert "started on 2026-04-15, before this invoice's billing period (2026-05-01)" in report.findings[0].message
+    annual = _report(_seat("add", "addQuantity", 1, "300", "2026-05-02", "2027-01-19", "2026-01-20", "Annual", "s57"),
+                     _seat("rem", "removeQuantity", -3, "299", "2026-05-04", "2027-01-19", "2026-01-20", "Annual",
+                           "s57"), invoice=MAY)
+    assert _rules(annual) == [("OVER_CREDIT", WARNING, "rem")]
+
+
+def test_a_credit_beyond_a_charge_of_the_same_period_within_the_invoice_is_an_error() -> None:
+    report = _report(_seat("new", "new", 2, "10", "2026-05-15", "2026-06-14", "2026-05-15"),
+                     _seat("rem", "removeQuantity", -3, "10", "2026-05-16", "2026-06-14", "2026-05-15"), invoice=MAY)
+    assert _rules(report) == [("OVER_CREDIT", ERROR, "rem")]
+
+
+def test_simulated_removals_of_cycles_billed_a_month_earlier_raise_no_error(ledger: Ledger) -> None:
+    """The dong invoices (devtools/simulator/vnd.py): removals in the second refund cycles billed in the first."""
+    try:
+        invoices = ledger.publish_vnd()
+        for inv in invoices:
+            findings = _findings(ledger, inv, FileType.ONETIME, batch_rows=3)
+            assert not [f for f in findings if f[1] == ERROR], findings
+        assert sorted(f[:2] for f in _findings(ledger, invoices[1], FileType.ONETIME)) == \
+            [("OVER_CREDIT", WARNING), ("OVER_CREDIT", WARNING)]
+    finally:
+        ledger.reset()

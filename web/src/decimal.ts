@@ -1,7 +1,7 @@
 // Money in the page is exact, as in the engine: the API's decimal strings become integers of 10^-28 (BigInt),
 // are added as such, and are shown rounded half away from zero to 2 places. Never a JavaScript Number.
 
-const SCALE = 28; // the engine's decimal128(38, 28): no amount has more places
+const SCALE = 28; // amounts have at most 20 places (shared/core/money.py: decimal128(38, 20)); 28 is room to spare
 
 export function units(text: string): bigint | null {
   const m = /^([+-]?)(\d*)(?:\.(\d*))?$/.exec(text.trim());

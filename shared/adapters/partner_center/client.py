@@ -13,10 +13,10 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from decimal import Decimal
 from typing import IO, Any, Iterator
 from urllib.parse import parse_qs, urlsplit
 
+from shared.core.money import Decimal
 from shared.adapters.partner_center.transport import (
     GRAPH_SCOPE,
     PARTNER_CENTER_SCOPE,
