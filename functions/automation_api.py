@@ -12,6 +12,7 @@ from functions.http_api import audited_redirect, readable_file
 from functions.http_support import access_for, api, json_response, parse_body
 from shared.app import automation
 from shared.app.context import get_context
+from shared.core.boundaries import is_whole_number
 from shared.core.models import AutomationIn, BulkRegenerateIn
 from shared.core.access import Action
 from shared.core.problems import bad_request
@@ -46,7 +47,7 @@ def get_calendar(req: func.HttpRequest) -> func.HttpResponse:
 
 def months_param(req: func.HttpRequest) -> int:
     raw = req.params.get("months") or "3"
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_CALENDAR_MONTHS:
+    if not is_whole_number(raw) or not 1 <= int(raw) <= MAX_CALENDAR_MONTHS:
         raise bad_request(f"months must be a whole number from 1 to {MAX_CALENDAR_MONTHS}.", "months")
     return int(raw)
 
@@ -63,7 +64,7 @@ def list_file_versions(req: func.HttpRequest) -> func.HttpResponse:
 @api(Action.FILES_READ, scoped=True)
 def download_file_version(req: func.HttpRequest) -> func.HttpResponse:
     raw = req.route_params.get("version", "")
-    if not raw.isdigit() or int(raw) < 1:
+    if not is_whole_number(raw) or int(raw) < 1:
         raise bad_request("version must be a whole number from 1.", "version")
     record = readable_file(req)
     url, expires = automation.version_download_link(get_context(), record.tenant_id, record.id, int(raw))

@@ -47,9 +47,8 @@ def put_tenant(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="tenants", methods=["GET"])
 @api(Action.TENANT_READ, scoped=True)
 def list_tenants(req: func.HttpRequest) -> func.HttpResponse:
-    guard = current_guard()
-    items = [t.model_dump(mode="json", by_alias=True) for t in get_context().tenants.list()
-             if guard.allows_in(t.tenant_id)]
+    tenants = current_guard().filter_tenants(get_context().tenants.list(), lambda t: t.tenant_id)
+    items = [t.model_dump(mode="json", by_alias=True) for t in tenants]
     return json_response({"items": items})
 
 
@@ -77,7 +76,7 @@ def list_files(req: func.HttpRequest) -> func.HttpResponse:
     invoice_type = query_choice(req, "invoiceType", {t.value for t in FileType})
     status = query_choice(req, "status", {s.value for s in FileStatus})
     invoice_id = req.params.get("invoiceId") or None
-    if invoice_id and not re.match(INVOICE_ID_PATTERN, invoice_id):
+    if invoice_id and not re.fullmatch(INVOICE_ID_PATTERN, invoice_id):
         raise bad_request("invoiceId must be letters and digits.", "invoiceId")
     items = file_requests.list_files(get_context(), tenant_id, invoice_type, status, invoice_id)
     return json_response({"items": [r.public() for r in access.filter(items, Scope.lines)]})
@@ -166,7 +165,7 @@ def list_invoices(req: func.HttpRequest) -> func.HttpResponse:
 def get_charges(req: func.HttpRequest) -> func.HttpResponse:
     tenant_id, access = access_for(req)
     invoice_id = req.route_params.get("invoiceId", "")
-    if not re.match(INVOICE_ID_PATTERN, invoice_id):
+    if not re.fullmatch(INVOICE_ID_PATTERN, invoice_id):
         raise bad_request("invoiceId must be letters and digits.", "invoiceId")
     file_type = query_choice(req, "type", {t.value for t in FileType})
     if file_type is None:
