@@ -26,7 +26,9 @@ _TRIGGER_BYTES = np.zeros(256, dtype=bool)
 _TRIGGER_BYTES[np.frombuffer(FORMULA_TRIGGERS.encode(), dtype=np.uint8)] = True
 _PLAIN_NEGATIVE = r"^-[0-9]+(\.[0-9]+)?$"  # what a spreadsheet reads as a number, never as a formula
 _PLAIN_NEGATIVE_RE = re.compile(_PLAIN_NEGATIVE)
-_TRIGGER_START = "^[=+\\-@\t\r]"
+# The same test as `is_formula_text`, as one RE2 pattern (no look-ahead there): a trigger other than "-", or a "-"
+# that does not begin a plain number (nothing after it, a non-digit, or digits followed by anything else).
+_FORMULA_START = r"^([=+@\t\r]|-$|-[^0-9]|-[0-9]+([^0-9.]|\.$|\.[^0-9]|\.[0-9]+[^0-9]))"
 
 
 def is_formula_text(value: str | None) -> bool:
@@ -40,17 +42,16 @@ def neutralise_text(value: str) -> str:
 
 
 def _may_hold_formulas(arr: pa.Array) -> bool:
-    """Cheap screen over Arrow's buffers: does any value begin with a trigger byte? (~5 ms per million values,
-    so the regular expressions below run only on the rare column that needs them.)"""
+    """Cheap screen over Arrow's buffers: is the first byte of any value a trigger? (~15 µs per 6,144 values, so
+    the regular expressions below run only on the rare column that needs them.) An empty value's "first byte" is
+    its neighbour's: at worst a needless exact check, never a missed one."""
     offsets_buf, data_buf = arr.buffers()[1], arr.buffers()[2]
     if data_buf is None or data_buf.size == 0 or len(arr) == 0:
         return False
-    width = np.int64 if pa.types.is_large_string(arr.type) else np.int32
-    offsets = np.frombuffer(offsets_buf, dtype=width, count=len(arr) + 1, offset=arr.offset * np.dtype(width).itemsize)
-    data = np.frombuffer(data_buf, dtype=np.uint8)
-    starts = offsets[:-1]
-    first = data.take(np.minimum(starts, data.size - 1))
-    return bool((_TRIGGER_BYTES[first] & (offsets[1:] != starts)).any())
+    width = np.dtype(np.int64 if pa.types.is_large_string(arr.type) else np.int32)
+    starts = np.frombuffer(offsets_buf, dtype=width, count=len(arr), offset=arr.offset * width.itemsize)
+    first = np.frombuffer(data_buf, dtype=np.uint8).take(starts, mode="clip")
+    return bool(_TRIGGER_BYTES.take(first).any())
 
 
 def neutralise_formulas(arr: pa.Array) -> pa.Array:
@@ -58,9 +59,7 @@ def neutralise_formulas(arr: pa.Array) -> pa.Array:
     Anything that is not text (decimals, dates as types) is returned unchanged."""
     if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)) or not _may_hold_formulas(arr):
         return arr
-    starts = pc.match_substring_regex(arr, _TRIGGER_START)
-    numbers = pc.match_substring_regex(arr, _PLAIN_NEGATIVE)
-    mask = pc.fill_null(pc.and_(starts, pc.invert(numbers)), False)
+    mask = pc.fill_null(pc.match_substring_regex(arr, _FORMULA_START), False)
     prefixed = pc.binary_join_element_wise(pa.scalar("'", arr.type), arr, pa.scalar("", arr.type))
     return pc.if_else(mask, prefixed, arr)
 
