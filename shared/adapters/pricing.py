@@ -180,6 +180,13 @@ _IMPORT_MODELS: dict[str, type[ApiModel]] = {
 
 def parse_import(text: str) -> list[Identifier]:
     """Validate a whole CSV (`kind,id,internalId,name,poNumber`); raise a 400 listing every bad row."""
+    try:
+        return _parse_import(text)
+    except csv.Error as exc:  # e.g. a cell over the csv module's 131,072-character limit: a 400, never a 500
+        raise bad_request(f"The CSV could not be read ({exc}).", "body") from None
+
+
+def _parse_import(text: str) -> list[Identifier]:
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
     header = [h.strip() for h in reader.fieldnames or []]
     missing = [c for c in ("kind", "id") if c not in header]
