@@ -161,9 +161,9 @@ class Transport:
                     return result["access_token"]
                 problem = str(result.get("error"))
                 if problem == "invalid_client":  # the same words as a missing secret (see Credentials.secret)
+                    detail = str(result.get("error_description") or "").splitlines() or [""]
                     log.warning("Entra refused the client credentials of tenant %s: %.300s", self.creds.tenant_id,
-                                str(result.get("error_description", "")).splitlines()[0] if result.get(
-                                    "error_description") else "")
+                                detail[0])
                     raise PartnerCenterError(SECRET_REFUSED)
                 if problem not in ENTRA_TRANSIENT:
                     # Entra's text names the problem (bad secret, unknown app); it holds no secret.
