@@ -24,6 +24,8 @@ from pydantic_core import PydanticCustomError
 FORMULA_TRIGGERS = "=+-@\t\r"
 _TRIGGER_BYTES = np.zeros(256, dtype=bool)
 _TRIGGER_BYTES[np.frombuffer(FORMULA_TRIGGERS.encode(), dtype=np.uint8)] = True
+_OFFSET, _LARGE_OFFSET, _LARGE = np.dtype(np.int32), np.dtype(np.int64), pa.large_string()
+_TEXT = (pa.string(), _LARGE)
 _PLAIN_NEGATIVE = r"^-[0-9]+(\.[0-9]+)?$"  # what a spreadsheet reads as a number, never as a formula
 _PLAIN_NEGATIVE_RE = re.compile(_PLAIN_NEGATIVE)
 # The same test as `is_formula_text`, as one RE2 pattern (no look-ahead there): a trigger other than "-", or a "-"
@@ -45,19 +47,18 @@ def _may_hold_formulas(arr: pa.Array) -> bool:
     """Cheap screen over Arrow's buffers: is the first byte of any value a trigger? (~15 µs per 6,144 values, so
     the regular expressions below run only on the rare column that needs them.) An empty value's "first byte" is
     its neighbour's: at worst a needless exact check, never a missed one."""
-    offsets_buf, data_buf = arr.buffers()[1], arr.buffers()[2]
-    if data_buf is None or data_buf.size == 0 or len(arr) == 0:
+    _, offsets_buf, data_buf = arr.buffers()
+    if not data_buf or not len(arr):
         return False
-    width = np.dtype(np.int64 if pa.types.is_large_string(arr.type) else np.int32)
+    width = _LARGE_OFFSET if arr.type == _LARGE else _OFFSET
     starts = np.frombuffer(offsets_buf, dtype=width, count=len(arr), offset=arr.offset * width.itemsize)
-    first = np.frombuffer(data_buf, dtype=np.uint8).take(starts, mode="clip")
-    return bool(_TRIGGER_BYTES.take(first).any())
+    return bool(_TRIGGER_BYTES[np.frombuffer(data_buf, dtype=np.uint8).take(starts, mode="clip")].any())
 
 
 def neutralise_formulas(arr: pa.Array) -> pa.Array:
     """A text column with every cell a spreadsheet would evaluate prefixed by an apostrophe (vectorised).
     Anything that is not text (decimals, dates as types) is returned unchanged."""
-    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)) or not _may_hold_formulas(arr):
+    if arr.type not in _TEXT or not _may_hold_formulas(arr):
         return arr
     mask = pc.fill_null(pc.match_substring_regex(arr, _FORMULA_START), False)
     prefixed = pc.binary_join_element_wise(pa.scalar("'", arr.type), arr, pa.scalar("", arr.type))
