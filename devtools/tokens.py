@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     for name, value in (("--tenant", args.tenant), ("--object-id", args.object_id)):
-        if value is not None and not GUID.match(value):
+        if value is not None and not GUID.fullmatch(value):
             parser.error(f"{name} must be a GUID")
     minter = minter_from_state()
     object_id = (args.object_id or str(uuid.uuid4())).lower()

@@ -13,6 +13,7 @@ from functions.http_support import (access_for, handles, json_response, link_res
                                     requester)
 from shared.app import automation, downloads, versions
 from shared.app.context import get_context
+from shared.core.boundaries import is_whole_number
 from shared.core.models import AutomationIn, BulkRegenerateIn
 from shared.core.problems import bad_request
 
@@ -41,7 +42,7 @@ def get_calendar(req: func.HttpRequest) -> func.HttpResponse:
 
 def months_param(req: func.HttpRequest) -> int:
     raw = req.params.get("months") or "3"
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_CALENDAR_MONTHS:
+    if not is_whole_number(raw) or not 1 <= int(raw) <= MAX_CALENDAR_MONTHS:
         raise bad_request(f"months must be a whole number from 1 to {MAX_CALENDAR_MONTHS}.", "months")
     return int(raw)
 
@@ -55,7 +56,7 @@ def list_file_versions(req: func.HttpRequest) -> func.HttpResponse:
 @handles(bp)
 def download_file_version(req: func.HttpRequest) -> func.HttpResponse:
     raw = req.route_params.get("version", "")
-    if not raw.isdigit() or int(raw) < 1:
+    if not is_whole_number(raw) or int(raw) < 1:
         raise bad_request("version must be a whole number from 1.", "version")
     link = downloads.version_link(get_context(), readable_file(req), int(raw), requester(req))
     return link_response(req, link)

@@ -45,7 +45,7 @@ def put_tenant(req: func.HttpRequest) -> func.HttpResponse:
 
 @handles(bp)
 def list_tenants(req: func.HttpRequest) -> func.HttpResponse:
-    items = tenants.list_tenants(get_context(), current_guard().allows_in)
+    items = current_guard().filter_tenants(tenants.list_tenants(get_context()), lambda t: t.tenant_id)
     return json_response({"items": [t.model_dump(mode="json", by_alias=True) for t in items]})
 
 
@@ -70,7 +70,7 @@ def list_files(req: func.HttpRequest) -> func.HttpResponse:
     invoice_type = query_choice(req, "invoiceType", {t.value for t in FileType})
     status = query_choice(req, "status", {s.value for s in FileStatus})
     invoice_id = req.params.get("invoiceId") or None
-    if invoice_id and not re.match(INVOICE_ID_PATTERN, invoice_id):
+    if invoice_id and not re.fullmatch(INVOICE_ID_PATTERN, invoice_id):
         raise bad_request("invoiceId must be letters and digits.", "invoiceId")
     items = file_requests.list_files(get_context(), tenant_id, invoice_type, status, invoice_id)
     return json_response({"items": [r.public() for r in access.filter(items, Scope.lines)]})
@@ -118,7 +118,7 @@ def list_invoices(req: func.HttpRequest) -> func.HttpResponse:
 def get_charges(req: func.HttpRequest) -> func.HttpResponse:
     tenant_id, access = access_for(req)
     invoice_id = req.route_params.get("invoiceId", "")
-    if not re.match(INVOICE_ID_PATTERN, invoice_id):
+    if not re.fullmatch(INVOICE_ID_PATTERN, invoice_id):
         raise bad_request("invoiceId must be letters and digits.", "invoiceId")
     file_type = query_choice(req, "type", {t.value for t in FileType})
     if file_type is None:

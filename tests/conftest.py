@@ -149,7 +149,7 @@ def call(functions: dict[str, Any], name: str, method: str, *, route: dict[str, 
 def _is_guid(value: str) -> bool:
     import re
 
-    return bool(re.match(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", value))
+    return bool(re.fullmatch(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", value))
 
 
 def problem(resp: func.HttpResponse) -> dict[str, Any]:

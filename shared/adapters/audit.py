@@ -31,21 +31,29 @@ class AuditEntry(ApiModel):
     version: int
     kind: str  # "file" | "findings"
     client_address: str | None = None
-    forwarded_for: str | None = None  # the whole X-Forwarded-For chain (valid addresses only): a first entry can
-    # be set by the client itself, the later ones are added by the proxies in front of the app
+    forwarded_for: str | None = None  # the whole X-Forwarded-For chain (valid addresses only), for the record:
+    # only its last entry, which the platform appends, is the client address; the others are client-written
     expires_at: datetime
 
 
+# The headers the Functions front end sets to the address that connected to it, when there is no X-Forwarded-For.
+CLIENT_IP_HEADERS = ("X-Client-IP", "CLIENT-IP")
+
+
 def client_address(headers: Any) -> str | None:
-    """The caller's address: the first `X-Forwarded-For` entry, else the client address headers the Functions
-    front end sets. Only a well-formed IP address is kept (a header is caller-controlled text)."""
-    for name in ("X-Forwarded-For", "X-Client-IP", "CLIENT-IP"):
-        raw = headers.get(name) if headers is not None else None
-        if not raw:
-            continue
-        address = _ip(str(raw).split(",")[0])
-        if address:
-            return address
+    """The caller's address as the platform saw it: the right-most `X-Forwarded-For` entry, which the platform's
+    front end appends (every entry left of it was written by the client or a proxy it chose, so it proves
+    nothing); without that header, the client-IP header the Functions host passes. Only a well-formed IP address
+    is kept; a right-most entry that is not one gives no address rather than an earlier, client-written one."""
+    if headers is None:
+        return None
+    forwarded = headers.get("X-Forwarded-For")
+    if forwarded:
+        return _ip(str(forwarded).rsplit(",", 1)[-1])
+    for name in CLIENT_IP_HEADERS:
+        raw = headers.get(name)
+        if raw:
+            return _ip(str(raw))
     return None
 
 

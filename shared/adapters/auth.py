@@ -199,7 +199,7 @@ class TokenValidator:
         """The token's issuer if we accept it, and where its OpenID configuration lives. Decided from the
         unverified claims; the signature check that follows uses only that issuer's keys."""
         iss, tid = claims.get("iss"), claims.get("tid")
-        if not isinstance(iss, str) or not isinstance(tid, str) or not _GUID.match(tid):
+        if not isinstance(iss, str) or not isinstance(tid, str) or not _GUID.fullmatch(tid):
             raise Unauthenticated("The token's issuer is not accepted")
         local = self.config.local_issuer
         if local is not None and iss.rstrip("/") == local:
@@ -272,7 +272,7 @@ def _bearer_token(header: str | None) -> str:
     if scheme.lower() != "bearer":
         raise Unauthenticated("No bearer token", error=None)
     token = token.strip()
-    if len(token) > MAX_TOKEN_CHARS or not _TOKEN.match(token):
+    if len(token) > MAX_TOKEN_CHARS or not _TOKEN.fullmatch(token):
         raise Unauthenticated("The token is malformed")
     return token
 
@@ -301,7 +301,7 @@ def _caller(claims: dict[str, Any], issuer: str) -> Caller:
     is_app = claims.get("idtyp") == "app" or "scp" not in claims
     identity = (claims.get("azp") or claims.get("appid")) if is_app else claims.get("oid")
     tid = claims.get("tid")
-    if not isinstance(identity, str) or not _GUID.match(identity) or not isinstance(tid, str):
+    if not isinstance(identity, str) or not _GUID.fullmatch(identity) or not isinstance(tid, str):
         raise Unauthenticated("The token names no caller")
     roles = claims.get("roles") or []
     if not isinstance(roles, list):

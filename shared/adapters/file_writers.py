@@ -7,10 +7,12 @@ re-staged under the same ids.
 Formats:
 - CSV streams straight into blocks. Its header block is staged last (so a column Microsoft added mid-stream
   still gets its header) and committed first. Regional options: delimiter, decimal separator, date format.
+  Text cells a spreadsheet would evaluate (leading = + - @ tab CR) get a leading apostrophe; numbers never do.
 - Parquet and XLSX cannot take back what they wrote, so each segment is spooled to a local Arrow IPC file and
   replayed into the format only once the segment is complete. Parquet keeps the decimal types. XLSX is written
   by XlsxWriter in constant-memory mode to a temporary file, then uploaded block by block; its amounts are Excel
-  numbers written from the decimal's own text at 16 significant digits (Excel's precision), never via float.
+  numbers written from the decimal's own text at 16 significant digits (Excel's precision), never via float;
+  text is a string cell (never a formula), quote-prefixed when it begins like one.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 from azure.storage.blob import BlobBlock, BlobClient, ContentSettings
 
+from shared.core.boundaries import is_formula_text, neutralise_formulas, neutralise_text
 from shared.core.columns import ENGINE_COLUMNS
 from shared.core.models import CsvFormat, FileFormat
 from shared.core.money import CONTEXT, Decimal, arrow_text
@@ -206,8 +209,9 @@ class CsvWriter:
             arr = batch.column(idx)
             if pa.types.is_decimal(arr.type):
                 arr = arrow_text(arr, self.fmt.decimal_separator)
-            elif name in self.date_columns and self.fmt.date_format != "iso":
-                arr = format_dates(arr, self.fmt.date_format)
+            else:  # text: Microsoft's (CustomerName is the customer's own), our ids and PO numbers
+                dates = name in self.date_columns and self.fmt.date_format != "iso"
+                arr = neutralise_formulas(format_dates(arr, self.fmt.date_format) if dates else arr)
             arrays.append(arr)
         # Straight into the block being filled (no whole-batch copy of the CSV text on the way).
         pcsv.write_csv(pa.RecordBatch.from_arrays(arrays, names=self.columns), _SinkFile(self.sink), self._options)
@@ -225,7 +229,7 @@ class CsvWriter:
 
 def header_line(columns: Sequence[str], delimiter: str) -> bytes:
     out = io.BytesIO()
-    table = pa.table({c: pa.array([], pa.string()) for c in columns})
+    table = pa.table({neutralise_text(c): pa.array([], pa.string()) for c in columns})
     pcsv.write_csv(table, out, pcsv.WriteOptions(include_header=True, delimiter=delimiter, quoting_style="needed"))
     return b"\xef\xbb\xbf" + out.getvalue()  # UTF-8 BOM: Excel then reads accents correctly
 
@@ -323,11 +327,12 @@ class XlsxWriter(_Spooled):
         self._book = xlsxwriter.Workbook(self._path, {"constant_memory": True, "strings_to_numbers": False,
                                                       "strings_to_formulas": False, "strings_to_urls": False})
         self._sheet = self._book.add_worksheet("Reconciliation")
+        self._quoted = self._book.add_format({"quote_prefix": True})  # Excel's "'": text even when edited
         self._row = 0
 
     def emit(self, batch: pa.RecordBatch) -> None:
         if self._row == 0:
-            self._sheet.write_row(0, 0, batch.schema.names)
+            self._sheet.write_row(0, 0, batch.schema.names, self._quoted)  # a field name is text too
             self._row = 1
         if self._row + batch.num_rows > XLSX_MAX_ROWS + 1:
             raise TooManyRows(f"More than {XLSX_MAX_ROWS:,} rows do not fit in one Excel sheet; choose CSV or "
@@ -341,13 +346,15 @@ class XlsxWriter(_Spooled):
                     continue
                 if numeric[j]:
                     self._sheet.write_number(self._row, j, _excel_number(value))
+                elif is_formula_text(value):
+                    self._sheet.write_string(self._row, j, value, self._quoted)
                 else:
                     self._sheet.write_string(self._row, j, value)
             self._row += 1
 
     def finish(self, metadata: dict[str, str]) -> None:
         if self._row == 0 and self._schema is not None:
-            self._sheet.write_row(0, 0, self._schema.names)
+            self._sheet.write_row(0, 0, self._schema.names, self._quoted)
         self._book.close()
         try:
             with open(self._path, "rb") as f:
@@ -356,6 +363,7 @@ class XlsxWriter(_Spooled):
             os.unlink(self._path)
         self.sink.end_segment()
         self.sink.commit(b"", self.content_type, metadata)
+
 
 
 def _excel_number(value: Decimal) -> Decimal:

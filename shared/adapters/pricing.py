@@ -16,15 +16,19 @@ from typing import Annotated, Any, Literal
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import UpdateMode
-from pydantic import StringConstraints, ValidationError
+from pydantic import AfterValidator, StringConstraints, ValidationError
 
+from shared.core.boundaries import check_file_text
 from shared.core.margins import MarginRule, MarginRuleIn, Mappings, overlaps
 from shared.core.models import GUID_PATTERN, MPN_ID_PATTERN, ApiModel
 from shared.core.problems import Problem, bad_request, conflict, not_found
 from shared.adapters.storage import Storage
 
 IdentifierKind = Literal["reseller", "customer", "subscription"]
-InternalId = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f]+$")]
+# Written into every file's cells: letters, digits and a few separators, never a leading = + - @ (a formula to a
+# spreadsheet) nor a control character; a clear 400 naming the field otherwise (shared/core/boundaries.py).
+FileText = Annotated[str, StringConstraints(min_length=1, max_length=100), AfterValidator(check_file_text)]
+InternalId = FileText
 MAX_IMPORT_ROWS = 50_000
 _ID_PATTERNS = {"reseller": MPN_ID_PATTERN, "customer": GUID_PATTERN, "subscription": GUID_PATTERN}
 
@@ -40,7 +44,7 @@ class CustomerIdentifierIn(ApiModel):
 
 class SubscriptionIdentifierIn(ApiModel):
     internal_id: InternalId | None = None
-    po_number: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+    po_number: FileText | None = None
 
 
 class Identifier(ApiModel):
@@ -65,7 +69,7 @@ class RowError(ApiModel):
 
 
 def check_target_id(kind: str, value: str, field: str) -> str:
-    if not re.match(_ID_PATTERNS[kind], value):
+    if not re.fullmatch(_ID_PATTERNS[kind], value):
         shape = "an MPN id (digits)" if kind == "reseller" else "a GUID"
         raise bad_request(f"A {kind} id must be {shape}.", field)
     return value.lower()
@@ -176,6 +180,13 @@ _IMPORT_MODELS: dict[str, type[ApiModel]] = {
 
 def parse_import(text: str) -> list[Identifier]:
     """Validate a whole CSV (`kind,id,internalId,name,poNumber`); raise a 400 listing every bad row."""
+    try:
+        return _parse_import(text)
+    except csv.Error as exc:  # e.g. a cell over the csv module's 131,072-character limit: a 400, never a 500
+        raise bad_request(f"The CSV could not be read ({exc}).", "body") from None
+
+
+def _parse_import(text: str) -> list[Identifier]:
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
     header = [h.strip() for h in reader.fieldnames or []]
     missing = [c for c in ("kind", "id") if c not in header]
@@ -195,7 +206,7 @@ def parse_import(text: str) -> list[Identifier]:
             errors.append(RowError(line=n, field="kind", message="kind must be reseller, customer or subscription"))
             continue
         id_ = row.get("id", "")
-        if not re.match(_ID_PATTERNS[kind], id_):
+        if not re.fullmatch(_ID_PATTERNS[kind], id_):
             errors.append(RowError(line=n, field="id", message=f"not a valid {kind} id"))
             continue
         key = (kind, id_.lower())

@@ -71,7 +71,7 @@ class ReachIndex:
         tenant_id = tenant_id.lower()
         customers: set[str] = set()
         subscriptions: set[str] = set()
-        for reseller in sorted(r for r in reseller_ids if r and _MPN.match(r)):
+        for reseller in sorted(r for r in reseller_ids if r and _MPN.fullmatch(r)):
             for row in self._query(tenant_id, f"r|{reseller}|"):
                 customers.add(row["customer_id"])
                 if row.get("subscription_id"):

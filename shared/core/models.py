@@ -5,14 +5,28 @@ Requests refuse unknown fields (a typo must not be silently ignored). JSON is ca
 
 from __future__ import annotations
 
-import re
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
+from shared.core.boundaries import (
+    SECRET_SETTING_PATTERN,
+    SECRET_SETTING_PREFIX,
+    check_secret_setting_name,
+    full_match,
+)
 from shared.core.columns import FileType
 from shared.core.money import ZERO, Decimal, exact_sum, plain
 
@@ -20,7 +34,6 @@ GUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0
 INVOICE_ID_PATTERN = r"^([A-Za-z0-9]{1,32}|(?i:unbilled-(current|last)))$"
 UNBILLED_PREFIX = "UNBILLED-"  # "unbilled-current" / "unbilled-last": usage before its invoice exists
 MPN_ID_PATTERN = r"^[0-9]{1,10}$"
-SETTING_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 
 Guid = Annotated[str, StringConstraints(pattern=GUID_PATTERN)]
 
@@ -32,7 +45,12 @@ MpnId = Annotated[str, StringConstraints(pattern=MPN_ID_PATTERN)]
 
 
 def is_guid(value: str) -> bool:
-    return bool(re.match(GUID_PATTERN, value))
+    return full_match(GUID_PATTERN, value)
+
+
+# Pydantic checks `pattern=` with Rust's regex, where `$` is the end of the text: "1234567\n" is refused there
+# (tests/core/test_boundaries.py checks it); Python-side checks use `full_match`.
+SecretSettingName = Annotated[str, AfterValidator(check_secret_setting_name)]
 
 
 class ApiModel(BaseModel):
@@ -89,8 +107,10 @@ class CsvFormat(ApiModel):
 class TenantIn(ApiModel):
     display_name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     client_id: Guid
-    client_secret_setting: Annotated[str, StringConstraints(pattern=SETTING_NAME_PATTERN)] = Field(
-        description="Name of the app setting that holds the client secret (a Key Vault reference in Azure)."
+    client_secret_setting: SecretSettingName = Field(
+        description=f"Name of the app setting that holds the client secret (a Key Vault reference in Azure); it "
+                    f"must start with {SECRET_SETTING_PREFIX}.",
+        json_schema_extra={"pattern": SECRET_SETTING_PATTERN},
     )
     billing_anniversary_day: int | None = Field(default=None, ge=1, le=31)
     csv_format: CsvFormat | None = None

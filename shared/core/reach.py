@@ -78,9 +78,9 @@ def _valid(keys: Iterable[str]) -> set[Triple]:
         if len(parts) != 3:
             continue
         reseller, customer, subscription = parts[0], parts[1].lower(), parts[2].lower()
-        if reseller in DIRECT_RESELLER_IDS or not _MPN.match(reseller) or int(reseller) <= 0:
+        if reseller in DIRECT_RESELLER_IDS or not _MPN.fullmatch(reseller) or int(reseller) <= 0:
             continue
-        if not _GUID.match(customer):
+        if not _GUID.fullmatch(customer):
             continue
-        out.add((reseller, customer, subscription if _GUID.match(subscription) else ""))
+        out.add((reseller, customer, subscription if _GUID.fullmatch(subscription) else ""))
     return out

@@ -3,6 +3,7 @@ slow answers, the retry budget and the per-tenant concurrency limit."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from datetime import datetime, timezone
@@ -17,12 +18,12 @@ from shared.adapters.settings import Settings
 from tests.conftest import SECRET_SETTING
 
 
-def client(sim, monkeypatch: pytest.MonkeyPatch, **settings: str):
+def client(sim, monkeypatch: pytest.MonkeyPatch, secret_setting: str = SECRET_SETTING, **settings: str):
     for key, value in settings.items():
         monkeypatch.setenv(key, value)
     now = datetime.now(timezone.utc)
     tenant = Tenant(tenant_id=sim.tenant_id, display_name="Sim", client_id=sim.client_id,
-                    client_secret_setting=SECRET_SETTING, created_at=now, updated_at=now)
+                    client_secret_setting=secret_setting, created_at=now, updated_at=now)
     return client_for(tenant, Settings())  # type: ignore[call-arg]
 
 
@@ -51,13 +52,26 @@ def test_a_wrong_secret_is_a_clear_sign_in_error(sim_env, sim, monkeypatch) -> N
         client(sim, monkeypatch).get_invoice(g_invoice(sim))
 
 
-def test_a_missing_secret_setting_names_the_setting(sim_env, sim, monkeypatch) -> None:
-    monkeypatch.delenv(SECRET_SETTING)
+def _sign_in_error(sim, monkeypatch: pytest.MonkeyPatch, setting: str) -> str:
     from shared.adapters.partner_center import transport
 
     monkeypatch.setattr(transport, "_apps", {})
-    with pytest.raises(PartnerCenterError, match=SECRET_SETTING):
-        client(sim, monkeypatch).get_invoice(g_invoice(sim))
+    with pytest.raises(PartnerCenterError) as failed:
+        client(sim, monkeypatch, secret_setting=setting).get_invoice(g_invoice(sim))
+    return str(failed.value)
+
+
+def test_sign_in_errors_never_tell_which_app_settings_exist(sim_env, sim, monkeypatch) -> None:
+    """Issue 14 #10: a missing setting, a wrong secret, and a stored record naming a setting that is not a
+    PC_SECRET_ one (AzureWebJobsStorage is set, PC_SECRET_NOPE is not) all get the same words."""
+    monkeypatch.setenv("PC_SECRET_WRONG", "not-the-secret")
+    monkeypatch.delenv("PC_SECRET_NOPE", raising=False)
+    assert os.environ.get("AzureWebJobsStorage")
+    wrong = _sign_in_error(sim, monkeypatch, "PC_SECRET_WRONG")
+    missing = _sign_in_error(sim, monkeypatch, "PC_SECRET_NOPE")
+    not_ours = _sign_in_error(sim, monkeypatch, "AzureWebJobsStorage")
+    assert wrong == missing == not_ours
+    assert "is not set" not in wrong and "NOPE" not in wrong and "AzureWebJobsStorage" not in wrong
 
 
 def test_retry_after_is_honoured(sim_env, sim, monkeypatch) -> None:

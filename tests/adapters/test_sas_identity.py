@@ -231,3 +231,40 @@ def test_account_key_path_on_plain_azurite_is_not_user_delegation(ctx: Any) -> N
     assert "spr" not in q  # plain-HTTP Azurite; the link must not demand HTTPS there
     resp = requests.get(url, timeout=10)
     assert resp.status_code == 200 and resp.content == b"plain"
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def test_a_link_never_outlives_its_delegation_key(identity: IdentityStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 14 #13: DOWNLOAD_LINK_MINUTES allows a day while a key lived 6 h (renewed with 30 min left). Every
+    link's signed expiry (`se`) is at or before its key's (`ske`), whatever the link's length or the cached key's
+    age, and the link opens."""
+    blob_service = identity.storage.blob_service
+    real = blob_service.get_user_delegation_key
+    fetched: list[datetime] = []
+
+    def counting(start: datetime, expiry: datetime, **kw: Any) -> Any:
+        fetched.append(expiry)
+        return real(start, expiry, **kw)
+
+    monkeypatch.setattr(blob_service, "get_user_delegation_key", counting)
+    _upload(identity.storage, "t1/long.csv", b"L")
+    links = DownloadLinks(identity.storage)
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    issued = [
+        links.url_for("t1/long.csv", "l.csv", minutes=15, now=now),  # a 6-hour key is fetched and cached
+        links.url_for("t1/long.csv", "l.csv", minutes=24 * 60, now=now + timedelta(minutes=1)),  # the maximum
+        # later, a cached key with little left, then a link longer than what is left of it
+        links.url_for("t1/long.csv", "l.csv", minutes=15, now=now + timedelta(hours=20)),
+        links.url_for("t1/long.csv", "l.csv", minutes=120, now=now + timedelta(hours=23, minutes=50)),
+    ]
+    for url, expiry in issued:
+        q = _query(url)
+        assert _instant(q["se"]) <= _instant(q["ske"]), (q["se"], q["ske"])
+        assert _instant(q["se"]) == expiry.replace(microsecond=0)
+    long_url, long_expiry = issued[1]
+    assert long_expiry == now + timedelta(minutes=1, hours=24)  # the link keeps its full length
+    _assert_opens(long_url, identity, b"L")
+    assert len(fetched) >= 2  # the 6-hour key could not sign a day-long link

@@ -10,6 +10,9 @@ import re
 from datetime import datetime, timedelta, timezone
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
+
+from shared.adapters.audit import client_address
 from shared.core.models import FileStatus
 from shared.core.access import PrincipalIn, Role
 from tests.conftest import ADMIN_OID, call, token_for
@@ -36,7 +39,7 @@ def test_links_are_audited_and_nothing_secret_is_logged(sim_env, ctx, sim, funct
     route = {"tenantId": tenant, "fileId": file_id}
     before = datetime.now(timezone.utc) - timedelta(seconds=1)
     links = [
-        call(functions, "download", "GET", route=route, token=admin, headers={"X-Forwarded-For": "203.0.113.7, 10.0.0.1"}),
+        call(functions, "download", "GET", route=route, token=admin, headers={"X-Forwarded-For": "203.0.113.7, 198.51.100.4:50123"}),
         call(functions, "download_findings", "GET", route=route, token=admin, headers={"X-Forwarded-For": "garbage<script>"}),
         call(functions, "download_file_version", "GET", route={**route, "version": "1"}, token=admin,
              headers={"CLIENT-IP": "[2001:db8::1]:4711"}),
@@ -57,8 +60,8 @@ def test_links_are_audited_and_nothing_secret_is_logged(sim_env, ctx, sim, funct
                  params={"from": before.isoformat()})
     entries = json.loads(audit.get_body())["items"]
     assert [(e["kind"], e["version"], e["clientAddress"]) for e in entries] == [
-        ("file", 1, "203.0.113.7"), ("findings", 1, None), ("file", 1, "2001:db8::1")]
-    assert [e.get("forwardedFor") for e in entries] == ["203.0.113.7, 10.0.0.1", None, None]
+        ("file", 1, "198.51.100.4"), ("findings", 1, None), ("file", 1, "2001:db8::1")]
+    assert [e.get("forwardedFor") for e in entries] == ["203.0.113.7, 198.51.100.4", None, None]
     assert all(e["objectId"] == ADMIN_OID and e["fileId"] == file_id and e["callerTenantId"] == tenant
                for e in entries)
     soon = datetime.now(timezone.utc) + timedelta(minutes=1)
@@ -101,3 +104,21 @@ def test_links_are_audited_and_nothing_secret_is_logged(sim_env, ctx, sim, funct
         for secret in secrets:
             assert secret not in text
         assert not SECRET_LIKE.search(text), SECRET_LIKE.search(text)
+
+
+@pytest.mark.parametrize("headers,expected", [
+    # Issue 14 #7: the client writes the first entries; the platform's front end appends the address it saw.
+    ({"X-Forwarded-For": "1.2.3.4, 198.51.100.4"}, "198.51.100.4"),
+    ({"X-Forwarded-For": "1.2.3.4,198.51.100.4:50123"}, "198.51.100.4"),
+    ({"X-Forwarded-For": "[2001:db8::7]:443"}, "2001:db8::7"),
+    # a right-most entry that is not an address gives none, never the client-written one before it
+    ({"X-Forwarded-For": "1.2.3.4, unknown"}, None),
+    # without X-Forwarded-For, the host's client-IP header
+    ({"X-Client-IP": "198.51.100.9"}, "198.51.100.9"),
+    ({"CLIENT-IP": "198.51.100.9:4711"}, "198.51.100.9"),
+    # with both, X-Forwarded-For decides (its last entry is the front end's own)
+    ({"X-Forwarded-For": "1.2.3.4, 198.51.100.4", "X-Client-IP": "1.2.3.4"}, "198.51.100.4"),
+    ({}, None),
+])
+def test_the_audit_address_is_the_one_the_platform_appended(headers: dict[str, str], expected: str | None) -> None:
+    assert client_address(headers) == expected

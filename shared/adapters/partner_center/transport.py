@@ -25,6 +25,7 @@ from msal.exceptions import MsalError
 import requests
 
 from shared.adapters.settings import PUBLIC_AUTHORITY, Settings
+from shared.core.boundaries import is_secret_setting_name
 
 log = logging.getLogger(__name__)
 
@@ -78,13 +79,22 @@ class Credentials:
     client_secret_setting: str
 
     def secret(self) -> str:
-        value = os.environ.get(self.client_secret_setting)
+        """The secret from the named app setting, which must be a PC_SECRET_ one (a record stored before that
+        rule is refused the same way). A missing setting is answered like a refused secret, so the answer never
+        tells which app settings exist; the log (operators only) says which."""
+        name = self.client_secret_setting
+        value = os.environ.get(name) if is_secret_setting_name(name) else None
         if not value:
-            raise PartnerCenterError(
-                f"The app setting {self.client_secret_setting!r} that should hold this tenant's client secret "
-                "is not set."
-            )
+            log.warning("tenant %s: its clientSecretSetting %r is not a PC_SECRET_ app setting that is set",
+                        self.tenant_id, name)
+            raise PartnerCenterError(SECRET_REFUSED)
         return value
+
+
+# The one answer for a secret that is missing, not a PC_SECRET_ setting, or refused by Entra (invalid_client).
+SECRET_REFUSED = ("Could not sign in to the partner tenant with its clientId and the secret in its "
+                  "clientSecretSetting (invalid_client): check both, and that the setting holds the app's current "
+                  "secret.")
 
 
 _apps: dict[tuple[str, str, str], msal.ConfidentialClientApplication] = {}
@@ -150,6 +160,11 @@ class Transport:
                 if "access_token" in result:
                     return result["access_token"]
                 problem = str(result.get("error"))
+                if problem == "invalid_client":  # the same words as a missing secret (see Credentials.secret)
+                    detail = str(result.get("error_description") or "").splitlines() or [""]
+                    log.warning("Entra refused the client credentials of tenant %s: %.300s", self.creds.tenant_id,
+                                detail[0])
+                    raise PartnerCenterError(SECRET_REFUSED)
                 if problem not in ENTRA_TRANSIENT:
                     # Entra's text names the problem (bad secret, unknown app); it holds no secret.
                     raise PartnerCenterError(
