@@ -60,13 +60,20 @@ KEYS = ("BillTo", "BillToId", "ResellerMpnId", "ResellerInternalId", "CustomerId
 COLUMNS = ("InvoiceId", *KEYS[:13], "ChargeStartDate", "ChargeEndDate", "Quantity", "Amount", "Currency", "Lines")
 
 
+def reseller_of(layout: Layout, batch: pa.RecordBatch) -> pa.Array:
+    """The line's reseller MPN id, null for a direct line (Microsoft writes empty, 0 or -1 there)."""
+    reseller = pc.utf8_trim_whitespace(_text(batch, layout.reseller_column))
+    direct = pc.fill_null(pc.is_in(reseller, value_set=pa.array(sorted(DIRECT_RESELLER_IDS))), True)
+    return pc.if_else(direct, pa.scalar(None, pa.string()), reseller)
+
+
 def price_to_bill(layout: Layout, batch: pa.RecordBatch, view: View) -> tuple[pa.Array, pa.Array, pa.Array]:
     """(BillTo, BillToId, amount) per line of a view: who is billed and the view's price for it."""
     customer = _text(batch, layout.customer_column)
     if view != View.PARTNER:
         return (pa.repeat(pa.scalar("customer"), batch.num_rows), customer, batch.column("CustomerSubtotal"))
-    reseller = pc.utf8_trim_whitespace(_text(batch, layout.reseller_column))
-    direct = pc.fill_null(pc.is_in(reseller, value_set=pa.array(sorted(DIRECT_RESELLER_IDS))), True)
+    reseller = reseller_of(layout, batch)
+    direct = pc.is_null(reseller)
     amount = pc.if_else(direct, batch.column("CustomerSubtotal"), batch.column("ResellerSubtotal"))
     return (pc.if_else(direct, "customer", "reseller"), pc.if_else(direct, customer, reseller), amount)
 
@@ -105,7 +112,7 @@ class BillingSummary:
         lay, f = self.layout, FIELDS[self.layout.file_type]
         bill_to, bill_to_id, amount = price_to_bill(lay, batch, self.view)
         columns = {
-            "BillTo": bill_to, "BillToId": bill_to_id, "ResellerMpnId": _text(batch, lay.reseller_column),
+            "BillTo": bill_to, "BillToId": bill_to_id, "ResellerMpnId": reseller_of(lay, batch),
             "ResellerInternalId": _text(batch, "ResellerInternalId"), "CustomerId": _text(batch, lay.customer_column),
             "CustomerInternalId": _text(batch, "CustomerInternalId"), "CustomerName": _text(batch, f.customer_name),
             "SubscriptionId": _text(batch, lay.subscription_column),
