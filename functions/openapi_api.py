@@ -19,6 +19,8 @@ from shared.adapters.invoices import InvoiceSummary
 from shared.core.margins import MarginRule, MarginRuleIn
 from shared.core.models import AutomationIn, AutomationSettings, BulkRegenerateIn, FileRecord, FileRequest, Tenant, TenantIn
 from shared.core.access import Principal, PrincipalIn
+from shared.core.exports import ExportIn, ExportRecord
+from shared.core.preview import MarginRuleEnd, RulePreviewIn
 
 bp = func.Blueprint()
 
@@ -61,6 +63,18 @@ ROUTES: list[tuple[str, str, str, str, Any, Any, bool, dict[str, dict]]] = [
     ("get", T + "/margin-rules", "list_margin_rules", "Margin rules the caller may read", None, MarginRule, True,
      {"level": STR, "targetId": STR}),
     ("delete", T + "/margin-rules/{ruleId}", "delete_margin_rule", "Delete a margin rule", None, None, False, {}),
+    ("patch", T + "/margin-rules/{ruleId}", "patch_margin_rule", "End-date a rule (If-Match: its ETag)", MarginRuleEnd,
+     MarginRule, False, {}),
+    ("post", T + "/margin-rules:preview", "preview_margin_rule", "A rule's effect on the latest invoice, per customer",
+     RulePreviewIn, "object", False, {}),
+    ("get", T + "/names", "list_names", "Resellers, customers and subscriptions by name", None, "object", True,
+     {"q": STR, "kind": STR, "top": INT}),
+    ("post", FILE + "/exports", "request_export", "Request a billing summary or FOCUS export of a version", ExportIn,
+     ExportRecord, False, {}),
+    ("get", FILE + "/exports", "list_exports", "A file's exports", None, ExportRecord, True, {}),
+    ("get", FILE + "/exports/{exportId}", "get_export", "An export's status", None, ExportRecord, False, {}),
+    ("get", FILE + "/exports/{exportId}/download", "download_export", "302 to the export's short-lived link", None,
+     None, False, {}),
     ("put", T + "/resellers/{resellerMpnId}", "put_reseller_identifier", "A reseller's internal id",
      ResellerIdentifierIn, Identifier, False, {}),
     ("get", T + "/resellers/{resellerMpnId}", "get_reseller_identifier", "A reseller's internal id", None, Identifier,
@@ -89,7 +103,7 @@ ROUTES: list[tuple[str, str, str, str, Any, Any, bool, dict[str, dict]]] = [
     ("get", "/app/{path}", "web_assets", "The web front end's files (no token)", None, "html", False, {}),
     ("get", "/openapi.json", "openapi_document", "This document (no token)", None, "object", False, {}),
 ]
-PATH_PARAMS = {"tenantId": GUID, "fileId": GUID, "ruleId": GUID, "objectId": GUID, "customerId": GUID,
+PATH_PARAMS = {"tenantId": GUID, "fileId": GUID, "exportId": GUID, "ruleId": GUID, "objectId": GUID, "customerId": GUID,
                "subscriptionId": GUID, "resellerMpnId": MPN, "invoiceId": INVOICE, "version": INT,
                "path": {"type": "string", "maxLength": 200}}
 ANONYMOUS_PATHS = {"/health", "/openapi.json", "/web/config", "/app/{path}"}
@@ -134,7 +148,8 @@ def document() -> dict[str, Any]:
             schema = ({"type": "object"} if response == "object" else keys[(response, "serialization")])
             if is_list:
                 schema = {"type": "object", "properties": {"items": {"type": "array", "items": schema}}}
-            op["responses"]["202" if method == "post" and name != "create_margin_rule" and name != "import_identifiers_csv"
+            op["responses"]["202" if method == "post" and name not in ("create_margin_rule", "import_identifiers_csv",
+                                                                       "preview_margin_rule")
                             else "201" if name == "create_margin_rule" else "200"] = {
                 "description": "OK", "content": {"application/json": {"schema": schema}}}
         for status in ("400", "401", "403", "404", "409") if path not in ANONYMOUS_PATHS else ():

@@ -18,6 +18,7 @@ from datetime import datetime
 from decimal import Decimal
 
 import pyarrow as pa
+from azure.core.exceptions import ResourceNotFoundError
 from pydantic import BaseModel, ValidationError
 
 from shared.adapters.file_readers import READABLE_FORMATS, Unreadable, read_version
@@ -142,6 +143,9 @@ class ExportJob:
             self._make(export)
         except (Unreadable, Problem, ValueError, pa.ArrowInvalid) as exc:  # the data cannot make this export
             self._settle(export, etag, ExportStatus.FAILED, error=str(exc))
+            return
+        except ResourceNotFoundError:
+            self._settle(export, etag, ExportStatus.FAILED, error="The file version's blob is gone; regenerate it.")
             return
         except Exception as exc:
             if dequeue_count >= self.ctx.settings.max_dequeue_count:
