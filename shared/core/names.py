@@ -53,13 +53,24 @@ def _text(batch: pa.RecordBatch, name: str) -> pa.Array:
 
 @dataclass
 class NamesCollector:
+    """Per batch, only subscriptions (customers, for lines without one) not seen before are looked at: a batch of
+    known ones costs one `unique` over a column. A subscription's reseller is the one its first lines show."""
+
     layout: Layout
     keys: set[str] = field(default_factory=set)
+    seen: set[str] = field(default_factory=set)
 
     def add(self, batch: pa.RecordBatch) -> None:
         lay = self.layout
         if not batch.num_rows or batch.schema.get_field_index(lay.customer_column) < 0:
             return
+        customer, sub = _text(batch, lay.customer_column), _text(batch, lay.subscription_column)
+        key = pc.coalesce(pc.if_else(pc.equal(sub, ""), pa.scalar(None, pa.string()), sub), customer)
+        new = [k for k in pc.unique(key).to_pylist() if k not in self.seen]
+        if not new:
+            return
+        self.seen.update(new)
+        batch = batch.filter(pc.fill_null(pc.is_in(key, value_set=pa.array(new, pa.string())), False))
         parts = [_text(batch, lay.reseller_column), _text(batch, lay.customer_column),
                  _text(batch, CUSTOMER_NAME[lay.file_type]), _text(batch, lay.subscription_column),
                  _text(batch, SUBSCRIPTION_NAME[lay.file_type])]
