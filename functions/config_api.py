@@ -121,7 +121,8 @@ def _money(value):
 @api(Action.RULES_READ, scoped=True)
 def list_names(req: func.HttpRequest) -> func.HttpResponse:
     """Resellers, customers and subscriptions by name, as Microsoft's lines showed them: `q` (words, any case),
-    `kind`, `top` (1-100, default 20); only those the caller may set rules for."""
+    `kind`, `ids` (comma-separated: just these), `top` (1-100, default 20); only those the caller may set rules
+    for."""
     tenant_id = _tenant(req)
     _, access = access_for(req)
     kind = query_choice(req, "kind", set(names.KINDS))
@@ -131,11 +132,14 @@ def list_names(req: func.HttpRequest) -> func.HttpResponse:
     raw = req.params.get("top") or "20"
     if not raw.isdigit() or not 1 <= int(raw) <= names.MAX_RESULTS:
         raise bad_request(f"top must be a whole number from 1 to {names.MAX_RESULTS}.", "top")
+    ids = frozenset(i.strip().lower() for i in (req.params.get("ids") or "").split(",") if i.strip())
+    if len(ids) > names.MAX_RESULTS or any(len(i) > 100 for i in ids):
+        raise bad_request(f"ids holds at most {names.MAX_RESULTS} ids.", "ids")
 
     def visible(entry: NameEntry) -> bool:
         return bool(access.filter([entry], lambda e: Scope.rule(e.kind, e.id)))
 
-    items = names.search_names(get_context(), tenant_id, query, kind, int(raw), visible)
+    items = names.search_names(get_context(), tenant_id, query, kind, int(raw), visible, ids)
     if not items:
         access.filter([], lambda e: Scope())  # nothing to show is an answer too: the scope was checked
     return json_response({"items": items})

@@ -68,7 +68,7 @@ ROUTES: list[tuple[str, str, str, str, Any, Any, bool, dict[str, dict]]] = [
     ("post", T + "/margin-rules:preview", "preview_margin_rule", "A rule's effect on the latest invoice, per customer",
      RulePreviewIn, "object", False, {}),
     ("get", T + "/names", "list_names", "Resellers, customers and subscriptions by name", None, "object", True,
-     {"q": STR, "kind": STR, "top": INT}),
+     {"q": STR, "kind": STR, "ids": STR, "top": INT}),
     ("post", FILE + "/exports", "request_export", "Request a billing summary or FOCUS export of a version", ExportIn,
      ExportRecord, False, {}),
     ("get", FILE + "/exports", "list_exports", "A file's exports", None, ExportRecord, True, {}),

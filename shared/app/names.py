@@ -26,9 +26,10 @@ KINDS = ("reseller", "customer", "subscription")
 
 
 def search_names(ctx: AppContext, tenant_id: str, query: str, kind: str | None, top: int,
-                 visible: Callable[[NameEntry], bool]) -> list[dict[str, Any]]:
-    """Entries whose name, id or customer's name holds every word of `query` (all when empty), that the caller
-    may see (`visible`), customers first, then by name."""
+                 visible: Callable[[NameEntry], bool], ids: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+    """Entries whose name, id or customer's name holds every word of `query` (all when empty), or whose id is one
+    of `ids` (the page naming the targets of the rules it lists), that the caller may see (`visible`), resellers,
+    then customers, then subscriptions, each by name."""
     identifiers = {(i.kind, i.id): i for i in ctx.identifiers.list(tenant_id)}
     found = []
     for entry in ctx.names.list(tenant_id):
@@ -37,6 +38,8 @@ def search_names(ctx: AppContext, tenant_id: str, query: str, kind: str | None, 
         ident = identifiers.get((entry.kind, entry.id))
         if entry.kind == "reseller" and ident is not None and ident.name:
             entry = NameEntry(entry.kind, entry.id, ident.name)
+        if ids and entry.id not in ids:
+            continue
         if query and not matches(entry, query):
             continue
         if not visible(entry):

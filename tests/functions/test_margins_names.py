@@ -47,6 +47,9 @@ def test_names_come_from_the_lines_and_are_searchable(functions, made) -> None:
         (line["SubscriptionId"].lower(), line["CustomerId"].lower(), line["SubscriptionDescription"])]
     resellers = {x["ResellerMpnId"] for x in lines if x["ResellerMpnId"] not in ("", "0", "-1")}
     assert {x["id"] for x in names(functions, tenant, kind="reseller", top="100")} == resellers
+    picked = names(functions, tenant, ids=f"{line['CustomerId'].upper()},{line['SubscriptionId']}", top="100")
+    assert {(x["kind"], x["id"]) for x in picked} == {("customer", line["CustomerId"].lower()),
+                                                      ("subscription", line["SubscriptionId"].lower())}
     bad = call(functions, "list_names", "GET", route={"tenantId": tenant}, params={"top": "0"})
     assert bad.status_code == 400 and problem(bad)["errors"][0]["field"] == "top"
 

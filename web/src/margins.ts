@@ -48,6 +48,13 @@ async function renderRules(box: HTMLElement): Promise<void> {
   let rules: TaggedRule[] = [];
   try { rules = (await call<{ items: TaggedRule[] }>("GET", `${tenantPath()}/margin-rules`)).items; }
   catch (err) { box.append(problemList(err)); return; }
+  const unnamed = [...new Set(rules.map((r) => r.targetId.toLowerCase()))].filter((id) => !known.has(id));
+  if (unnamed.length) {  // the rule list speaks in names too: ask for the targets' names in one request
+    try {
+      const params = new URLSearchParams({ ids: unnamed.slice(0, 100).join(","), top: "100" });
+      (await call<{ items: NameItem[] }>("GET", `${tenantPath()}/names?${params}`)).items.forEach((i) => { if (i.name) known.set(i.id, i.name); });
+    } catch { /* names are a help, not a need: the ids are shown */ }
+  }
   const canWrite = isAdmin() || !isPartner();  // partner readers change nothing; resellers may, for their own customers
   box.append(rules.length ? table("Margin rules in force and planned", ["Level", "Target", "Product", "Percent", "From", "To", ...(canWrite ? ["Actions"] : [])],
     rules.map((r) => [r.level, targetText(r.targetId), r.productId || "any", `${r.percent} %`, r.effectiveFrom, r.effectiveTo || "open",
