@@ -8,6 +8,7 @@ import io
 import json
 from collections import defaultdict
 from decimal import Decimal
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -130,6 +131,13 @@ def test_focus_export_of_daily_usage_ties_out_and_keeps_microsofts_prices(sim_en
     table = pq.read_table(io.BytesIO(body))
     assert str(table.schema.field("BilledCost").type) == "decimal128(38, 28)"
     assert parquet_export.amount == want
+    spec = json.loads((Path(__file__).resolve().parents[2] / "docs" / "focus" / "focus-1.2-columns.json").read_text())
+    for column in spec["columns"]:  # the simulator's real lines: no null where FOCUS 1.2 allows none
+        if column["columnId"] in table.column_names and not column["allowsNulls"]:
+            assert table.column(column["columnId"]).null_count == 0, column["columnId"]
+        if column.get("allowedValues") and column["columnId"] in table.column_names:
+            assert set(table.column(column["columnId"]).drop_null().to_pylist()) <= set(column["allowedValues"])
+    assert [Decimal(r["BilledCost"]) for r in rows] == table.column("BilledCost").to_pylist()  # same rows, CSV or Parquet
 
 
 def test_focus_needs_daily_usage_and_excel_files_are_refused(sim_env, ctx, sim) -> None:
