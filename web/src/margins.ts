@@ -138,6 +138,7 @@ function ruleForm(box: HTMLElement): HTMLElement {
   const product = h("input", { name: "productId", autocomplete: "off" });
   const msg = h("div");
   const preview = h("div", { class: "preview" });
+  const on = select("previewType", [["onetime", "One Time"], ["license", "License"], ["usage", "Usage"], ["dailyratedusage", "Daily rated usage"]], "onetime");
   const body = (): Record<string, string> => {
     const b: Record<string, string> = { level: level.value, targetId: target.value.trim(), percent: percent.value.trim(), effectiveFrom: from.value };
     if (to.value) b.effectiveTo = to.value;
@@ -148,7 +149,7 @@ function ruleForm(box: HTMLElement): HTMLElement {
     msg.textContent = "";
     preview.replaceChildren(h("p", { class: "hint" }, "Computing the effect on the latest invoice…"));
     try {
-      const p = await call<Preview>("POST", `${tenantPath()}/margin-rules:preview`, body());
+      const p = await call<Preview>("POST", `${tenantPath()}/margin-rules:preview`, { ...body(), invoiceType: on.value });
       preview.replaceChildren(p.customers.length ? previewTable(p)
         : h("p", { class: "empty" }, `No line of invoice ${p.invoiceId} is reached by this rule.`));
       announce(`Preview: ${p.customers.length} customers affected`);
@@ -162,7 +163,7 @@ function ruleForm(box: HTMLElement): HTMLElement {
   } }, h("h3", {}, "Add a rule"), field("Level", level), namePicker(level, target, chosen),
     field("Target id", target, "Filled by choosing a name; or an MPN id for resellers, a GUID for customers and subscriptions"), chosen,
     field("Percent", percent, "−100 < p ≤ 1000, up to 4 decimals"), field("Effective from", from), field("Effective to (exclusive)", to),
-    field("Product id (optional)", product), h("div", { class: "actions" },
+    field("Product id (optional)", product), h("div", { class: "actions" }, field("Preview on the latest", on),
       h("button", { type: "button", class: "secondary", onclick: showPreview }, "Preview effect"),
       h("button", { type: "submit" }, "Add rule")), msg, preview);
 }
