@@ -199,7 +199,9 @@ def test_retention_deletes_superseded_versions_only(sim_env, ctx, sim) -> None:
 def routes() -> dict[str, Any]:
     from functions import automation_api, timers
 
-    app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+    # The app's own auth level: registering the shared Blueprint sets it on its functions, and a FUNCTION level here
+    # leaked into the session's `functions` (test_every_http_function_has_a_policy_entry failed after this module).
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
     app.register_functions(automation_api.bp)
     app.register_functions(timers.bp)
     return {f.get_function_name(): f for f in app.get_functions()}

@@ -3,8 +3,6 @@ status, and the audited short-lived link; the export checked to the cent against
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from decimal import Decimal
 
