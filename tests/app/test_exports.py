@@ -156,3 +156,24 @@ def test_focus_needs_daily_usage_and_excel_files_are_refused(sim_env, ctx, sim) 
     with pytest.raises(Problem) as refused:
         exports.request_export(ctx, xlsx, ExportIn(kind="billing"))
     assert refused.value.status == 409
+
+
+def test_a_version_whose_blob_is_gone_fails_clearly_and_asking_again_tries_again(sim_env, ctx, sim) -> None:
+    tenant = register(ctx, sim)
+    record = make_file(ctx, sim, tenant, FileRequest(invoice_type="onetime", invoice_id=invoice_id(sim)))
+    blob = ctx.storage.files.get_blob_client(record.blob_name)
+    saved = blob.download_blob().readall()
+    blob.delete_blob()
+    made, _ = exports.request_export(ctx, record, ExportIn(kind="billing"))
+    assert run_exports(ctx) == 1
+    failed = exports.get_export(ctx, record, made.id)
+    assert failed.status == ExportStatus.FAILED and "gone" in failed.error
+    blob.upload_blob(saved)
+    again, created = exports.request_export(ctx, record, ExportIn(kind="billing"))
+    assert not created and again.id == made.id and again.status == ExportStatus.QUEUED
+    assert run_exports(ctx) == 1
+    done = exports.get_export(ctx, record, made.id)
+    assert done.status == ExportStatus.AVAILABLE
+    assert run_exports(ctx) == 0  # nothing left over: one message per request
+    ExportJob(ctx).handle(json.dumps({"tenantId": tenant, "exportId": made.id}))  # a redelivery: nothing happens
+    assert exports.get_export(ctx, record, made.id) == done
