@@ -13,11 +13,15 @@ from functions.http_support import (MAX_BODY_BYTES, access_for, handles, json_re
 from functions.routes import location
 from shared.adapters.pricing import (CustomerIdentifierIn, ResellerIdentifierIn, SubscriptionIdentifierIn,
                                      check_target_id)
-from shared.app import pricing_admin, tenants
+from shared.app import names, pricing_admin, tenants
 from shared.app.context import get_context
 from shared.core.access import Scope
 from shared.core.margins import MarginLevel, MarginRuleIn
+from shared.core.boundaries import is_whole_number
 from shared.core.models import Tenant
+from shared.core.money import plain_amounts
+from shared.core.names import NameEntry
+from shared.core.preview import MarginRuleEnd, RulePreviewIn
 from shared.core.problems import Problem, bad_request, not_found
 
 bp = func.Blueprint()
@@ -34,7 +38,9 @@ def create_margin_rule(req: func.HttpRequest) -> func.HttpResponse:
     access_for(req)[1].require(Scope.rule(body.level, body.target_id))
     rule = pricing_admin.create_rule(get_context(), tenant, body)
     url = location("delete_margin_rule", tenantId=tenant.tenant_id, ruleId=rule.id)  # the rule's own URL
-    return json_response(rule.model_dump(mode="json", by_alias=True), 201, headers={"Location": url})
+    etag = pricing_admin.rule_etags(get_context(), tenant).get(rule.id)
+    return json_response({**rule.model_dump(mode="json", by_alias=True), "etag": etag}, 201,
+                         headers={"Location": url, **({"ETag": etag} if etag else {})})
 
 
 @handles(bp)
@@ -46,7 +52,69 @@ def list_margin_rules(req: func.HttpRequest) -> func.HttpResponse:
         raise bad_request("targetId must be an MPN id or a GUID.", "targetId")
     rules = access_for(req)[1].filter(pricing_admin.list_rules(get_context(), tenant, level, target),
                                       lambda r: Scope.rule(r.level, r.target_id))
-    return json_response({"items": [r.model_dump(mode="json", by_alias=True) for r in rules]})
+    etags = pricing_admin.rule_etags(get_context(), tenant) if rules else {}  # for If-Match on PATCH
+    return json_response({"items": [{**r.model_dump(mode="json", by_alias=True), "etag": etags.get(r.id)}
+                                    for r in rules]})
+
+
+@handles(bp)
+def patch_margin_rule(req: func.HttpRequest) -> func.HttpResponse:
+    """End-date (or reopen) a rule in one atomic write: `{"effectiveTo": "2026-12-01" | null}` with `If-Match`
+    (the rule's ETag from the list or from this route): 428 without it, 412 when the rule changed meanwhile."""
+    tenant = _tenant(req)
+    rule_id = route_guid(req, "ruleId")
+    rule = pricing_admin.get_rule(get_context(), tenant, rule_id)
+    access_for(req)[1].require(Scope.rule(rule.level, rule.target_id), hidden=not_found(f"Margin rule {rule_id}"))
+    etag = req.headers.get("If-Match")
+    if not etag:
+        raise Problem(428, "Precondition required", "Send the rule's ETag in If-Match (from the rule list), so a "
+                      "change made meanwhile is not overwritten.", errors=[{"field": "If-Match",
+                                                                            "message": "required"}])
+    body = parse_body(req, MarginRuleEnd)
+    changed, new_etag = pricing_admin.end_date_rule(get_context(), tenant, rule, body.effective_to, etag)
+    return json_response({**changed.model_dump(mode="json", by_alias=True), "etag": new_etag},
+                         headers={"ETag": new_etag})
+
+
+@handles(bp)
+def preview_margin_rule(req: func.HttpRequest) -> func.HttpResponse:
+    """The rule's effect on the latest invoice before it is saved: per affected customer, today's price, the new
+    price and the difference (the margin engine's own numbers). A reseller sees only its own lines."""
+    tenant = _tenant(req)
+    guard = access_for(req)[1]
+    body = parse_body(req, RulePreviewIn)
+    guard.require(Scope.rule(body.level, body.target_id))
+    standing = guard.access
+    own = (frozenset(standing.principal.reseller_ids) if standing is not None and standing.acts_as_reseller
+           and standing.principal is not None else None)
+    return json_response(plain_amounts(names.preview_rule(get_context(), tenant.tenant_id, body, own)))
+
+
+@handles(bp)
+def list_names(req: func.HttpRequest) -> func.HttpResponse:
+    """Resellers, customers and subscriptions by name, as Microsoft's lines showed them: `q` (words, any case),
+    `kind`, `ids` (comma-separated: just these), `top` (1-100, default 20); only those the caller may set rules
+    for."""
+    tenant = _tenant(req)
+    guard = access_for(req)[1]
+    kind = query_choice(req, "kind", set(names.KINDS))
+    query = (req.params.get("q") or "").strip()
+    if len(query) > 100:
+        raise bad_request("q is at most 100 characters.", "q")
+    raw = req.params.get("top") or "20"
+    if not is_whole_number(raw, 3) or not 1 <= int(raw) <= names.MAX_RESULTS:
+        raise bad_request(f"top must be a whole number from 1 to {names.MAX_RESULTS}.", "top")
+    ids = frozenset(i.strip().lower() for i in (req.params.get("ids") or "").split(",") if i.strip())
+    if len(ids) > names.MAX_RESULTS or any(len(i) > 100 for i in ids):
+        raise bad_request(f"ids holds at most {names.MAX_RESULTS} ids.", "ids")
+
+    def visible(entry: NameEntry) -> bool:
+        return bool(guard.filter([entry], lambda e: Scope.rule(e.kind, e.id)))
+
+    items = names.search_names(get_context(), tenant.tenant_id, query, kind, int(raw), visible, ids)
+    if not items:
+        guard.filter([], lambda e: Scope())  # nothing to show is an answer too: the scope was checked
+    return json_response({"items": items})
 
 
 @handles(bp)

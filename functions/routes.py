@@ -16,9 +16,11 @@ from shared.adapters.invoices import InvoiceSummary
 from shared.adapters.pricing import (CustomerIdentifierIn, Identifier, ImportResult, ResellerIdentifierIn,
                                      SubscriptionIdentifierIn)
 from shared.core.access import Action, Principal, PrincipalIn
+from shared.core.exports import ExportIn, ExportRecord
 from shared.core.margins import MarginRule, MarginRuleIn
 from shared.core.models import (INVOICE_ID_PATTERN, MPN_ID_PATTERN, AutomationIn, AutomationSettings,
                                 BulkRegenerateIn, FileRecord, FileRequest, Tenant, TenantIn)
+from shared.core.preview import MarginRuleEnd, RulePreviewIn
 
 # JSON schemas of path and query parameters, from the same patterns the models and handlers check.
 GUID = {"type": "string", "format": "uuid"}
@@ -27,7 +29,7 @@ INVOICE = {"type": "string", "pattern": INVOICE_ID_PATTERN}
 INT = {"type": "string", "pattern": "^[0-9]+$"}
 STR = {"type": "string", "maxLength": 200}
 PATH_PARAMS: dict[str, dict[str, Any]] = {
-    "tenantId": GUID, "fileId": GUID, "ruleId": GUID, "objectId": GUID, "customerId": GUID, "subscriptionId": GUID,
+    "tenantId": GUID, "fileId": GUID, "ruleId": GUID, "objectId": GUID, "customerId": GUID, "subscriptionId": GUID, "exportId": GUID,
     "resellerMpnId": MPN, "invoiceId": INVOICE, "version": INT, "path": STR}
 
 # What a request or response carries besides a pydantic model.
@@ -125,6 +127,15 @@ ROUTES: list[Route] = [
           A.FILES_READ, SCOPED, status=302),
     Route("regenerate_files", "POST", F + ":regenerate", "Regenerate a selection", A.FILES_REGENERATE,
           body=BulkRegenerateIn, response=FileRecord, many=True, status=202),
+    # billing exports of a file version (exports_api)
+    Route("request_export", "POST", FILE + "/exports", "Request a billing summary or FOCUS export of a version",
+          A.FILES_READ, SCOPED, ExportIn, ExportRecord, status=202),
+    Route("list_exports", "GET", FILE + "/exports", "A file's exports", A.FILES_READ, SCOPED,
+          response=ExportRecord, many=True),
+    Route("get_export", "GET", FILE + "/exports/{exportId}", "An export's status", A.FILES_READ, SCOPED,
+          response=ExportRecord),
+    Route("download_export", "GET", FILE + "/exports/{exportId}/download", "302 to the export's short-lived link",
+          A.FILES_READ, SCOPED, status=302),
     # pricing configuration (config_api)
     Route("create_margin_rule", "POST", T + "/margin-rules", "Add a margin rule", A.RULES_WRITE, SCOPED, MarginRuleIn,
           MarginRule, status=201),
@@ -133,6 +144,12 @@ ROUTES: list[Route] = [
     Route("delete_margin_rule", "DELETE", T + "/margin-rules/{ruleId}", "Delete a margin rule", A.RULES_WRITE, SCOPED,
           status=204),
     *_identifier_routes(),
+    Route("patch_margin_rule", "PATCH", T + "/margin-rules/{ruleId}", "End-date a rule (If-Match: its ETag)",
+          A.RULES_WRITE, SCOPED, MarginRuleEnd, MarginRule),
+    Route("preview_margin_rule", "POST", T + "/margin-rules:preview",
+          "A rule's effect on the latest invoice, per customer", A.RULES_WRITE, SCOPED, RulePreviewIn, OBJECT),
+    Route("list_names", "GET", T + "/names", "Resellers, customers and subscriptions by name", A.RULES_READ, SCOPED,
+          response=OBJECT, many=True, query={"q": STR, "kind": STR, "ids": STR, "top": INT}),
     Route("list_identifiers", "GET", T + "/identifiers", "Identifiers the caller may read", A.IDENTIFIERS_READ, SCOPED,
           response=Identifier, many=True),
     Route("import_identifiers_csv", "POST", T + "/identifiers:import", "Import identifiers from CSV",

@@ -1,10 +1,12 @@
-"""Queue Blueprint: the generation worker and its poison-queue handler. Both delegate to `shared.app.generation`."""
+"""Queue Blueprint: the generation worker and its poison-queue handler (`shared.app.generation`), and the billing
+exports job with its own (`shared.app.exports`; queue `{GENERATION_QUEUE}-exports`, so no new setting)."""
 
 from __future__ import annotations
 
 import azure.functions as func
 
 from shared.app.context import get_context
+from shared.app.exports import ExportJob
 from shared.app.generation import Worker
 
 bp = func.Blueprint()
@@ -21,3 +23,16 @@ def generate_file(msg: func.QueueMessage) -> None:
 @bp.queue_trigger(arg_name="msg", queue_name=POISON_QUEUE, connection="AzureWebJobsStorage")
 def generation_gave_up(msg: func.QueueMessage) -> None:
     Worker(get_context()).handle_poison(msg.get_body().decode("utf-8"))
+
+
+EXPORT_QUEUE = "%GENERATION_QUEUE%-exports"
+
+
+@bp.queue_trigger(arg_name="msg", queue_name=EXPORT_QUEUE, connection="AzureWebJobsStorage")
+def make_export(msg: func.QueueMessage) -> None:
+    ExportJob(get_context()).handle(msg.get_body().decode("utf-8"), msg.dequeue_count or 1)
+
+
+@bp.queue_trigger(arg_name="msg", queue_name=EXPORT_QUEUE + "-poison", connection="AzureWebJobsStorage")
+def export_gave_up(msg: func.QueueMessage) -> None:
+    ExportJob(get_context()).handle_poison(msg.get_body().decode("utf-8"))

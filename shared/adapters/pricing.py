@@ -12,9 +12,11 @@ import csv
 import io
 import re
 import uuid
+from datetime import date
 from typing import Annotated, Any, Literal
 
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
 from pydantic import AfterValidator, StringConstraints, ValidationError
 
@@ -108,6 +110,48 @@ class MarginRuleRepository:
             return _rule(self.table.get_entity(tenant_id, rule_id))
         except ResourceNotFoundError:
             return None
+
+    def get_tagged(self, tenant_id: str, rule_id: str) -> tuple[MarginRule, str] | None:
+        """A rule and its ETag (for `If-Match`)."""
+        try:
+            entity = self.table.get_entity(tenant_id, rule_id)
+        except ResourceNotFoundError:
+            return None
+        return _rule(entity), entity.metadata["etag"]
+
+    def etags(self, tenant_id: str) -> dict[str, str]:
+        """Every rule's ETag by id: the page sends one back with `PATCH` (If-Match)."""
+        rows = self.table.query_entities("PartitionKey eq @pk", parameters={"pk": tenant_id}, select=["RowKey"])
+        return {e["RowKey"]: e.metadata["etag"] for e in rows}
+
+    def end_date(self, tenant_id: str, rule_id: str, effective_to: date | None, etag: str) -> tuple[MarginRule, str]:
+        """Set (or clear) a rule's end in one conditional write: only if the rule is still the version the caller
+        read (`etag`, else 412), still valid, and not then overlapping another rule (409)."""
+        loaded = self.get_tagged(tenant_id, rule_id)
+        if loaded is None:
+            raise not_found(f"Margin rule {rule_id}")
+        rule, current = loaded
+        if etag != "*" and etag != current:
+            raise Problem(412, "Precondition failed", "The rule changed since you read it; read it again.")
+        try:
+            changed = MarginRule.model_validate({**rule.model_dump(), "effective_to": effective_to})
+        except ValidationError as exc:
+            raise bad_request(str(exc.errors(include_url=False)[0]["msg"]).removeprefix("Value error, "),
+                              "effectiveTo")
+        for other in self.list(tenant_id, rule.level.value, rule.target_id):
+            if other.id != rule.id and overlaps(changed, other):
+                raise conflict(f"With this end the rule would overlap rule {other.id} for the same "
+                               f"{rule.level.value}, target and product.")
+        entity = {"PartitionKey": tenant_id, "RowKey": rule.id,
+                  **changed.model_dump(mode="json", exclude={"id"}, exclude_none=True)}
+        try:
+            meta = self.table.update_entity(entity, mode=UpdateMode.REPLACE, etag=current,
+                                            match_condition=MatchConditions.IfNotModified)
+        except ResourceModifiedError:
+            raise Problem(412, "Precondition failed", "The rule changed since you read it; read it again.")
+        except ResourceNotFoundError:
+            raise not_found(f"Margin rule {rule_id}")
+        return changed, meta["etag"]
 
     def delete(self, tenant_id: str, rule_id: str) -> None:
         try:

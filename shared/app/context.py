@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from shared.adapters.audit import AuditLog
+from shared.adapters.export_store import ExportRepository
+from shared.adapters.names_index import NamesIndex
 from shared.adapters.auth import TokenValidator
 from shared.adapters.pricing import IdentifierRepository, MarginRuleRepository
 from shared.adapters.principal_store import AccessControl, PrincipalRepository
@@ -65,6 +67,14 @@ class AppContext:
     @cached_property
     def audit(self) -> AuditLog:
         return AuditLog(self.storage)
+
+    @cached_property
+    def names(self) -> NamesIndex:
+        return NamesIndex(self.storage)
+
+    @cached_property
+    def exports(self) -> ExportRepository:
+        return ExportRepository(self.storage)
 
 
 _context: AppContext | None = None

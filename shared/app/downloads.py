@@ -72,6 +72,13 @@ def findings_link(ctx: AppContext, record: FileRecord, who: Requester) -> Link:
     return _issued(ctx, record, record.version, "findings", who, url, expires)
 
 
+def blob_link(ctx: AppContext, record: FileRecord, version: int, kind: str, who: Requester, blob_name: str,
+              file_name: str) -> Link:
+    """Another blob made from a version of the file (an export): linked and audited like the file itself."""
+    url, expires = ctx.links.url_for(blob_name, file_name)
+    return _issued(ctx, record, version, kind, who, url, expires)
+
+
 def _issued(ctx: AppContext, record: FileRecord, version: int, kind: str, who: Requester, url: str,
             expires: datetime) -> Link:
     ctx.audit.record(record.tenant_id, who.caller, record.id, version, kind, who.client_address, expires,

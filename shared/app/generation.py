@@ -24,6 +24,7 @@ from shared.core.columns import FileType, layout_for
 from shared.app.context import AppContext
 from shared.core.money import Decimal, exact_sum, to_decimal
 from shared.core.models import SETTLED_STATUSES, UNBILLED_PREFIX, CsvFormat, FileRecord, FileStatus, Unmapped, View
+from shared.core.names import NamesCollector
 from shared.core.reach import ReachCollector
 from shared.core.reconcile import FilePlan
 from shared.core.reconcile import Tally
@@ -134,7 +135,8 @@ class Worker:
             if partner else None
         reach = ReachCollector(layout) if partner else None  # partner views see every reseller's lines
         plan = FilePlan(layout, ctx.rules.list(tenant.tenant_id), ctx.identifiers.mappings(tenant.tenant_id),
-                        record.view, record.reseller_id, record.customer_id, validator=validator, reach=reach)
+                        record.view, record.reseller_id, record.customer_id, validator=validator, reach=reach,
+                        names=NamesCollector(layout) if partner else None)
         record.billing_period_start = _billing_start(invoice)
         writer = writer_for(record.format, sink, csv_format, layout.date_columns,
                             columns_for(layout, record.view))
@@ -173,6 +175,8 @@ class Worker:
                            "rows": str(result.totals.rows)})
             if indexed is not None:
                 indexed.result()
+        if plan.names is not None:  # the names the margins page offers (idempotent: a redelivery writes nothing)
+            ctx.names.record(record.tenant_id, plan.names.entries())
         self._record_result(record, result.totals, invoice, report, ctx.settings.validation_blocks)
         record.data_version = source.data_version
         record.blob_name = blob_name

@@ -4,6 +4,8 @@ here."""
 
 from __future__ import annotations
 
+from datetime import date
+
 from shared.adapters.pricing import Identifier, ImportResult, import_identifiers as import_rows
 from shared.app.context import AppContext
 from shared.core.margins import MarginRule, MarginRuleIn
@@ -18,6 +20,18 @@ def create_rule(ctx: AppContext, tenant: Tenant, body: MarginRuleIn) -> MarginRu
 
 def list_rules(ctx: AppContext, tenant: Tenant, level: str | None, target_id: str | None) -> list[MarginRule]:
     return ctx.rules.list(tenant.tenant_id, level, target_id)
+
+
+def rule_etags(ctx: AppContext, tenant: Tenant) -> dict[str, str]:
+    """Each rule's ETag by id: what a client sends in If-Match to end-date it."""
+    return ctx.rules.etags(tenant.tenant_id)
+
+
+def end_date_rule(ctx: AppContext, tenant: Tenant, rule: MarginRule, effective_to: date | None,
+                  if_match: str) -> tuple[MarginRule, str]:
+    """End-date (or reopen) a rule in one conditional write: 412 when it changed since `if_match`, 409 when the
+    new range overlaps another rule. Returns the rule and its new ETag."""
+    return ctx.rules.end_date(tenant.tenant_id, rule.id, effective_to, if_match)
 
 
 def get_rule(ctx: AppContext, tenant: Tenant, rule_id: str) -> MarginRule:

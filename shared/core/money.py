@@ -46,8 +46,8 @@ import pyarrow.compute as pc
 
 __all__ = [
     "ARROW_ROUND_HALF_AWAY", "CENT", "CONTEXT", "DECIMAL_TYPE", "Decimal", "INTEGER_DIGITS", "InvalidOperation",
-    "LARGEST", "LIMIT", "MICRO", "OutOfRange", "QUANTUM", "ROUND_DOWN", "ROUND_HALF_UP", "SCALE", "SUM_PRECISION", "ZERO",
-    "add", "arrow_sum", "arrow_text", "exact", "exact_sum", "out_of_range", "parse", "plain", "quantum",
+    "LARGEST", "LIMIT", "MICRO", "OutOfRange", "QUANTUM", "ROUND_DOWN", "ROUND_HALF_EVEN", "ROUND_HALF_UP", "SCALE", "SUM_PRECISION", "ZERO",
+    "add", "arrow_sum", "arrow_text", "exact", "exact_sum", "out_of_range", "parse", "plain", "plain_amounts", "quantum",
     "round_half_away", "rounddown", "to_decimal", "widen",
 ]
 
@@ -136,6 +136,18 @@ def plain(value: Decimal) -> str:
     """Exact decimal text without trailing zeros or exponent: Decimal("12.5000") -> "12.5", 1E+3 -> "1000"."""
     text = format(value.normalize(CONTEXT), "f")
     return "0" if text in ("-0", "") else text
+
+
+def plain_amounts(value: Any) -> Any:
+    """A JSON-ready answer with every Decimal in it (nested in dicts and lists) as `plain` text: amounts never
+    travel as JSON numbers, which most clients read as binary floats."""
+    if isinstance(value, Decimal):
+        return plain(value)
+    if isinstance(value, dict):
+        return {k: plain_amounts(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain_amounts(v) for v in value]
+    return value
 
 
 # ---- Arrow decimals ----------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from shared.core.columns import Layout
 from shared.core.margins import MarginEngine, Mappings, MarginRule
 from shared.core.models import Totals, View
 from shared.core.money import ZERO, arrow_sum
+from shared.core.names import NamesCollector
 from shared.core.reach import ReachCollector
 from shared.core.validation import Validator
 from shared.core.views import check_view, project, select_lines
@@ -70,6 +71,7 @@ class FilePlan:
     customer_id: str | None = None
     validator: Validator | None = None  # partner-view files only: checks Microsoft's lines in the same pass
     reach: ReachCollector | None = None  # partner-view files only: which reseller serves which customer
+    names: NamesCollector | None = None  # partner-view files only: what the lines call customers, subscriptions
     engine: MarginEngine = field(init=False)
 
     def __post_init__(self) -> None:
@@ -91,6 +93,8 @@ class FilePlan:
             self.validator.check(batch)
         if self.reach is not None:
             self.reach.add(batch)
+        if self.names is not None:
+            self.names.add(batch)
         undated_before = self.engine.undated_rows
         lines = select_lines(self.layout, self.engine.apply(batch), self.view, self.reseller_id, self.customer_id)
         lay = self.layout

@@ -587,7 +587,8 @@ def test_storage_names_match_the_code_defaults(templates):
     names = {p: evaluate(p, t) for p in ("containerNames", "queueNames", "tableNames")}
     defaults = Settings.model_construct()
     assert defaults.files_container in names["containerNames"]
-    assert names["queueNames"] == [defaults.generation_queue, f"{defaults.generation_queue}-poison"]
+    q = defaults.generation_queue
+    assert names["queueNames"] == [q, f"{q}-poison", f"{q}-exports", f"{q}-exports-poison"]
     assert names["tableNames"] == [defaults.table_prefix + name for name in TABLE_NAMES]
 
 

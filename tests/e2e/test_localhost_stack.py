@@ -46,3 +46,50 @@ def test_request_generate_download_over_http(sim, sim_env, issuer) -> None:
         assert len(rows) == expected.rows == record["rowCount"]
         assert sum(Decimal(r["Subtotal"]) for r in rows) == expected.cost_total
         assert sum(Decimal(r["Total"]) for r in rows) == Decimal(str(invoice["totalCharges"]))
+
+
+def _settled(get, url: str, done=("Available", "Failed"), timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        record = get(url).json()
+        if record["status"] in done:
+            return record
+        time.sleep(0.1)
+    raise AssertionError(f"{url} did not settle: {record}")
+
+
+def test_billing_summary_and_focus_export_over_http_tie_out_to_the_cent(sim, sim_env, issuer) -> None:
+    """The exports through the host: the files and the exports made by their queue triggers, downloaded through
+    their links and checked against the file's own lines (the view) to the cent."""
+    with Stack(port=0, issuer=issuer) as stack:
+        api, tenant, auth = stack.api, sim.tenant_id, stack.headers(sim.tenant_id)
+
+        def get(url: str) -> requests.Response:
+            return requests.get(url, headers=auth, timeout=60)
+
+        body = {"displayName": "Sim", "clientId": sim.client_id, "clientSecretSetting": SECRET_SETTING}
+        assert requests.put(f"{api}/tenants/{tenant}", json=body, headers=auth, timeout=30).status_code == 201
+        invoice = next(i for i in sim.invoices() if i["id"].startswith("G") and i["documentType"] == "invoice")
+        for file_type, kind in (("onetime", "billing"), ("dailyratedusage", "focus")):
+            resp = requests.post(f"{api}/tenants/{tenant}/reconciliation-files", headers=auth, timeout=30,
+                                 json={"invoiceType": file_type, "invoiceId": invoice["id"]})
+            file_url = f"{stack.host.url}{resp.headers['Location']}"
+            assert _settled(get, file_url)["status"] == "Available"
+            file_link = requests.get(f"{file_url}/download", headers=auth, allow_redirects=False, timeout=30)
+            lines = list(csv.DictReader(io.StringIO(
+                requests.get(file_link.headers["Location"], timeout=60).content.decode("utf-8-sig"))))
+            reseller_column = "ResellerMpnId" if file_type == "onetime" else "Tier2MpnId"
+            want = sum(Decimal(x["CustomerSubtotal"] if x[reseller_column] in ("", "0", "-1")
+                               else x["ResellerSubtotal"]) for x in lines)
+            made = requests.post(f"{file_url}/exports", json={"kind": kind}, headers=auth, timeout=30)
+            assert made.status_code == 202, made.text
+            export_url = f"{stack.host.url}{made.headers['Location']}"
+            export = _settled(get, export_url)
+            assert export["status"] == "Available", export
+            link = requests.get(f"{export_url}/download", headers=auth, allow_redirects=False, timeout=30)
+            assert link.status_code == 302
+            rows = list(csv.DictReader(io.StringIO(
+                requests.get(link.headers["Location"], timeout=60).content.decode("utf-8-sig"))))
+            amount = "Amount" if kind == "billing" else "BilledCost"
+            assert sum(Decimal(r[amount]) for r in rows) == want == Decimal(export["amount"]), kind
+            assert round(want, 2) == round(sum(Decimal(r[amount]) for r in rows), 2)  # to the cent, and beyond

@@ -320,6 +320,74 @@ def test_invoices_page_in_a_real_browser(stack: Stack, sim, browser) -> None:
     assert time.monotonic() - started < 170, "the browser test should stay well under three minutes"
 
 
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+
+
+def test_margins_page_picks_names_and_previews_a_rule(stack: Stack, sim, browser) -> None:
+    """The margins page speaks in names: a customer picked by typing part of its name, the rule's effect on the
+    latest invoice shown before saving (checked against the file's own lines), then saved and end-dated with one
+    PATCH. axe-core clean; screenshots for the README in docs/screenshots/."""
+    api, tenant = stack.api, sim.tenant_id
+    admin = {"Authorization": f"Bearer {stack.token(tenant)}"}
+    body = {"displayName": "Contoso partner", "clientId": sim.client_id, "clientSecretSetting": SECRET_SETTING}
+    assert requests.put(f"{api}/tenants/{tenant}", json=body, headers=admin, timeout=30).status_code in (200, 201)
+    latest = sorted((i for i in sim.invoices() if str(i["id"]).startswith("G") and i["documentType"] == "invoice"),
+                    key=lambda i: str(i["invoiceDate"]), reverse=True)[0]["id"]
+    made = requests.post(f"{api}/tenants/{tenant}/reconciliation-files", headers=admin, timeout=30,
+                         json={"invoiceType": "onetime", "invoiceId": latest}).json()
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        record = requests.get(f"{api}/tenants/{tenant}/reconciliation-files/{made['id']}", headers=admin,
+                              timeout=30).json()
+        if record["status"] in ("Available", "Failed"):
+            break
+        time.sleep(0.3)
+    assert record["status"] == "Available", record
+    link = requests.get(f"{api}/tenants/{tenant}/reconciliation-files/{made['id']}/download", timeout=30,
+                        headers={**admin, "Accept": "application/json"}).json()["url"]
+    lines = csv_rows(requests.get(link, timeout=30).content)
+    direct = [x for x in lines if x["ResellerMpnId"] in ("", "0", "-1") and x["CustomerName"]]
+    customer_name, customer_id = direct[0]["CustomerName"], direct[0]["CustomerId"].lower()
+    own = [x for x in lines if x["CustomerId"].lower() == customer_id]
+
+    s = Session(browser, stack.host.url, stack.token(tenant), "partner")
+    page = s.page
+    s.open("Margins and identifiers", "Margins and identifiers")
+    form = page.get_by_role("form", name="Add a margin rule")
+    form.get_by_label("Level").select_option("customer")
+    form.get_by_label("Find by name").fill(customer_name.split()[0].lower())  # part of the name, any case
+    choice = form.get_by_role("button", name=f"Choose customer {customer_name}", exact=True)
+    choice.wait_for()
+    s.check("margins-picker")
+    page.screenshot(path=str(SCREENSHOTS / "margins-picker.png"), full_page=True)
+    choice.click()
+    assert form.get_by_label("Target id", exact=True).input_value() == customer_id
+    assert customer_name in form.locator(".chosen").inner_text()
+    form.get_by_label("Percent").fill("12.5")
+    form.get_by_label("Effective from").fill("2000-01-01")
+    form.get_by_role("button", name="Preview effect").click()
+    preview = page.get_by_role("table", name=f"Effect on invoice {latest} (onetime), per customer")
+    preview.wait_for()
+    cells = preview.locator("tbody tr").first.locator("td").all_inner_texts()
+    today = sum(Decimal(x["CustomerSubtotal"]) for x in own)
+    new = sum((Decimal(x["ResellerSubtotal"]) * Decimal("1.125")).quantize(Decimal("0.01"), "ROUND_HALF_UP")
+              for x in own)
+    assert customer_id in cells[0] and int(cells[1]) == len(own)
+    shown = tuple(Decimal(c.replace(",", "")) for c in cells[2:5])
+    assert shown == (today, new, new - today)  # to the cent
+    s.check("margins-preview")
+    page.screenshot(path=str(SCREENSHOTS / "margins-preview.png"), full_page=True)
+    form.get_by_role("button", name="Add rule").click()
+    rules = page.get_by_role("table", name="Margin rules in force and planned")
+    rules.get_by_role("cell", name=f"{customer_name} ({customer_id})").wait_for()  # the rule list speaks in names
+    rules.get_by_label("Ends on").fill("2026-06-01")
+    rules.get_by_role("button", name=f"End-date rule for {customer_id}").click()
+    rules.get_by_role("cell", name="2026-06-01", exact=True).wait_for()
+    listed = requests.get(f"{api}/tenants/{tenant}/margin-rules", headers=admin, timeout=30).json()["items"]
+    assert [(r["targetId"], r["effectiveTo"]) for r in listed] == [(customer_id, "2026-06-01")]  # one rule, ended
+    s.close()
+
+
 @pytest.fixture(autouse=True)
 def _no_proxy_for_loopback() -> Iterator[None]:
     """Chromium and requests talk to 127.0.0.1 only; a proxy from the environment must not intercept them."""

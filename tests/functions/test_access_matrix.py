@@ -48,8 +48,8 @@ IDENTIFIER_TARGETS = {kind: tuple(t for t, (k, _) in TARGET_IDS.items() if k == 
 IDENTIFIER_TARGETS["reseller"] += ("otherReseller",)
 TARGET_IDS["otherReseller"] = ("reseller", R2)
 FILE_ROUTES = {"get_file", "download", "list_findings", "download_findings", "regenerate", "list_file_versions",
-               "download_file_version"}
-LIST_ROUTES = {"list_tenants", "list_files", "list_margin_rules", "list_identifiers"}
+               "download_file_version", "request_export", "list_exports", "get_export", "download_export"}
+LIST_ROUTES = {"list_tenants", "list_files", "list_margin_rules", "list_identifiers", "list_names"}
 
 # route -> the targets it is called with ("tenant": the tenant as a whole)
 ROUTES: dict[str, tuple[str, ...]] = {
@@ -58,7 +58,8 @@ ROUTES: dict[str, tuple[str, ...]] = {
                                       "get_automation", "get_calendar", "regenerate_files",
                                       "import_identifiers_csv")},
     **{name: LINE_TARGETS for name in FILE_ROUTES | {"request_file", "get_charges"}},
-    **{name: CONFIG_TARGETS for name in ("create_margin_rule", "delete_margin_rule")},
+    **{name: CONFIG_TARGETS for name in ("create_margin_rule", "delete_margin_rule", "patch_margin_rule",
+                                         "preview_margin_rule")},
     **{f"{verb}_{kind}_identifier": targets for kind, targets in IDENTIFIER_TARGETS.items()
        for verb in ("put", "get")},
     **{name: ("list",) for name in LIST_ROUTES},
@@ -106,7 +107,7 @@ def expected(role: str, name: str, target: str) -> str:
         return "allowed"
     if name in FILE_ROUTES:  # a file the caller may not see does not exist for it
         return "forbidden" if may(role, Action.FILES_READ, target) else "hidden"
-    if name == "delete_margin_rule":
+    if name in ("delete_margin_rule", "patch_margin_rule"):
         return "hidden"
     return "forbidden"
 
@@ -173,13 +174,27 @@ def request_for(world: dict[str, Any], name: str, target: str) -> dict[str, Any]
     t, invoice = world["tenant"], world["invoice"]
     base = {"route": {"tenantId": t}}
     if name in FILE_ROUTES:
-        return {"route": {"tenantId": t, "fileId": world["files"][target], "version": "1"}}
+        route = {"tenantId": t, "fileId": world["files"][target], "version": "1",
+                 "exportId": "e0000000-0000-4000-8000-00000000000e"}
+        return {"route": route, "body": {"kind": "billing"} if name == "request_export" else None}
     if name == "request_file":
         return {**base, "body": {"invoiceType": "onetime", "invoiceId": invoice, **_line_body(target, invoice)}}
     if name == "get_charges":
         params = {"type": "onetime", "pageSize": "5", **_line_body(target, invoice)}
         return {"route": {"tenantId": t, "invoiceId": invoice}, "params": params}
     level, target_id = TARGET_IDS.get(target, ("", ""))
+    if name == "preview_margin_rule":  # no file to preview on: 409 once allowed
+        return {**base, "body": {"level": level, "targetId": target_id, "percent": "5", "effectiveFrom": "2001-01-01",
+                                 "productId": uuid.uuid4().hex[:12]}}
+    if name == "patch_margin_rule":
+        from shared.core.margins import MarginRuleIn
+
+        rule = world["ctx"].rules.create(t, MarginRuleIn.model_validate(
+            {"level": level, "targetId": target_id, "percent": "1", "effectiveFrom": "2001-01-01",
+             "productId": uuid.uuid4().hex[:12]}))
+        etag = world["ctx"].rules.get_tagged(t, rule.id)[1]
+        return {"route": {"tenantId": t, "ruleId": rule.id}, "body": {"effectiveTo": "2001-02-01"},
+                "headers": {"If-Match": etag}}
     if name == "create_margin_rule":
         start = date(2020, 1, 1) + timedelta(days=uuid.uuid4().int % 3000)
         return {**base, "body": {"level": level, "targetId": target_id, "percent": "5",
@@ -209,7 +224,7 @@ def request_for(world: dict[str, Any], name: str, target: str) -> dict[str, Any]
 
 
 METHODS = {"put": "PUT", "create": "POST", "request": "POST", "regenerate": "POST", "import": "POST",
-           "delete": "DELETE"}
+           "delete": "DELETE", "patch": "PATCH", "preview": "POST"}
 
 
 def _method(name: str) -> str:
@@ -261,7 +276,12 @@ def test_lists_hold_only_what_the_role_may_see(world, functions, role) -> None:
     else:
         assert standing == {}, me
 
-    for name in ("list_files", "list_margin_rules", "list_identifiers"):
+    from shared.core.names import NameEntry
+
+    world["ctx"].names.record(t, [NameEntry("reseller", R1), NameEntry("reseller", R2)] + [
+        NameEntry(kind, target_id, f"{target} name") for target, (kind, target_id) in TARGET_IDS.items()
+        if kind != "reseller"])
+    for name in ("list_files", "list_margin_rules", "list_identifiers", "list_names"):
         resp = call(functions, name, "GET", route={"tenantId": t}, token=token)
         if role in ("stranger", "outsider"):
             assert outcome(resp) == "no tenant", name
@@ -274,7 +294,9 @@ def test_lists_hold_only_what_the_role_may_see(world, functions, role) -> None:
             assert seen == {x for x in LINE_TARGETS if may(role, Action.FILES_READ, x)}, (role, seen)
         else:
             action = Action.RULES_READ if name == "list_margin_rules" else Action.IDENTIFIERS_READ
-            if name == "list_margin_rules":
+            if name == "list_names":
+                action, seen, targets = Action.RULES_READ, {(i["kind"], i["id"]) for i in items}, tuple(TARGET_IDS)
+            elif name == "list_margin_rules":
                 seen, targets = {(i["level"], i["targetId"]) for i in items}, CONFIG_TARGETS
             else:
                 seen, targets = {(i["kind"], i["id"]) for i in items}, tuple(TARGET_IDS)
