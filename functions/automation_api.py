@@ -12,7 +12,7 @@ from functions.http_api import audited_redirect, readable_file
 from functions.http_support import access_for, api, json_response, parse_body
 from shared.app import automation
 from shared.app.context import get_context
-from shared.core.models import AutomationIn, BulkRegenerateIn
+from shared.core.models import AutomationIn, BulkRegenerateIn, View, plain_error, plain_reason
 from shared.core.access import Action
 from shared.core.problems import bad_request
 
@@ -56,6 +56,8 @@ def months_param(req: func.HttpRequest) -> int:
 def list_file_versions(req: func.HttpRequest) -> func.HttpResponse:
     record = readable_file(req)
     items = automation.list_versions(get_context(), record.tenant_id, record.id)
+    if access_for(req)[1].viewer != View.PARTNER:  # Microsoft's and Entra's own words are for partners
+        items = [{**v, "error": plain_error(v["error"], None), "reason": plain_reason(v["reason"])} for v in items]
     return json_response({"items": items})
 
 

@@ -36,7 +36,10 @@ def create_margin_rule(req: func.HttpRequest) -> func.HttpResponse:
     tenant_id, access = access_for(req)
     file_requests.require_tenant(get_context(), tenant_id)
     body = parse_body(req, MarginRuleIn)
-    access.require(Scope.rule(body.level, body.target_id))
+    if body.level != MarginLevel.RESELLER:  # a reseller's rule is its own: it applies to its own lines only
+        body = body.model_copy(update={"owner_reseller_id": access.owner_for(body.level, body.target_id,
+                                                                             body.owner_reseller_id)})
+    access.require(Scope.rule(body.level, body.target_id, body.owner_reseller_id, new=True))
     rule = get_context().rules.create(tenant_id, body)
     return json_response(rule.model_dump(mode="json", by_alias=True), 201,
                          headers={"Location": f"/api/{RULES.format(tenantId=tenant_id)}/{rule.id}"})
@@ -52,7 +55,7 @@ def list_margin_rules(req: func.HttpRequest) -> func.HttpResponse:
     if target is not None and (len(target) > 100 or not target.replace("-", "").isalnum()):
         raise bad_request("targetId must be an MPN id or a GUID.", "targetId")
     rules = access.filter(get_context().rules.list(tenant_id, level, target),
-                          lambda r: Scope.rule(r.level, r.target_id))
+                          lambda r: Scope.rule(r.level, r.target_id, r.owner_reseller_id))
     return json_response({"items": [r.model_dump(mode="json", by_alias=True) for r in rules]})
 
 
@@ -66,7 +69,7 @@ def delete_margin_rule(req: func.HttpRequest) -> func.HttpResponse:
     rule = get_context().rules.get(tenant_id, rule_id)
     if rule is None:
         raise missing
-    access.require(Scope.rule(rule.level, rule.target_id), hidden=missing)
+    access.require(Scope.rule(rule.level, rule.target_id, rule.owner_reseller_id), hidden=missing)
     get_context().rules.delete(tenant_id, rule_id)
     return func.HttpResponse(status_code=204)
 
@@ -84,17 +87,25 @@ def _identifier_routes(plural: str) -> None:
         tenant_id = _tenant(req)
         _, access = access_for(req)
         id_ = check_target_id(kind, req.route_params.get(param, ""), param)
-        access.require(Scope.identifier(kind, id_))
+        owner = _owner(req, access, kind, id_)  # a reseller's identifier is its own: on its own lines only
+        store = get_context().identifiers
+        access.require(Scope.identifier(kind, id_, owner, new=store.find(tenant_id, kind, id_, owner) is None))
         body = parse_body(req, model)
-        saved = get_context().identifiers.put(tenant_id, Identifier(kind=kind, id=id_, **body.model_dump()))
+        saved = store.put(tenant_id, Identifier(kind=kind, id=id_, owner_reseller_id=owner, **body.model_dump()))
         return json_response(saved.model_dump(mode="json", by_alias=True, exclude_none=True))
 
     def get(req: func.HttpRequest) -> func.HttpResponse:
         tenant_id = _tenant(req)
         _, access = access_for(req)
         id_ = check_target_id(kind, req.route_params.get(param, ""), param)
-        access.require(Scope.identifier(kind, id_))
-        found = get_context().identifiers.get(tenant_id, kind, id_)
+        owner = _owner(req, access, kind, id_)
+        store = get_context().identifiers
+        found = store.find(tenant_id, kind, id_, owner)
+        if found is None and owner is not None and access.acts_as_reseller:  # else the partner's, if it may see it
+            owner, found = None, store.find(tenant_id, kind, id_)
+        access.require(Scope.identifier(kind, id_, owner))
+        if found is None:
+            raise not_found(f"The {kind} {id_}")
         return json_response(found.model_dump(mode="json", by_alias=True, exclude_none=True))
 
     # Named before `api` sees them: the policy is keyed by function name.
@@ -102,6 +113,17 @@ def _identifier_routes(plural: str) -> None:
     get.__name__ = get.__qualname__ = f"get_{kind}_identifier"
     bp.route(route=route, methods=["PUT"])(api(Action.IDENTIFIERS_WRITE, scoped=True)(put))
     bp.route(route=route, methods=["GET"])(api(Action.IDENTIFIERS_READ, scoped=True)(get))
+
+
+def _owner(req: func.HttpRequest, access, kind: str, id_: str) -> str | None:
+    """Whose identifier: `ownerResellerId` (query), else for a reseller its own reseller id; None: the partner's."""
+    requested = req.params.get("ownerResellerId") or None
+    if requested is not None:
+        requested = check_target_id("reseller", requested, "ownerResellerId")
+        if requested == "0" or kind == "reseller":
+            raise bad_request("ownerResellerId is a reseller's MPN id, for customer and subscription identifiers.",
+                              "ownerResellerId")
+    return None if kind == "reseller" else access.owner_for(kind, id_, requested)
 
 
 for _plural in _KINDS:
@@ -112,7 +134,8 @@ for _plural in _KINDS:
 @api(Action.IDENTIFIERS_READ, scoped=True)
 def list_identifiers(req: func.HttpRequest) -> func.HttpResponse:
     _, access = access_for(req)
-    items = access.filter(get_context().identifiers.list(_tenant(req)), lambda i: Scope.identifier(i.kind, i.id))
+    items = access.filter(get_context().identifiers.list(_tenant(req)),
+                          lambda i: Scope.identifier(i.kind, i.id, i.owner_reseller_id))
     return json_response({"items": [i.model_dump(mode="json", by_alias=True, exclude_none=True) for i in items]})
 
 

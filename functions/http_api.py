@@ -67,7 +67,7 @@ def request_file(req: func.HttpRequest) -> func.HttpResponse:
     body = access.require_lines(parse_body(req, FileRequest))
     record, created = file_requests.request_file(get_context(), tenant_id, body)
     location = f"/api/{FILES.format(tenantId=tenant_id)}/{record.id}"
-    return json_response(record.public(), 202 if created else 200, headers={"Location": location})
+    return json_response(record.public(access.viewer), 202 if created else 200, headers={"Location": location})
 
 
 @bp.route(route=FILES, methods=["GET"])
@@ -80,7 +80,7 @@ def list_files(req: func.HttpRequest) -> func.HttpResponse:
     if invoice_id and not re.match(INVOICE_ID_PATTERN, invoice_id):
         raise bad_request("invoiceId must be letters and digits.", "invoiceId")
     items = file_requests.list_files(get_context(), tenant_id, invoice_type, status, invoice_id)
-    return json_response({"items": [r.public() for r in access.filter(items, Scope.lines)]})
+    return json_response({"items": [r.public(access.viewer) for r in access.filter(items, Scope.lines)]})
 
 
 def readable_file(req: func.HttpRequest) -> FileRecord:
@@ -96,7 +96,7 @@ def readable_file(req: func.HttpRequest) -> FileRecord:
 @bp.route(route=FILES + "/{fileId}", methods=["GET"])
 @api(Action.FILES_READ, scoped=True)
 def get_file(req: func.HttpRequest) -> func.HttpResponse:
-    return json_response(readable_file(req).public())
+    return json_response(readable_file(req).public(access_for(req)[1].viewer))
 
 
 @bp.route(route=FILES + "/{fileId}/download", methods=["GET"])
@@ -151,7 +151,7 @@ def regenerate(req: func.HttpRequest) -> func.HttpResponse:
     access.require(Scope.lines(current))
     record = file_requests.regenerate(get_context(), tenant_id, file_id)
     location = f"/api/{FILES.format(tenantId=tenant_id)}/{record.id}"
-    return json_response(record.public(), 202, headers={"Location": location})
+    return json_response(record.public(access.viewer), 202, headers={"Location": location})
 
 
 @bp.route(route="tenants/{tenantId}/invoices", methods=["GET"])
