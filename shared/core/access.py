@@ -242,7 +242,7 @@ def _configures(write: bool, level: str | None, scope: Scope, reach: _Reach) -> 
         return not write and scope.target_id not in shared
     if scope.owner == DIRECT or scope.owner not in reach.resellers:
         return False
-    return not (scope.new and scope.target_id in shared)
+    return not (write and scope.new and scope.target_id in shared)
 
 
 def _customer(action: Action, scope: Scope, reach: _Reach) -> bool:
