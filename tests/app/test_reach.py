@@ -45,7 +45,8 @@ def test_collector_takes_distinct_valid_triples_from_batches() -> None:
     collector = ReachCollector(lay)
     collector.add(batch)
     collector.add(batch)  # a segment read again adds nothing
-    assert collector.valid() == {("1234567", C1, S1), ("7654321", C2, "")}
+    # direct lines (empty, null, 0, -1) are the party "0": they make a customer shared, never a reseller's reach
+    assert collector.valid() == {("1234567", C1, S1), ("7654321", C2, ""), ("0", C2, S2)}
     assert len(collector.keys) <= batch.num_rows  # distinct keys only
 
 
@@ -53,14 +54,14 @@ def test_collector_takes_legacy_numeric_reseller_ids() -> None:
     collector = ReachCollector(layout_for("license"))
     collector.add(pa.RecordBatch.from_pydict({"ResellerMpnId": pa.array([1234567, -1], pa.int64()),
                                               "CustomerId": [C1, C2], "SubscriptionId": [S1, S2]}))
-    assert collector.valid() == {("1234567", C1, S1)}
+    assert collector.valid() == {("1234567", C1, S1), ("0", C2, S2)}
 
 
 def test_collector_reads_the_daily_usage_reseller_column() -> None:
     collector = ReachCollector(layout_for("dailyratedusage"))
     collector.add(pa.RecordBatch.from_pydict({"Tier2MpnId": ["1234567", ""], "CustomerId": [C1, C2],
                                               "SubscriptionId": [S1, S2], "ResellerMpnId": ["999", "999"]}))
-    assert collector.valid() == {("1234567", C1, S1)}
+    assert collector.valid() == {("1234567", C1, S1), ("0", C2, S2)}
 
 
 # ---- the index and its resolver ----------------------------------------------------------------------------------
@@ -78,7 +79,8 @@ def test_resolver_answers_per_tenant_and_reseller(ctx) -> None:
     # "123" and "12345678" share a prefix with 1234567: the range query must not mix them up
     assert index.resolve(TENANT, frozenset({"1234567"})) == Reach(frozenset({C1, C2}), frozenset({S1}),
                                                                   frozenset({C2}))
-    assert index.resolve(TENANT, frozenset({"123"})) == Reach(frozenset({C2}), frozenset({S2}), frozenset({C2}))
+    assert index.resolve(TENANT, frozenset({"123"})) == Reach(frozenset({C2}), frozenset({S2}), frozenset({C2}),
+                                                              frozenset({S2}))  # 12345678 shows up on S2 too
     assert index.resolve(TENANT, frozenset({"7654321"})) == Reach()
     assert index.resolve(OTHER_TENANT, frozenset({"1234567"})) == Reach(frozenset({C2}), frozenset({S2}))
     both = index.resolve(TENANT.upper(), frozenset({"1234567", "123", "bad|id"}))
