@@ -22,7 +22,7 @@ from shared.core import validation
 from shared.adapters.audit import client_address, forwarded_chain
 from shared.core.columns import FileType
 from shared.app.context import get_context
-from shared.core.models import INVOICE_ID_PATTERN, ChargesScope, FileRecord, FileRequest, FileStatus, TenantIn
+from shared.core.models import INVOICE_ID_PATTERN, ChargesScope, FileRecord, FileRequest, FileStatus, TenantIn, View
 from shared.core.access import Action, Scope
 from shared.core.problems import bad_request, not_found
 
@@ -65,6 +65,7 @@ def get_tenant(req: func.HttpRequest) -> func.HttpResponse:
 def request_file(req: func.HttpRequest) -> func.HttpResponse:
     tenant_id, access = access_for(req)
     body = access.require_lines(parse_body(req, FileRequest))
+    charge_quota(tenant_id, access)
     record, created = file_requests.request_file(get_context(), tenant_id, body)
     location = f"/api/{FILES.format(tenantId=tenant_id)}/{record.id}"
     return json_response(record.public(access.viewer), 202 if created else 200, headers={"Location": location})
@@ -81,6 +82,13 @@ def list_files(req: func.HttpRequest) -> func.HttpResponse:
         raise bad_request("invoiceId must be letters and digits.", "invoiceId")
     items = file_requests.list_files(get_context(), tenant_id, invoice_type, status, invoice_id)
     return json_response({"items": [r.public(access.viewer) for r in access.filter(items, Scope.lines)]})
+
+
+def charge_quota(tenant_id: str, access) -> None:
+    """A reseller's or customer's file request counts against its hourly quota (429 + Retry-After when spent);
+    partner roles are not counted, and the timer's own requests never pass through a route."""
+    if access.viewer != View.PARTNER:
+        get_context().quotas.take(tenant_id, access.caller.object_id)
 
 
 def readable_file(req: func.HttpRequest) -> FileRecord:
@@ -149,6 +157,7 @@ def regenerate(req: func.HttpRequest) -> func.HttpResponse:
     if not access.allows_action(Action.FILES_READ, Scope.lines(current)):
         raise not_found(f"Reconciliation file {file_id}")
     access.require(Scope.lines(current))
+    charge_quota(tenant_id, access)
     record = file_requests.regenerate(get_context(), tenant_id, file_id)
     location = f"/api/{FILES.format(tenantId=tenant_id)}/{record.id}"
     return json_response(record.public(access.viewer), 202, headers={"Location": location})
