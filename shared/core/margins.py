@@ -422,11 +422,13 @@ class MarginEngine:
         c_sub = self._relevant(subscription,
                                [self._target(MarginLevel.SUBSCRIPTION, v) for v in subscription.values])
         c_product = self._relevant(product, [self._product(None, v) for v in product.values])
-        c_owner = self._relevant(reseller, [self._owner(v, self._rule_owners) for v in reseller.values])
-        c_group, c_combos = _group([c_customer, c_sub, c_product, epoch, c_owner])
+        c_parts = [c_customer, c_sub, c_product, epoch]
+        if self._rule_owners:  # whose line matters only when some reseller owns a rule (ownership module)
+            c_parts.append(self._relevant(reseller, [self._owner(v, self._rule_owners) for v in reseller.values]))
+        c_group, c_combos = _group(c_parts)
         c_percents = [self.customer_percent(c_customer.values[a], c_sub.values[s], c_product.values[b],
-                                            self._epoch_day(epoch.values[e]), c_owner.values[o])
-                      for a, s, b, e, o in c_combos]
+                                            self._epoch_day(epoch.values[e]), c_parts[4].values[o[0]] if o else "")
+                      for a, s, b, e, *o in c_combos]
 
         r_pct = pa.array(r_percents, PERCENT_TYPE).take(r_group)
         c_pct = pa.array(c_percents, PERCENT_TYPE).take(c_group)
