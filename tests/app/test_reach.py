@@ -276,3 +276,18 @@ def test_a_record_of_a_customer_view_narrowed_to_a_reseller_is_seen_by_that_cust
     token = token_for(tenant, role=None, object_id=oid)
     assert call(functions, "get_file", "GET", route={"tenantId": tenant, "fileId": record.id},
                 token=token).status_code == 200
+
+
+def test_direct_lines_make_customers_and_subscriptions_shared_in_the_index(ctx) -> None:
+    """A customer served by a reseller and directly by the partner is shared (issue 14): its reseller creates
+    nothing new for it; direct lines are nobody's reach."""
+    index = ReachIndex(ctx.storage)
+    index.record(TENANT, [("1234567", C1, S1), ("1234567", C2, S2)])
+    assert index.resolve(TENANT, frozenset({"1234567"})).shared == frozenset()
+    collector = ReachCollector(layout_for("onetime"))
+    collector.add(pa.RecordBatch.from_pydict({"ResellerMpnId": ["-1", ""], "CustomerId": [C1, C1],
+                                              "SubscriptionId": [S1, None]}))
+    index.record(TENANT, collector.valid())  # a later file: the partner bills C1 (and S1) directly too
+    assert index.resolve(TENANT, frozenset({"1234567"})) == Reach(frozenset({C1, C2}), frozenset({S1, S2}),
+                                                                  frozenset({C1}), frozenset({S1}))
+    assert index.resolve(TENANT, frozenset({"0"})) == Reach()

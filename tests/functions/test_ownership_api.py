@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import timedelta
+from decimal import Decimal
 
 from hypothesis import HealthCheck, given, settings
 
@@ -100,3 +101,47 @@ def test_writes_through_the_api_change_only_the_writers_lines(app_env, ctx, func
                 assert target in mine
                 owner = item.get("ownerResellerId")
                 assert owner in p.reseller_ids or (owner is None and target not in shared), item
+
+
+def test_a_resellers_own_rule_after_its_customer_becomes_shared(app_env, ctx, functions) -> None:
+    """R1 writes a rule and an internal id for its customer (owned by R1, shown in the API); the partner then sells
+    to that customer directly: R1 creates nothing new for it, still lists and removes its own rule, and the
+    partner's direct lines never took R1's price or id."""
+    c = "c1c1c1c1-0000-4000-8000-000000000001"
+    s1, s0 = "51515151-0000-4000-8000-000000000001", "50505050-0000-4000-8000-000000000000"
+    tenant = str(uuid.uuid4())
+    file_requests.put_tenant(ctx, tenant, TenantIn(display_name="T", client_id=CLIENT,
+                                                   client_secret_setting=SECRET_SETTING))
+    ctx.principals.put(tenant, "0f000000-0000-4000-8000-0000000000f1",
+                       PrincipalIn(role=Role.RESELLER, reseller_ids=["1234567"]))
+    token = token_for(tenant, role=None, object_id="0f000000-0000-4000-8000-0000000000f1")
+    ctx.reach.record(tenant, [("1234567", c, s1)])
+    route = {"tenantId": tenant}
+    body = {"level": "customer", "targetId": c, "percent": "-99.9999", "effectiveFrom": "2026-01-01"}
+    made = call(functions, "create_margin_rule", "POST", route=route, body=body, token=token)
+    assert made.status_code == 201, made.get_body()
+    rule = json.loads(made.get_body())
+    assert rule["ownerResellerId"] == "1234567"
+    ident = call(functions, "put_customer_identifier", "PUT", route={**route, "customerId": c}, token=token,
+                 body={"internalId": "R1-C"})
+    assert ident.status_code == 200 and json.loads(ident.get_body())["ownerResellerId"] == "1234567"
+    partner_ident = call(functions, "put_customer_identifier", "PUT", route={**route, "customerId": c},
+                         body={"internalId": "PARTNER-C"})
+    assert json.loads(partner_ident.get_body()) == {"kind": "customer", "id": c, "internalId": "PARTNER-C"}
+
+    ctx.reach.record(tenant, [("0", c, s0)])  # a later invoice: the partner bills the customer directly
+    again = call(functions, "create_margin_rule", "POST", route=route, token=token,
+                 body={**body, "percent": "5", "productId": "P9"})
+    assert again.status_code == 403
+    listed = json.loads(call(functions, "list_margin_rules", "GET", route=route, token=token).get_body())["items"]
+    assert [r["id"] for r in listed] == [rule["id"]]
+    lines = batch_of([{"ResellerMpnId": "1234567", "CustomerId": c, "SubscriptionId": s1, "Subtotal": "100.00",
+                       "ChargeStartDate": "2026-10-01"},
+                      {"ResellerMpnId": "0", "CustomerId": c, "SubscriptionId": s0, "Subtotal": "100.00",
+                       "ChargeStartDate": "2026-10-01"}])
+    priced = _priced(ctx, tenant, lines)
+    assert priced.column("CustomerSubtotal").to_pylist() == [Decimal("0.00"), Decimal("100.00")]
+    assert priced.column("CustomerInternalId").to_pylist() == ["R1-C", "PARTNER-C"]
+    gone = call(functions, "delete_margin_rule", "DELETE", route={**route, "ruleId": rule["id"]}, token=token)
+    assert gone.status_code == 204
+    assert ctx.rules.list(tenant) == []
