@@ -66,13 +66,14 @@ ROUTES: list[tuple[str, str, str, str, Any, Any, bool, dict[str, dict]]] = [
     ("get", T + "/resellers/{resellerMpnId}", "get_reseller_identifier", "A reseller's internal id", None, Identifier,
      False, {}),
     ("put", T + "/customers/{customerId}", "put_customer_identifier", "A customer's internal id",
-     CustomerIdentifierIn, Identifier, False, {}),
+     CustomerIdentifierIn, Identifier, False, {"ownerResellerId": MPN}),
     ("get", T + "/customers/{customerId}", "get_customer_identifier", "A customer's internal id", None, Identifier,
-     False, {}),
+     False, {"ownerResellerId": MPN}),
     ("put", T + "/subscriptions/{subscriptionId}", "put_subscription_identifier",
-     "A subscription's internal id and PO number", SubscriptionIdentifierIn, Identifier, False, {}),
+     "A subscription's internal id and PO number", SubscriptionIdentifierIn, Identifier, False,
+     {"ownerResellerId": MPN}),
     ("get", T + "/subscriptions/{subscriptionId}", "get_subscription_identifier",
-     "A subscription's internal id and PO number", None, Identifier, False, {}),
+     "A subscription's internal id and PO number", None, Identifier, False, {"ownerResellerId": MPN}),
     ("get", T + "/identifiers", "list_identifiers", "Identifiers the caller may read", None, Identifier, True, {}),
     ("post", T + "/identifiers:import", "import_identifiers_csv", "Import identifiers from CSV", "csv", ImportResult,
      False, {}),
@@ -139,6 +140,8 @@ def document() -> dict[str, Any]:
                 "description": "OK", "content": {"application/json": {"schema": schema}}}
         for status in ("400", "401", "403", "404", "409") if path not in ANONYMOUS_PATHS else ():
             op["responses"][status] = problem
+        if name in ("request_file", "regenerate"):  # resellers' and customers' hourly quota (Retry-After)
+            op["responses"]["429"] = problem
         if path in ANONYMOUS_PATHS:
             op["security"] = []
         paths.setdefault(path, {})[method] = op
