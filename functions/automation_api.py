@@ -49,7 +49,7 @@ def months_param(req: func.HttpRequest) -> int:
 
 @handles(bp)
 def list_file_versions(req: func.HttpRequest) -> func.HttpResponse:
-    items = versions.list_versions(get_context(), readable_file(req))
+    items = versions.list_versions(get_context(), readable_file(req), access_for(req)[1].viewer)
     return json_response({"items": items})
 
 

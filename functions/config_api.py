@@ -35,7 +35,11 @@ def _tenant(req: func.HttpRequest) -> Tenant:
 def create_margin_rule(req: func.HttpRequest) -> func.HttpResponse:
     tenant = _tenant(req)
     body = parse_body(req, MarginRuleIn)
-    access_for(req)[1].require(Scope.rule(body.level, body.target_id))
+    guard = access_for(req)[1]
+    if body.level != MarginLevel.RESELLER:  # a reseller's rule is its own: it applies to its own lines only
+        body = body.model_copy(update={"owner_reseller_id": guard.owner_for(body.level, body.target_id,
+                                                                            body.owner_reseller_id)})
+    guard.require(Scope.rule(body.level, body.target_id, body.owner_reseller_id, new=True))
     rule = pricing_admin.create_rule(get_context(), tenant, body)
     url = location("delete_margin_rule", tenantId=tenant.tenant_id, ruleId=rule.id)  # the rule's own URL
     etag = pricing_admin.rule_etags(get_context(), tenant).get(rule.id)
@@ -51,7 +55,7 @@ def list_margin_rules(req: func.HttpRequest) -> func.HttpResponse:
     if target is not None and (len(target) > 100 or not target.replace("-", "").isalnum()):
         raise bad_request("targetId must be an MPN id or a GUID.", "targetId")
     rules = access_for(req)[1].filter(pricing_admin.list_rules(get_context(), tenant, level, target),
-                                      lambda r: Scope.rule(r.level, r.target_id))
+                                      lambda r: Scope.rule(r.level, r.target_id, r.owner_reseller_id))
     etags = pricing_admin.rule_etags(get_context(), tenant) if rules else {}  # for If-Match on PATCH
     return json_response({"items": [{**r.model_dump(mode="json", by_alias=True), "etag": etags.get(r.id)}
                                     for r in rules]})
@@ -64,7 +68,8 @@ def patch_margin_rule(req: func.HttpRequest) -> func.HttpResponse:
     tenant = _tenant(req)
     rule_id = route_guid(req, "ruleId")
     rule = pricing_admin.get_rule(get_context(), tenant, rule_id)
-    access_for(req)[1].require(Scope.rule(rule.level, rule.target_id), hidden=not_found(f"Margin rule {rule_id}"))
+    access_for(req)[1].require(Scope.rule(rule.level, rule.target_id, rule.owner_reseller_id),
+                               hidden=not_found(f"Margin rule {rule_id}"))
     etag = req.headers.get("If-Match")
     if not etag:
         raise Problem(428, "Precondition required", "Send the rule's ETag in If-Match (from the rule list), so a "
@@ -83,7 +88,10 @@ def preview_margin_rule(req: func.HttpRequest) -> func.HttpResponse:
     tenant = _tenant(req)
     guard = access_for(req)[1]
     body = parse_body(req, RulePreviewIn)
-    guard.require(Scope.rule(body.level, body.target_id))
+    if body.level != MarginLevel.RESELLER:  # previewed as it would be saved: a reseller's rule is its own
+        body = body.model_copy(update={"owner_reseller_id": guard.owner_for(body.level, body.target_id,
+                                                                            body.owner_reseller_id)})
+    guard.require(Scope.rule(body.level, body.target_id, body.owner_reseller_id, new=True))
     standing = guard.access
     own = (frozenset(standing.principal.reseller_ids) if standing is not None and standing.acts_as_reseller
            and standing.principal is not None else None)
@@ -122,7 +130,8 @@ def delete_margin_rule(req: func.HttpRequest) -> func.HttpResponse:
     tenant = _tenant(req)
     rule_id = route_guid(req, "ruleId")
     rule = pricing_admin.get_rule(get_context(), tenant, rule_id)
-    access_for(req)[1].require(Scope.rule(rule.level, rule.target_id), hidden=not_found(f"Margin rule {rule_id}"))
+    access_for(req)[1].require(Scope.rule(rule.level, rule.target_id, rule.owner_reseller_id),
+                               hidden=not_found(f"Margin rule {rule_id}"))
     pricing_admin.delete_rule(get_context(), tenant, rule)
     return func.HttpResponse(status_code=204)
 
@@ -135,20 +144,27 @@ _KINDS = {"reseller": ("resellerMpnId", ResellerIdentifierIn), "customer": ("cus
 def _identifier_handlers(kind: str) -> None:
     param, model = _KINDS[kind]
 
-    def target(req: func.HttpRequest) -> tuple[Tenant, str]:
+    def target(req: func.HttpRequest) -> tuple[Tenant, str, str | None]:
         tenant = _tenant(req)
         id_ = check_target_id(kind, req.route_params.get(param, ""), param)
-        access_for(req)[1].require(Scope.identifier(kind, id_))
-        return tenant, id_
+        return tenant, id_, _owner(req, kind, id_)  # a reseller's identifier is its own: on its own lines only
 
     def put(req: func.HttpRequest) -> func.HttpResponse:
-        tenant, id_ = target(req)
-        saved = pricing_admin.put_identifier(get_context(), tenant, kind, id_, parse_body(req, model))
+        tenant, id_, owner = target(req)
+        new = pricing_admin.find_identifier(get_context(), tenant, kind, id_, owner) is None
+        access_for(req)[1].require(Scope.identifier(kind, id_, owner, new=new))
+        saved = pricing_admin.put_identifier(get_context(), tenant, kind, id_, parse_body(req, model), owner)
         return json_response(saved.model_dump(mode="json", by_alias=True, exclude_none=True))
 
     def get(req: func.HttpRequest) -> func.HttpResponse:
-        tenant, id_ = target(req)
-        found = pricing_admin.get_identifier(get_context(), tenant, kind, id_)
+        tenant, id_, owner = target(req)
+        guard = access_for(req)[1]
+        found = pricing_admin.find_identifier(get_context(), tenant, kind, id_, owner)
+        if found is None and owner is not None and guard.acts_as_reseller:  # else the partner's, if it may see it
+            owner, found = None, pricing_admin.find_identifier(get_context(), tenant, kind, id_, None)
+        guard.require(Scope.identifier(kind, id_, owner))
+        if found is None:
+            raise not_found(f"The {kind} {id_}")
         return json_response(found.model_dump(mode="json", by_alias=True, exclude_none=True))
 
     # Named before `handles` sees them: the route table is keyed by function name.
@@ -158,6 +174,17 @@ def _identifier_handlers(kind: str) -> None:
     handles(bp)(get)
 
 
+def _owner(req: func.HttpRequest, kind: str, id_: str) -> str | None:
+    """Whose identifier: `ownerResellerId` (query), else for a reseller its own reseller id; None: the partner's."""
+    requested = req.params.get("ownerResellerId") or None
+    if requested is not None:
+        requested = check_target_id("reseller", requested, "ownerResellerId")
+        if requested == "0" or kind == "reseller":
+            raise bad_request("ownerResellerId is a reseller's MPN id, for customer and subscription identifiers.",
+                              "ownerResellerId")
+    return None if kind == "reseller" else access_for(req)[1].owner_for(kind, id_, requested)
+
+
 for _kind in _KINDS:
     _identifier_handlers(_kind)
 
@@ -165,7 +192,7 @@ for _kind in _KINDS:
 @handles(bp)
 def list_identifiers(req: func.HttpRequest) -> func.HttpResponse:
     items = access_for(req)[1].filter(pricing_admin.list_identifiers(get_context(), _tenant(req)),
-                                      lambda i: Scope.identifier(i.kind, i.id))
+                                      lambda i: Scope.identifier(i.kind, i.id, i.owner_reseller_id))
     return json_response({"items": [i.model_dump(mode="json", by_alias=True, exclude_none=True) for i in items]})
 
 

@@ -26,7 +26,7 @@ from shared.app.context import get_context
 from shared.core import validation
 from shared.core.access import Scope
 from shared.core.columns import FileType
-from shared.core.models import INVOICE_ID_PATTERN, ChargesScope, FileRequest, FileStatus, TenantIn
+from shared.core.models import INVOICE_ID_PATTERN, ChargesScope, FileRequest, FileStatus, TenantIn, View
 from shared.core.problems import bad_request
 
 bp = func.Blueprint()
@@ -59,8 +59,9 @@ def get_tenant(req: func.HttpRequest) -> func.HttpResponse:
 def request_file(req: func.HttpRequest) -> func.HttpResponse:
     tenant_id, access = access_for(req)
     body = access.require_lines(parse_body(req, FileRequest))
+    file_requests.take_quota(get_context(), tenant_id, access.viewer, access.caller.object_id)
     record, created = file_requests.request_file(get_context(), tenant_id, body)
-    return json_response(record.public(), 202 if created else 200,
+    return json_response(record.public(access.viewer), 202 if created else 200,
                          headers={"Location": location("get_file", tenantId=tenant_id, fileId=record.id)})
 
 
@@ -73,12 +74,12 @@ def list_files(req: func.HttpRequest) -> func.HttpResponse:
     if invoice_id and not re.fullmatch(INVOICE_ID_PATTERN, invoice_id):
         raise bad_request("invoiceId must be letters and digits.", "invoiceId")
     items = file_requests.list_files(get_context(), tenant_id, invoice_type, status, invoice_id)
-    return json_response({"items": [r.public() for r in access.filter(items, Scope.lines)]})
+    return json_response({"items": [r.public(access.viewer) for r in access.filter(items, Scope.lines)]})
 
 
 @handles(bp)
 def get_file(req: func.HttpRequest) -> func.HttpResponse:
-    return json_response(readable_file(req).public())
+    return json_response(readable_file(req).public(access_for(req)[1].viewer))
 
 
 @handles(bp)
@@ -103,8 +104,11 @@ def download_findings(req: func.HttpRequest) -> func.HttpResponse:
 
 @handles(bp)
 def regenerate(req: func.HttpRequest) -> func.HttpResponse:
-    record = file_requests.new_version(get_context(), *loaded_file(req))
-    return json_response(record.public(), 202,
+    current, etag = loaded_file(req)
+    guard = access_for(req)[1]
+    file_requests.take_quota(get_context(), current.tenant_id, guard.viewer, guard.caller.object_id)
+    record = file_requests.new_version(get_context(), current, etag)
+    return json_response(record.public(guard.viewer), 202,
                          headers={"Location": location("get_file", tenantId=record.tenant_id, fileId=record.id)})
 
 

@@ -111,6 +111,19 @@ class Guard:
         self.checked = True
         return self._access().allows(self.action, scope)
 
+    def owner_for(self, level: Any, target_id: str, requested: str | None = None) -> str | None:
+        """Who owns configuration the caller writes (`Access.owner_for`): a reseller's is always its own."""
+        return self._access().owner_for(level, target_id, requested)
+
+    @property
+    def acts_as_reseller(self) -> bool:
+        return self._access().acts_as_reseller
+
+    @property
+    def viewer(self) -> Any:
+        """The view whose figures the caller may see in file records (`Access.viewer`)."""
+        return self._access().viewer
+
     def allows_action(self, action: Action, scope: Scope | None = None) -> bool:
         """Another action than the route's, e.g. whether a file the caller may not regenerate is one it may see."""
         return self._access().allows(action, scope)

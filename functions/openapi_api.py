@@ -81,7 +81,7 @@ def _operation(route: Route, keys: dict[Any, Any]) -> dict[str, Any]:
     if route.action is None:
         op["security"] = []
     else:
-        for status in ("400", "401", "403", "404", "409"):
+        for status in ("400", "401", "403", "404", "409") + (("429",) if route.quota else ()):
             op["responses"][status] = PROBLEM
     return op
 

@@ -44,7 +44,7 @@ class Route:
     """One HTTP function. `action` None: anonymous (no token, no policy). `scoped`: the handler narrows the action
     to a scope it learns from the body, a stored record or list items; otherwise the action is checked on the whole
     tenant before the handler runs. `response` None: no JSON body (`status` says which: 204, or 302 to a link);
-    `many`: the response is `{"items": [response, ...]}`."""
+    `many`: the response is `{"items": [response, ...]}`; `quota`: the route may answer 429 (FILE_REQUESTS_PER_HOUR)."""
 
     name: str
     method: str
@@ -57,6 +57,7 @@ class Route:
     many: bool = False
     status: int = 200
     query: dict[str, dict[str, Any]] = field(default_factory=dict)
+    quota: bool = False  # counts against a reseller's or customer's hourly quota (429 with Retry-After)
 
     @property
     def openapi_path(self) -> str:
@@ -83,8 +84,11 @@ def _identifier_routes() -> list[Route]:
                                      ("subscription", "subscriptionId", SubscriptionIdentifierIn,
                                       "A subscription's internal id and PO number")]:
         path = f"{T}/{kind}s/{{{param}}}"
-        out += [Route(f"put_{kind}_identifier", "PUT", path, what, A.IDENTIFIERS_WRITE, SCOPED, model, Identifier),
-                Route(f"get_{kind}_identifier", "GET", path, what, A.IDENTIFIERS_READ, SCOPED, None, Identifier)]
+        owner = {} if kind == "reseller" else {"ownerResellerId": MPN}  # whose identifier (a reseller's own lines)
+        out += [Route(f"put_{kind}_identifier", "PUT", path, what, A.IDENTIFIERS_WRITE, SCOPED, model, Identifier,
+                      query=owner),
+                Route(f"get_{kind}_identifier", "GET", path, what, A.IDENTIFIERS_READ, SCOPED, None, Identifier,
+                      query=owner)]
     return out
 
 
@@ -97,7 +101,7 @@ ROUTES: list[Route] = [
           many=True),
     Route("get_tenant", "GET", T, "A tenant", A.TENANT_READ, response=Tenant),
     Route("request_file", "POST", F, "Request a reconciliation file", A.FILES_REQUEST, SCOPED, FileRequest, FileRecord,
-          status=202),
+          status=202, quota=True),
     Route("list_files", "GET", F, "Files the caller may read", A.FILES_READ, SCOPED, response=FileRecord, many=True,
           query={"invoiceType": STR, "status": STR, "invoiceId": INVOICE}),
     Route("get_file", "GET", FILE, "A file's status", A.FILES_READ, SCOPED, response=FileRecord),
@@ -108,7 +112,7 @@ ROUTES: list[Route] = [
     Route("download_findings", "GET", FILE + "/findings/download", "302 to findings.csv", A.FILES_READ, SCOPED,
           status=302),
     Route("regenerate", "POST", FILE + "/regenerate", "Make a new version", A.FILES_REGENERATE, SCOPED,
-          response=FileRecord, status=202),
+          response=FileRecord, status=202, quota=True),
     Route("list_invoices", "GET", T + "/invoices", "Microsoft's invoices", A.INVOICES_READ, response=InvoiceSummary,
           many=True),
     Route("get_charges", "GET", T + "/invoices/{invoiceId}/charges", "A page of an invoice's charges",

@@ -84,7 +84,7 @@ var deploymentContainerName = 'app-package'
 var filesContainerName = 'reconciliation-files'
 var generationQueueName = 'reconciliation-requests'
 var tablePrefix = 'recon'
-var tableNames = [for table in ['Tenants', 'Files', 'FileVersions', 'Invoices', 'MarginRules', 'Identifiers', 'Principals', 'Audit', 'ResellerReach', 'Exports', 'Names']: '${tablePrefix}${table}']
+var tableNames = [for table in ['Tenants', 'Files', 'FileVersions', 'Invoices', 'MarginRules', 'Identifiers', 'Principals', 'Audit', 'ResellerReach', 'Exports', 'Names', 'RequestQuotas']: '${tablePrefix}${table}']
 
 resource rg 'Microsoft.Resources/resourceGroups@2021-04-01' = {
   name: !empty(resourceGroupName) ? resourceGroupName : '${abbrs.resourceGroup}${environmentName}'
@@ -188,6 +188,7 @@ var appSettings = union({
   FOLLOW_REVISIONS: 'true'
   RETENTION_DAYS: '400'
   TRANSIENT_RETRY_CAP: '5'
+  FILE_REQUESTS_PER_HOUR: '60'
   AUTH_AUDIENCES: authAudiences
   AUTH_ALLOWED_TENANTS: authAllowedTenants
   WEB_CLIENT_ID: webClientId

@@ -1,7 +1,10 @@
 """A tenant's pricing configuration: margin rules and internal identifiers / PO numbers, in Table Storage.
 
 Margin rules live in `MarginRules` (PK tenant, RK rule id); identifiers in `Identifiers` (PK tenant, RK
-"{kind}:{id}"). Creating a rule that overlaps another of the same level, target and product is refused (409).
+"{kind}:{id}", or "{kind}:{id}@{reseller id}" for one a reseller owns). Rules and identifiers a reseller writes
+carry its id (`ownerResellerId`) and apply only to its own lines (`shared.core.ownership`); the partner's own
+(no owner) apply to every line they name. Creating a rule that overlaps another of the same level, target and
+product that could apply to the same lines is refused (409).
 The CSV bulk import is validated as a whole before anything is written: one bad row and nothing changes, and
 every bad row is reported.
 """
@@ -55,6 +58,15 @@ class Identifier(ApiModel):
     internal_id: str | None = None
     name: str | None = None
     po_number: str | None = None
+    owner_reseller_id: str | None = None  # the reseller that wrote it (its own lines only); None: the partner's
+
+    @property
+    def row_key(self) -> str:
+        return row_key(self.kind, self.id, self.owner_reseller_id)
+
+
+def row_key(kind: str, id_: str, owner: str | None = None) -> str:
+    return f"{kind}:{id_}" + (f"@{owner}" if owner else "")
 
 
 class ImportResult(ApiModel):
@@ -171,43 +183,56 @@ class IdentifierRepository:
         self.table = storage.table("Identifiers")
 
     def put(self, tenant_id: str, identifier: Identifier) -> Identifier:
-        entity = {"PartitionKey": tenant_id, "RowKey": f"{identifier.kind}:{identifier.id}",
+        entity = {"PartitionKey": tenant_id, "RowKey": identifier.row_key,
                   **identifier.model_dump(mode="json", exclude_none=True)}
         self.table.upsert_entity(entity, mode=UpdateMode.REPLACE)
         return identifier
 
-    def get(self, tenant_id: str, kind: str, id_: str) -> Identifier:
-        try:
-            entity = self.table.get_entity(tenant_id, f"{kind}:{id_}")
-        except ResourceNotFoundError:
+    def get(self, tenant_id: str, kind: str, id_: str, owner: str | None = None) -> Identifier:
+        found = self.find(tenant_id, kind, id_, owner)
+        if found is None:
             raise not_found(f"The {kind} {id_}")
-        return _identifier(entity)
+        return found
+
+    def find(self, tenant_id: str, kind: str, id_: str, owner: str | None = None) -> Identifier | None:
+        try:
+            return _identifier(self.table.get_entity(tenant_id, row_key(kind, id_, owner)))
+        except ResourceNotFoundError:
+            return None
 
     def list(self, tenant_id: str) -> list[Identifier]:
         rows = self.table.query_entities("PartitionKey eq @pk", parameters={"pk": tenant_id})
         return [_identifier(e) for e in rows]
 
     def mappings(self, tenant_id: str) -> Mappings:
+        """The partner's identifiers, and each owning reseller's own (`Mappings.owned`)."""
         mappings = Mappings()
         for ident in self.list(tenant_id):
-            if ident.kind == "reseller" and ident.internal_id:
-                mappings.resellers[ident.id] = ident.internal_id
-            elif ident.kind == "customer" and ident.internal_id:
-                mappings.customers[ident.id] = ident.internal_id
-            elif ident.kind == "subscription":
-                if ident.internal_id:
-                    mappings.subscriptions[ident.id] = ident.internal_id
-                if ident.po_number:
-                    mappings.po_numbers[ident.id] = ident.po_number
+            if ident.owner_reseller_id:
+                _add(mappings.owned.setdefault(ident.owner_reseller_id, Mappings()), ident)
+            else:
+                _add(mappings, ident)
         return mappings
 
     def put_many(self, tenant_id: str, identifiers: list[Identifier]) -> None:
         """Upsert in transactions of 100 (Table Storage's limit); idempotent, so a retried import completes."""
-        ops = [("upsert", {"PartitionKey": tenant_id, "RowKey": f"{i.kind}:{i.id}",
+        ops = [("upsert", {"PartitionKey": tenant_id, "RowKey": i.row_key,
                            **i.model_dump(mode="json", exclude_none=True)}, {"mode": UpdateMode.REPLACE})
                for i in identifiers]
         for start in range(0, len(ops), 100):
             self.table.submit_transaction(ops[start:start + 100])
+
+
+def _add(mappings: Mappings, ident: Identifier) -> None:
+    if ident.kind == "reseller" and ident.internal_id:
+        mappings.resellers[ident.id] = ident.internal_id
+    elif ident.kind == "customer" and ident.internal_id:
+        mappings.customers[ident.id] = ident.internal_id
+    elif ident.kind == "subscription":
+        if ident.internal_id:
+            mappings.subscriptions[ident.id] = ident.internal_id
+        if ident.po_number:
+            mappings.po_numbers[ident.id] = ident.po_number
 
 
 def _identifier(entity: dict[str, Any]) -> Identifier:

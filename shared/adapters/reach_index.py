@@ -7,10 +7,12 @@ column (`ResellerMpnId`; `Tier2MpnId` in daily rated usage), `CustomerId` and `S
 Table `ResellerReach`, PartitionKey = tenant id, two kinds of row (ids validated, lower-case GUIDs):
 
 - `r|{mpnId}|{customerId}|{subscriptionId}` (subscription empty when a line has none): what a reseller serves;
-  read by one RowKey range query per reseller id (and all of them, keys only, when a file is indexed).
-- `s|{customerId}`: a customer served by more than one reseller. Its customer-level rules and identifiers would
-  change, and reveal, another reseller's prices, so they stay with the partner; each reseller still gets the
-  customer view of its own lines. A marker is never removed (once shared, the customer stays the partner's).
+  read by one RowKey range query per reseller id (and all of them, keys only, when a file is indexed). Direct
+  lines are rows of the owner `0` (`shared.core.ownership.DIRECT`): the partner serving a customer itself.
+- `s|{customerId}` / `u|{subscriptionId}`: a customer / subscription served by more than one party (two resellers,
+  or a reseller and the partner directly). No reseller creates configuration for it (each still has the customer
+  view of its own lines, and its own earlier rules keep applying to its own lines only). A marker is never
+  removed (once shared, the customer stays the partner's).
 
 Rows have deterministic keys and fixed contents, and only rows the index lacks are written (upserts), so a
 redelivered message re-indexes harmlessly and next month's file writes next to nothing; new `r|` rows are written
@@ -30,7 +32,8 @@ from azure.data.tables import UpdateMode
 from shared.adapters.storage import Storage
 from shared.core.access import Reach
 from shared.core.models import MPN_ID_PATTERN
-from shared.core.reach import SEPARATOR, Triple
+from shared.core.ownership import DIRECT
+from shared.core.reach import SEPARATOR, Triple, shared_of
 
 log = logging.getLogger(__name__)
 
@@ -71,13 +74,16 @@ class ReachIndex:
         tenant_id = tenant_id.lower()
         customers: set[str] = set()
         subscriptions: set[str] = set()
-        for reseller in sorted(r for r in reseller_ids if r and _MPN.fullmatch(r)):
+        for reseller in sorted(r for r in reseller_ids if r and r != DIRECT and _MPN.fullmatch(r)):
             for row in self._query(tenant_id, f"r|{reseller}|"):
                 customers.add(row["customer_id"])
                 if row.get("subscription_id"):
                     subscriptions.add(row["subscription_id"])
         shared = {row["customer_id"] for row in self._query(tenant_id, "s|")} & customers if customers else set()
-        return Reach(frozenset(customers), frozenset(subscriptions), frozenset(shared))
+        shared_subscriptions = ({row["RowKey"][2:] for row in self._query(tenant_id, "u|", ["RowKey"])}
+                                & subscriptions if subscriptions else set())
+        return Reach(frozenset(customers), frozenset(subscriptions), frozenset(shared),
+                     frozenset(shared_subscriptions))
 
     def __call__(self, tenant_id: str, reseller_ids: frozenset[str]) -> Reach:
         return self.resolve(tenant_id, reseller_ids)
@@ -143,16 +149,13 @@ class ReachWriter:
             # one that reads last sees the other's rows too
             keys = self.index._keys(self.tenant_id, "r|") if self.new_rows else held
             customers = {c for _, c, _ in self.triples}
-            served: dict[str, set[str]] = {}
-            for key in keys:
-                kind, *ids = key.split(SEPARATOR)
-                if kind == "r" and ids[1] in customers:
-                    served.setdefault(ids[1], set()).add(ids[0])
-            shared = {f"s|{c}" for c, resellers in served.items() if len(resellers) > 1}
+            rows = [tuple(key.split(SEPARATOR)[1:]) for key in keys if key.startswith("r|")]
+            shared_customers, shared_subscriptions = shared_of(t for t in rows if t[1] in customers)  # type: ignore[misc]
+            shared = {f"s|{c}" for c in shared_customers} | {f"u|{s}" for s in shared_subscriptions}
             self.index._upsert(self.tenant_id, [_row(key) for key in sorted(shared - held)])
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
-        log.info("reseller reach indexed: %d of %d rows new, %d shared customers", self.new_rows,
+        log.info("reseller reach indexed: %d of %d rows new, %d shared markers", self.new_rows,
                  len(self.triples), len(shared), extra={"tenant": self.tenant_id})
         return self.new_rows
 
@@ -167,4 +170,6 @@ def _row(key: str) -> dict[str, Any]:
     if kind == "r":
         return {"RowKey": key, "kind": "reseller", "reseller_id": ids[0], "customer_id": ids[1],
                 "subscription_id": ids[2]}
+    if kind == "u":
+        return {"RowKey": key, "kind": "sharedSubscription", "subscription_id": ids[0]}
     return {"RowKey": key, "kind": "shared", "customer_id": ids[0]}

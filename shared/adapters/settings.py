@@ -128,6 +128,10 @@ class Settings(BaseSettings):
     validation_change_threshold_percent: float = Field(default=50.0, gt=0, alias="VALIDATION_CHANGE_THRESHOLD_PERCENT")
     validation_max_findings: int = Field(default=10_000, ge=0, le=1_000_000, alias="VALIDATION_MAX_FINDINGS")
 
+    # File requests (POST …/reconciliation-files, …/regenerate) accepted per hour from one reseller or customer
+    # principal (shared/adapters/quotas.py); partner roles and the timer are not counted. 0: no quota.
+    file_requests_per_hour: int = Field(default=60, ge=0, le=100_000, alias="FILE_REQUESTS_PER_HOUR")
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -15,6 +15,7 @@ from shared.adapters.names_index import NamesIndex
 from shared.adapters.auth import TokenValidator
 from shared.adapters.pricing import IdentifierRepository, MarginRuleRepository
 from shared.adapters.principal_store import AccessControl, PrincipalRepository
+from shared.adapters.quotas import RequestQuotas
 from shared.adapters.reach_index import ReachIndex
 from shared.adapters.repositories import FileRepository, TenantRepository
 from shared.adapters.sas import DownloadLinks
@@ -63,6 +64,10 @@ class AppContext:
     @cached_property
     def access(self) -> AccessControl:
         return AccessControl(self.principals, self.reach)
+
+    @cached_property
+    def quotas(self) -> RequestQuotas:
+        return RequestQuotas(self.storage, self.settings.file_requests_per_hour)
 
     @cached_property
     def audit(self) -> AuditLog:

@@ -66,6 +66,13 @@ def _check_view(req: FileRequest) -> None:
         raise bad_request("currency is only used with unbilled-current / unbilled-last.", "currency")
 
 
+def take_quota(ctx: AppContext, tenant_id: str, viewer: View | str, object_id: str) -> None:
+    """A reseller's or customer's file request (or regeneration) counts against its hourly quota: 429 with
+    Retry-After when it is spent. Partner roles are not counted, and the timer's own requests never come here."""
+    if View(viewer) != View.PARTNER:
+        ctx.quotas.take(tenant_id, object_id)
+
+
 def request_file(ctx: AppContext, tenant_id: str, req: FileRequest) -> tuple[FileRecord, bool]:
     """Queue a file; returns (record, created). An identical earlier request returns its record."""
     tenant = require_tenant(ctx, tenant_id)

@@ -45,13 +45,17 @@ def delete_rule(ctx: AppContext, tenant: Tenant, rule: MarginRule) -> None:
     ctx.rules.delete(tenant.tenant_id, rule.id)
 
 
-def put_identifier(ctx: AppContext, tenant: Tenant, kind: str, id_: str, body: ApiModel) -> Identifier:
-    """`body`: the kind's `…IdentifierIn` (internal id, name, PO number)."""
-    return ctx.identifiers.put(tenant.tenant_id, Identifier(kind=kind, id=id_, **body.model_dump()))
+def put_identifier(ctx: AppContext, tenant: Tenant, kind: str, id_: str, body: ApiModel,
+                   owner: str | None = None) -> Identifier:
+    """`body`: the kind's `…IdentifierIn` (internal id, name, PO number); `owner`: the reseller whose lines it
+    names (None: the partner's, on every line)."""
+    return ctx.identifiers.put(tenant.tenant_id, Identifier(kind=kind, id=id_, owner_reseller_id=owner,
+                                                            **body.model_dump()))
 
 
-def get_identifier(ctx: AppContext, tenant: Tenant, kind: str, id_: str) -> Identifier:
-    return ctx.identifiers.get(tenant.tenant_id, kind, id_)
+def find_identifier(ctx: AppContext, tenant: Tenant, kind: str, id_: str, owner: str | None) -> Identifier | None:
+    """`owner`'s identifier of that id (None: the partner's), or None."""
+    return ctx.identifiers.find(tenant.tenant_id, kind, id_, owner)
 
 
 def list_identifiers(ctx: AppContext, tenant: Tenant) -> list[Identifier]:

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 from shared.app import file_requests, tenants
 from shared.app.context import AppContext
-from shared.core.models import DOWNLOADABLE_STATUSES, SETTLED_STATUSES, BulkRegenerateIn, FileRecord
+from shared.core.models import (DOWNLOADABLE_STATUSES, SETTLED_STATUSES, BulkRegenerateIn, FileRecord, View, plain_error,
+                                plain_reason)
 from shared.core.problems import Problem
 
 BULK_REASON = "bulk regeneration"
 
 
-def list_versions(ctx: AppContext, record: FileRecord) -> list[dict]:
-    """Every version still kept (finished ones from FileVersions, plus the current one), with why it was made."""
+def list_versions(ctx: AppContext, record: FileRecord, viewer: View | str = View.PARTNER) -> list[dict]:
+    """Every version still kept (finished ones from FileVersions, plus the current one), with why it was made; for a
+    reseller or customer without Microsoft's or Entra's own words (`plain_error`)."""
     versions = {v.version: v for v in ctx.files.list_versions(record.tenant_id, record.id)}
     versions[record.version] = record
-    return [version_json(v, current=v.version == record.version) for _, v in sorted(versions.items())]
+    items = [version_json(v, current=v.version == record.version) for _, v in sorted(versions.items())]
+    if View(viewer) != View.PARTNER:
+        items = [{**v, "error": plain_error(v["error"], None), "reason": plain_reason(v["reason"])} for v in items]
+    return items
 
 
 def version_json(v: FileRecord, current: bool) -> dict:

@@ -1,14 +1,16 @@
-"""Who may do what in a partner tenant: stored principals (Table Storage) and the authorization policy.
+"""What each role may do in a partner tenant: the authorization policy. Pure: every input is given.
 
-A principal is an Entra identity (a user's `oid`, or an application's client id) given one role in one partner
-tenant: table `Principals`, PartitionKey = tenant id, RowKey = object id. Roles:
+Roles (principals and callers are in `shared.core.principals`):
 
 - `partnerAdmin`: everything in the tenant.
 - `partnerReader`: reads everything in the tenant (and may request files, which derives data but changes no
   configuration); changes nothing.
 - `reseller` (`resellerIds`: MPN ids): reseller views of its own lines; customer views of its own customers,
   narrowed to its own lines (`resellerId`); customer- and subscription-level margin rules and identifiers of its
-  own customers (but not of a customer another reseller serves too) and their subscriptions.
+  own customers and subscriptions. What a reseller writes is *its own* (owner: its reseller id) and applies only
+  to its own lines (`shared.core.ownership`). It may not create configuration for a customer or subscription that
+  another party serves too (another reseller, or the partner directly): "shared". It reads the partner's
+  configuration of its own unshared customers and subscriptions, and its own configuration anywhere in its reach.
   Never reseller-level rules (they reveal the partner's cost), the partner view, invoices, or charges in any view
   but its own reseller view.
 - `customer` (`customerIds`): customer views (onetime, license) of its own lines, as files or charges. Nothing else.
@@ -18,121 +20,38 @@ roles in the caller's own tenant (`tid` == the tenant asked about) without a sto
 first administrator registers a tenant.
 
 Which customers and subscriptions are "its own" for a reseller is not stored here: it comes from Microsoft's lines
-(`ResellerMpnId`/`Tier2MpnId` → `CustomerId`, `SubscriptionId`; indexed by `shared.core.reach`) and is resolved by the
-caller (`ReachResolver`), only when a reseller principal asks for something that needs it. A reseller's customer
-view is always narrowed to its own lines (`resellerId` on the request: a customer may buy from two resellers), and
-a customer another reseller serves too keeps its customer-level rules and identifiers with the partner.
+(`shared.core.reach`, with `shared.core.ownership` deciding whose each line is) and is resolved by the caller
+(`ReachResolver`), only when a reseller principal asks for something that needs it.
 
-`authorize` is pure: it answers allow / 403 / 404. A caller with no standing in the tenant gets 404 for every
-action, with the same words as a tenant that does not exist, so tenants cannot be probed.
+`authorize` answers allow / 403 / 404. A caller with no standing in the tenant gets 404 for every action, with
+the same words as a tenant that does not exist, so tenants cannot be probed.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Set
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from enum import Enum, StrEnum
 from functools import cached_property
-from typing import Annotated, Any
-
-from pydantic import ConfigDict, Field, StringConstraints, field_validator, model_validator
-from pydantic.alias_generators import to_camel
+from typing import Any
 
 from shared.core.columns import CUSTOMER_VIEW_TYPES
-from shared.core.models import GUID_PATTERN, MPN_ID_PATTERN, ApiModel
+from shared.core.models import View
+from shared.core.ownership import DIRECT
+from shared.core.principals import (  # noqa: F401  (re-exported: callers import the principal models from here)
+    APP_ROLE_GRANTS,
+    MAX_IDS,
+    PARTNER_ADMIN_APP_ROLE,
+    PARTNER_READER_APP_ROLE,
+    Caller,
+    CustomerId,
+    Principal,
+    PrincipalIn,
+    ResellerId,
+    Role,
+    effective_roles,
+)
 from shared.core.problems import Problem, bad_request, not_found
-
-MAX_IDS = 500  # ids per principal: a JSON list of 500 GUIDs stays well inside one entity property (32K chars)
-PARTNER_ADMIN_APP_ROLE = "Reconciliation.PartnerAdmin"
-PARTNER_READER_APP_ROLE = "Reconciliation.PartnerReader"
-
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who is calling, as proven by a valid token. `object_id` is the user's `oid`, or for an application (a
-    machine client) its client id (`azp` in v2 tokens, `appid` in v1), which is what a partner admin knows."""
-
-    object_id: str
-    tenant_id: str
-    app_roles: frozenset[str] = frozenset()
-    is_app: bool = False
-    issuer: str = ""
-
-
-class Role(StrEnum):
-    PARTNER_ADMIN = "partnerAdmin"
-    PARTNER_READER = "partnerReader"
-    RESELLER = "reseller"
-    CUSTOMER = "customer"
-
-
-APP_ROLE_GRANTS: dict[str, Role] = {PARTNER_ADMIN_APP_ROLE: Role.PARTNER_ADMIN,
-                                    PARTNER_READER_APP_ROLE: Role.PARTNER_READER}
-
-ResellerId = Annotated[str, StringConstraints(strip_whitespace=True, pattern=MPN_ID_PATTERN)]
-CustomerId = Annotated[str, StringConstraints(strip_whitespace=True, pattern=GUID_PATTERN)]
-
-
-# ---- models ----------------------------------------------------------------------------------------------------
-
-class PrincipalIn(ApiModel):
-    """`PUT …/principals/{objectId}`: one role, with the ids it is scoped to (scoped roles only)."""
-
-    role: Role
-    reseller_ids: list[ResellerId] | None = Field(default=None, max_length=MAX_IDS)
-    customer_ids: list[CustomerId] | None = Field(default=None, max_length=MAX_IDS)
-
-    @field_validator("reseller_ids")
-    @classmethod
-    def _resellers(cls, value: list[str] | None) -> list[str] | None:
-        if value is None:
-            return None
-        if any(int(v) == 0 for v in value):
-            raise ValueError("0 is not a reseller (it marks direct customers in Microsoft's data)")
-        return sorted(set(value), key=lambda v: (len(v), v))
-
-    @field_validator("customer_ids")
-    @classmethod
-    def _customers(cls, value: list[str] | None) -> list[str] | None:
-        return None if value is None else sorted({v.lower() for v in value})
-
-    @model_validator(mode="after")
-    def _scope_fits_role(self) -> "PrincipalIn":
-        resellers, customers = self.reseller_ids or [], self.customer_ids or []
-        if self.role == Role.RESELLER:
-            if not resellers:
-                raise ValueError("a reseller principal needs at least one resellerIds entry")
-            if customers:
-                raise ValueError("a reseller principal takes no customerIds (its customers come from its lines)")
-        elif self.role == Role.CUSTOMER:
-            if not customers:
-                raise ValueError("a customer principal needs at least one customerIds entry")
-            if resellers:
-                raise ValueError("a customer principal takes no resellerIds")
-        elif resellers or customers:
-            raise ValueError(f"a {self.role.value} principal covers the whole tenant: no resellerIds or customerIds")
-        return self
-
-
-class Principal(ApiModel):
-    """A stored principal. `etag` is the entity's, for `If-Match` (not part of the JSON)."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
-
-    tenant_id: str
-    object_id: str
-    role: Role
-    reseller_ids: list[str] = []
-    customer_ids: list[str] = []
-    created_at: datetime
-    updated_at: datetime
-    etag: str | None = Field(default=None, exclude=True)
-
-    def public(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", by_alias=True)
 
 
 # ---- the policy ------------------------------------------------------------------------------------------------
@@ -185,9 +104,11 @@ class Scope:
     level: str | None = None  # margin rule level: reseller | customer | subscription
     kind: str | None = None  # identifier kind: reseller | customer | subscription
     target_id: str | None = None  # rule target / identifier id
+    owner: str | None = None  # the reseller that owns the rule / identifier; None: the partner's own
+    new: bool = False  # creating configuration (not changing or removing what the owner already has)
 
     def __post_init__(self) -> None:
-        for name in ("view", "reseller_id", "customer_id", "invoice_type", "level", "kind", "target_id"):
+        for name in ("view", "reseller_id", "customer_id", "invoice_type", "level", "kind", "target_id", "owner"):
             object.__setattr__(self, name, _text(getattr(self, name)))
 
     @classmethod
@@ -199,12 +120,14 @@ class Scope:
                    invoice_type=getattr(source, "invoice_type", None))
 
     @classmethod
-    def rule(cls, level: Any, target_id: str | None = None) -> "Scope":
-        return cls(level=level, target_id=target_id)
+    def rule(cls, level: Any, target_id: str | None = None, owner: str | None = None, *,
+             new: bool = False) -> "Scope":
+        return cls(level=level, target_id=target_id, owner=owner, new=new)
 
     @classmethod
-    def identifier(cls, kind: Any, id_: str | None = None) -> "Scope":
-        return cls(kind=kind, target_id=id_)
+    def identifier(cls, kind: Any, id_: str | None = None, owner: str | None = None, *,
+                   new: bool = False) -> "Scope":
+        return cls(kind=kind, target_id=id_, owner=owner, new=new)
 
 
 @dataclass(frozen=True)
@@ -232,28 +155,18 @@ class Decision:
             raise problem
 
 
-def effective_roles(principal: Principal | None, caller: Caller, tenant_id: str) -> frozenset[Role]:
-    """The caller's roles in `tenant_id`: from app roles in its own tenant, and from its stored principal."""
-    tenant_id = tenant_id.lower()
-    roles: set[Role] = set()
-    if caller.tenant_id.lower() == tenant_id:
-        roles.update(APP_ROLE_GRANTS[r] for r in caller.app_roles if r in APP_ROLE_GRANTS)
-    if (principal is not None and principal.tenant_id.lower() == tenant_id
-            and principal.object_id.lower() == caller.object_id.lower()):
-        roles.add(principal.role)
-    return frozenset(roles)
-
-
 def authorize(principal: Principal | None, caller: Caller, tenant_id: str, action: Action | str,
               scope: Scope | None = None, *, customers_of_reseller: Set[str] = frozenset(),
               subscriptions_of_reseller: Set[str] = frozenset(),
-              shared_customers_of_reseller: Set[str] = frozenset()) -> Decision:
+              shared_customers_of_reseller: Set[str] = frozenset(),
+              shared_subscriptions_of_reseller: Set[str] = frozenset()) -> Decision:
     """Whether `caller` may do `action` on `scope` in `tenant_id`. Pure: every input is given.
 
     `principal` is the caller's stored principal in `tenant_id` (or None); `customers_of_reseller` and
     `subscriptions_of_reseller` are the customer and subscription ids that belong to the principal's resellers
     (only read for reseller principals; empty means "none known": such a reseller sees only reseller views);
-    `shared_customers_of_reseller` those of its customers that another reseller serves too.
+    `shared_customers_of_reseller` / `shared_subscriptions_of_reseller` those of its customers and subscriptions
+    that another party (another reseller, or the partner directly) serves too.
     """
     action = Action(action)
     scope = scope or Scope()
@@ -266,6 +179,7 @@ def authorize(principal: Principal | None, caller: Caller, tenant_id: str, actio
         reseller_customers=frozenset(c.lower() for c in customers_of_reseller),
         reseller_subscriptions=frozenset(s.lower() for s in subscriptions_of_reseller),
         shared_customers=frozenset(c.lower() for c in shared_customers_of_reseller),
+        shared_subscriptions=frozenset(s.lower() for s in shared_subscriptions_of_reseller),
     )
     for role in sorted(roles):
         if _GRANTS[role](action, scope, reach):
@@ -281,6 +195,7 @@ class _Reach:
     reseller_customers: frozenset[str]
     reseller_subscriptions: frozenset[str]
     shared_customers: frozenset[str] = frozenset()
+    shared_subscriptions: frozenset[str] = frozenset()
 
 
 def _admin(action: Action, scope: Scope, reach: _Reach) -> bool:
@@ -302,20 +217,31 @@ def _reseller(action: Action, scope: Scope, reach: _Reach) -> bool:
     if action == Action.CHARGES_READ:  # never Microsoft's cost: only what the reseller itself pays
         return scope.view == "reseller" and scope.reseller_id in reach.resellers
     if action in (Action.RULES_READ, Action.RULES_WRITE):
-        return _owns(scope.level, scope.target_id, reach)
+        return _configures(action == Action.RULES_WRITE, scope.level, scope, reach)
     if action in (Action.IDENTIFIERS_READ, Action.IDENTIFIERS_WRITE):
-        return _owns(scope.kind, scope.target_id, reach)
+        return _configures(action == Action.IDENTIFIERS_WRITE, scope.kind, scope, reach)
     return False
 
 
-def _owns(level: str | None, target_id: str | None, reach: _Reach) -> bool:
-    """Customer- and subscription-level targets of the reseller's own customers; never reseller level, nor a
-    customer another reseller serves too (its rule or internal id would set, and show, that reseller's prices)."""
+def _configures(write: bool, level: str | None, scope: Scope, reach: _Reach) -> bool:
+    """Customer- and subscription-level configuration of the reseller's own customers and subscriptions; never
+    reseller level. Its own configuration (owner: one of its ids) applies to its own lines only, so it may read,
+    change and remove it anywhere in its reach; it may not create configuration for a target another party serves
+    too ("shared": its internal id or price would sit beside another party's), nor change the partner's (owner
+    None), which it reads only for targets nobody else serves."""
     if level == "customer":
-        return target_id in reach.reseller_customers and target_id not in reach.shared_customers
-    if level == "subscription":
-        return target_id in reach.reseller_subscriptions
-    return False
+        mine, shared = reach.reseller_customers, reach.shared_customers
+    elif level == "subscription":
+        mine, shared = reach.reseller_subscriptions, reach.shared_subscriptions
+    else:
+        return False
+    if scope.target_id not in mine:
+        return False
+    if scope.owner is None:
+        return not write and scope.target_id not in shared
+    if scope.owner == DIRECT or scope.owner not in reach.resellers:
+        return False
+    return not (write and scope.new and scope.target_id in shared)
 
 
 def _customer(action: Action, scope: Scope, reach: _Reach) -> bool:
@@ -335,11 +261,12 @@ _GRANTS: dict[Role, Callable[[Action, Scope, _Reach], bool]] = {
 @dataclass(frozen=True)
 class Reach:
     """What a reseller principal's resellers serve (lower-case ids); `shared`: those of its customers that another
-    reseller serves too."""
+    party (another reseller, or the partner directly) serves too; `shared_subscriptions` likewise."""
 
     customers: frozenset[str] = frozenset()
     subscriptions: frozenset[str] = frozenset()
     shared: frozenset[str] = frozenset()
+    shared_subscriptions: frozenset[str] = frozenset()
 
 
 NO_REACH = Reach()
@@ -385,7 +312,8 @@ class Access:
         reach = self._resolved(action) if self.roles else NO_REACH
         return authorize(self.principal, self.caller, self.tenant_id, action, scope,
                          customers_of_reseller=reach.customers, subscriptions_of_reseller=reach.subscriptions,
-                         shared_customers_of_reseller=reach.shared)
+                         shared_customers_of_reseller=reach.shared,
+                         shared_subscriptions_of_reseller=reach.shared_subscriptions)
 
     def reseller_for(self, scope: Scope) -> str | None:
         """The reseller id a reseller's customer-view request is narrowed to when it names none: its only
@@ -394,14 +322,38 @@ class Access:
         400 naming `resellerId` when several of its own serve it (the caller must say whose lines it wants)."""
         if scope.view != "customer" or scope.reseller_id or not self.acts_as_reseller or not scope.customer_id:
             return None
+        return self._serving("customer", scope.customer_id, "resellerId", "whose lines you want")
+
+    def owner_for(self, level: Any, target_id: str, requested: str | None = None) -> str | None:
+        """Who owns configuration this caller writes for `target_id` at `level` (customer or subscription): for a
+        reseller, always one of its reseller ids (`requested`, else its only one, else the only one serving the
+        target; 400 naming `ownerResellerId` when several do); for partners, `requested` (None: the partner's own,
+        applying to every line)."""
+        if not self.acts_as_reseller:
+            return requested
+        if requested:
+            return requested
+        return self._serving(_text(level), target_id.lower(), "ownerResellerId", "that owns it")
+
+    def _serving(self, level: str | None, target_id: str, field_name: str, what: str) -> str | None:
         ids = sorted(self.principal.reseller_ids)  # type: ignore[union-attr]
         if len(ids) == 1:
             return ids[0]
-        serving = [r for r in ids if scope.customer_id in self.resolver(self.tenant_id, frozenset({r})).customers]
+        def serves(reach: Reach) -> bool:
+            return target_id in (reach.subscriptions if level == "subscription" else reach.customers)
+        serving = [r for r in ids if serves(self.resolver(self.tenant_id, frozenset({r})))]
         if len(serving) > 1:
-            raise bad_request(f"Several of your resellers serve this customer ({', '.join(serving)}): name the one "
-                              "whose lines you want in resellerId.", "resellerId")
+            raise bad_request(f"Several of your resellers serve this {level} ({', '.join(serving)}): name the one "
+                              f"{what} in {field_name}.", field_name)
         return serving[0] if serving else None
+
+    @property
+    def viewer(self) -> View:
+        """The view whose figures this caller may see in records and lists: partner roles see everything, a
+        reseller principal its reseller figures (never Microsoft's cost), a customer only its own price."""
+        if self.roles & {Role.PARTNER_ADMIN, Role.PARTNER_READER}:
+            return View.PARTNER
+        return View.RESELLER if Role.RESELLER in self.roles else View.CUSTOMER
 
     def allows(self, action: Action | str, scope: Scope | None = None) -> bool:
         return self.decide(action, scope).allowed

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from shared.core.money import Decimal
 from shared.core.columns import FileType, Layout
-from shared.core.margins import DIRECT_RESELLER_IDS
+from shared.core.ownership import DIRECT_RESELLER_IDS
 from shared.core.models import View
 
 WIDE = 28  # places kept while summing (every amount has at most 28)

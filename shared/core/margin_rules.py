@@ -20,13 +20,13 @@ from pydantic import (
     model_validator,
 )
 
-from shared.core.models import ApiModel
+from shared.core.models import MPN_ID_PATTERN, ApiModel
 from shared.core.money import CONTEXT, Decimal, plain, quantum
+from shared.core.ownership import DIRECT_RESELLER_IDS, line_owner  # re-exported
 
 PERCENT_PLACES = 4
 PERCENT_MIN = Decimal(-100)  # exclusive: -100 % would make the line free
 PERCENT_MAX = Decimal(1000)  # inclusive
-DIRECT_RESELLER_IDS = frozenset({"", "0", "-1"})
 
 
 # ---- rules -----------------------------------------------------------------------------------------------------
@@ -67,6 +67,15 @@ TargetId = Annotated[str, StringConstraints(min_length=1, max_length=100, patter
 ProductId = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:/-]+$")]
 
 
+def _owner_check(value: str) -> str:
+    if line_owner(value) in DIRECT_RESELLER_IDS:
+        raise ValueError("an owner is a reseller's MPN id (digits, not 0)")
+    return value
+
+
+OwnerId = Annotated[str, StringConstraints(pattern=MPN_ID_PATTERN), AfterValidator(_owner_check)]
+
+
 class _RuleFields(ApiModel):
     level: MarginLevel
     target_id: TargetId = Field(description="Reseller MPN id, customer id or subscription id, per level.")
@@ -74,6 +83,9 @@ class _RuleFields(ApiModel):
     effective_from: date
     effective_to: date | None = Field(default=None, description="Exclusive; open-ended when absent.")
     product_id: ProductId | None = None
+    owner_reseller_id: OwnerId | None = Field(default=None, description=(
+        "The reseller that owns the rule: it applies only to that reseller's lines. Set to the caller's reseller id "
+        "when a reseller writes it; absent for the partner's own rules, which apply to every line they name."))
 
     @model_validator(mode="after")
     def _check(self) -> _RuleFields:
@@ -81,6 +93,9 @@ class _RuleFields(ApiModel):
             raise ValueError("effectiveTo must be after effectiveFrom (it is exclusive)")
         if self.level == MarginLevel.RESELLER and (not self.target_id.isdigit() or self.target_id == "0"):
             raise ValueError("a reseller rule's targetId is the reseller's MPN id (digits, not 0)")
+        if self.level == MarginLevel.RESELLER and self.owner_reseller_id is not None:
+            raise ValueError("ownerResellerId is for customer and subscription rules (reseller rules are the "
+                             "partner's)")
         return self
 
 
@@ -101,13 +116,17 @@ class _RuleLike(Protocol):
     level: MarginLevel
     target_id: str
     product_id: str | None
+    owner_reseller_id: str | None
     effective_from: date
     effective_to: date | None
 
 
 def overlaps(a: _RuleLike, b: _RuleLike) -> bool:
-    """Would both rules compete for the same line on some day? (Same level, target and product; ranges meet.)"""
+    """Would both rules compete for the same line on some day? (Same level, target and product; ranges meet; and
+    lines both may apply to: two resellers' own rules never meet, each applies to its own lines only.)"""
     if a.level != b.level or a.target_id.lower() != b.target_id.lower():
+        return False
+    if a.owner_reseller_id and b.owner_reseller_id and a.owner_reseller_id != b.owner_reseller_id:
         return False
     if (a.product_id or "").lower() != (b.product_id or "").lower():
         return False
@@ -126,9 +145,14 @@ class Mappings:
     customers: dict[str, str] = field(default_factory=dict)  # customer id -> internal id
     subscriptions: dict[str, str] = field(default_factory=dict)  # subscription id -> internal id
     po_numbers: dict[str, str] = field(default_factory=dict)  # subscription id -> PO number
+    # reseller id -> the identifiers that reseller wrote: on its own lines they take the place of the partner's
+    owned: dict[str, "Mappings"] = field(default_factory=dict)
 
-    def snapshot(self) -> dict[str, dict[str, str]]:
-        return {"resellers": dict(sorted(self.resellers.items())),
-                "customers": dict(sorted(self.customers.items())),
-                "subscriptions": dict(sorted(self.subscriptions.items())),
-                "poNumbers": dict(sorted(self.po_numbers.items()))}
+    def snapshot(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"resellers": dict(sorted(self.resellers.items())),
+                                "customers": dict(sorted(self.customers.items())),
+                                "subscriptions": dict(sorted(self.subscriptions.items())),
+                                "poNumbers": dict(sorted(self.po_numbers.items()))}
+        if self.owned:
+            data["owned"] = {owner: m.snapshot() for owner, m in sorted(self.owned.items())}
+        return data

@@ -53,6 +53,7 @@ from shared.core.margin_rules import (  # re-exported: the rules are part of the
     MarginRuleIn,
     overlaps,
 )
+from shared.core.ownership import applies, line_owner
 from shared.core.money import ARROW_ROUND_HALF_AWAY, CONTEXT, ZERO, Decimal, quantum
 
 __all__ = ["DIRECT_RESELLER_IDS", "PERCENT_MAX", "PERCENT_MIN", "PERCENT_PLACES", "Mappings", "MarginEngine",
@@ -144,9 +145,19 @@ def _apply_factor(amount: pa.Array, factors: pa.Array, scale: int) -> pa.Array:
     return pc.cast(rounded, pa.decimal128(38, scale))
 
 
-def _mapped(enc: _Encoded, mapping: dict[str, str]) -> pa.Array:
-    values = pa.array([mapping.get(_norm(v)) if v is not None else None for v in enc.values], pa.string())
-    return values.take(enc.indices) if len(values) else pa.nulls(len(enc.indices), pa.string())
+def _mapped(enc: _Encoded, mapping: dict[str, str], owner: _Encoded | None = None,
+            owned: dict[str, dict[str, str]] | None = None) -> pa.Array:
+    """The internal id of each line's value; with `owner` (each line's owner, "" when it owns no identifiers),
+    an owner's own identifier of the value on its own lines, else the partner's. Once per distinct combination."""
+    if owner is None or not owned:
+        values = pa.array([mapping.get(_norm(v)) if v is not None else None for v in enc.values], pa.string())
+        return values.take(enc.indices) if len(values) else pa.nulls(len(enc.indices), pa.string())
+    group, combos = _group([owner, enc])
+    values = []
+    for o, v in combos:
+        key = None if enc.values[v] is None else _norm(enc.values[v])
+        values.append(None if key is None else owned.get(owner.values[o], {}).get(key, mapping.get(key)))
+    return pa.array(values, pa.string()).take(group)
 
 
 # ---- the engine ------------------------------------------------------------------------------------------------
@@ -167,16 +178,24 @@ class MarginEngine:
                                    if r.product_id and r.level == MarginLevel.RESELLER}
         self._products_customer = {r.product_id.lower() for r in self.rules
                                    if r.product_id and r.level != MarginLevel.RESELLER}
-        self._maps = {name: {k.strip().lower(): v for k, v in m.items()}
-                      for name, m in (("resellers", self.mappings.resellers),
-                                      ("customers", self.mappings.customers),
-                                      ("subscriptions", self.mappings.subscriptions),
-                                      ("po", self.mappings.po_numbers))}
+        # resellers owning customer or subscription rules: only their lines can see rules other than the partner's
+        self._rule_owners = {r.owner_reseller_id for r in self.rules if r.owner_reseller_id}
+        self._maps = self._lowered(self.mappings)
+        self._owned_maps = {line_owner(o): self._lowered(m) for o, m in self.mappings.owned.items()}
+
+    @staticmethod
+    def _lowered(mappings: Mappings) -> dict[str, dict[str, str]]:
+        return {name: {k.strip().lower(): v for k, v in m.items()}
+                for name, m in (("resellers", mappings.resellers), ("customers", mappings.customers),
+                                ("subscriptions", mappings.subscriptions), ("po", mappings.po_numbers))}
 
     # -- rule resolution, per distinct combination --
 
-    def _pick(self, level: MarginLevel, target: str, product: str, day: date) -> MarginRule | None:
-        candidates = [r for r in self._by_target.get((level, target), ()) if r.active_on(day)]
+    def _pick(self, level: MarginLevel, target: str, product: str, day: date,
+              owner: str = "") -> MarginRule | None:
+        """The rule for a line owned by `owner` (`shared.core.ownership`): the partner's rules, and that owner's."""
+        candidates = [r for r in self._by_target.get((level, target), ())
+                      if r.active_on(day) and applies(r.owner_reseller_id, owner)]
         specific = [r for r in candidates if r.product_id is not None and r.product_id.lower() == product]
         pool = specific or [r for r in candidates if r.product_id is None]
         return max(pool, key=lambda r: (r.effective_from, r.id)) if pool else None
@@ -190,15 +209,16 @@ class MarginEngine:
         return rule.percent if rule else ZERO
 
     def customer_percent(self, customer_id: str | None, subscription_id: str | None, product_id: str | None,
-                         day: date | None) -> Decimal:
-        """c for one line: subscription rule, else customer rule, else 0."""
+                         day: date | None, reseller_id: str | None = None) -> Decimal:
+        """c for one line (whose reseller column holds `reseller_id`): subscription rule, else customer rule, else
+        0; rules a reseller owns count on that reseller's lines only."""
         if day is None:
             return ZERO
-        product = _norm(product_id)
+        product, owner = _norm(product_id), line_owner(reseller_id)
         for level, target in ((MarginLevel.SUBSCRIPTION, _norm(subscription_id)),
                               (MarginLevel.CUSTOMER, _norm(customer_id))):
             if target:
-                rule = self._pick(level, target, product, day)
+                rule = self._pick(level, target, product, day, owner)
                 if rule:
                     return rule.percent
         return ZERO
@@ -214,6 +234,12 @@ class MarginEngine:
         v = _norm(value)
         known = self._products_reseller if level == MarginLevel.RESELLER else self._products_customer
         return v if v in known else ""
+
+    @staticmethod
+    def _owner(value: Any, owners: Any) -> str:
+        """A line's owner if it owns configuration here, else "" (only the partner's applies to the line)."""
+        owner = line_owner(value)
+        return owner if owner in owners else ""
 
     def _epoch(self, day: date | None) -> int:
         """Days between the same two rule boundaries see the same rules; -1 for no (usable) date."""
@@ -275,9 +301,13 @@ class MarginEngine:
         c_sub = self._relevant(subscription,
                                [self._target(MarginLevel.SUBSCRIPTION, v) for v in subscription.values])
         c_product = self._relevant(product, [self._product(None, v) for v in product.values])
-        c_group, c_combos = _group([c_customer, c_sub, c_product, epoch])
+        c_parts = [c_customer, c_sub, c_product, epoch]
+        if self._rule_owners:  # whose line matters only when some reseller owns a rule (ownership module)
+            c_parts.append(self._relevant(reseller, [self._owner(v, self._rule_owners) for v in reseller.values]))
+        c_group, c_combos = _group(c_parts)
         c_percents = [self.customer_percent(c_customer.values[a], c_sub.values[s], c_product.values[b],
-                                            self._epoch_day(epoch.values[e])) for a, s, b, e in c_combos]
+                                            self._epoch_day(epoch.values[e]), c_parts[4].values[o[0]] if o else "")
+                      for a, s, b, e, *o in c_combos]
 
         r_pct = pa.array(r_percents, PERCENT_TYPE).take(r_group)
         c_pct = pa.array(c_percents, PERCENT_TYPE).take(c_group)
@@ -290,11 +320,17 @@ class MarginEngine:
         reseller_subtotal = _apply_factor(cost, r_factor, lay.margin_scale)
         customer_subtotal = _apply_factor(reseller_subtotal, c_factor, lay.margin_scale)
 
+        owned = self._owned_maps
+        m_owner = self._relevant(reseller, [self._owner(v, owned) for v in reseller.values]) if owned else None
+
+        def by_owner(name: str) -> dict[str, dict[str, str]]:
+            return {o: maps[name] for o, maps in owned.items() if maps[name]}
+
         arrays = [
             _mapped(reseller, {k: v for k, v in self._maps["resellers"].items() if k not in DIRECT_RESELLER_IDS}),
-            _mapped(customer, self._maps["customers"]),
-            _mapped(subscription, self._maps["subscriptions"]),
-            _mapped(subscription, self._maps["po"]),
+            _mapped(customer, self._maps["customers"], m_owner, by_owner("customers")),
+            _mapped(subscription, self._maps["subscriptions"], m_owner, by_owner("subscriptions")),
+            _mapped(subscription, self._maps["po"], m_owner, by_owner("po")),
             r_pct, reseller_subtotal, c_pct, customer_subtotal,
         ]
         return pa.RecordBatch.from_arrays([*batch.columns, *arrays], names=[*batch.schema.names, *ENGINE_COLUMNS])

@@ -5,6 +5,7 @@ Requests refuse unknown fields (a typo must not be silently ignored). JSON is ca
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -245,12 +246,42 @@ class FileRecord(ApiModel):
     # Validation findings of a partner-view file: {error, warning, info, byRule: {rule: {severity: n}}, kept}.
     findings: JsonObject | None = None
 
-    def public(self) -> dict:
-        """The API view: internal bookkeeping (blob path, lease) stays inside."""
+    def public(self, viewer: "View | str" = "partner") -> dict:
+        """The API view for a caller who may see `viewer`'s figures (`Access.viewer`): internal bookkeeping (blob
+        path, lease) stays inside; a reseller sees no Microsoft amount (cost, Microsoft's total, the invoice's
+        total and difference, validation findings); a customer only its own price; neither sees Microsoft's or
+        Entra's raw words in a failure (`plain_error`)."""
+        viewer = View(viewer)
         data = self.model_dump(mode="json", by_alias=True, exclude={"blob_name", "lease_until"})
         if self.findings is not None:
             data["findings"] = self.findings
+        if viewer == View.PARTNER:
+            return data
+        for key in ("invoiceTotal", "invoiceDifference", "findings"):
+            data.pop(key, None)
+        keep = ("reseller", "customer") if viewer == View.RESELLER else ("customer",)
+        if data.get("totals") is not None:
+            data["totals"] = {k: v for k, v in data["totals"].items() if k in keep}
+        if viewer == View.CUSTOMER:
+            data.pop("unmapped", None)  # the partner's and reseller's bookkeeping of their own ids
+        data["error"] = plain_error(self.error, self.transient) if self.error else None
+        data["reason"] = plain_reason(self.reason)
         return data
+
+
+def plain_error(error: str | None, transient: bool | None) -> str | None:
+    """A failure as a reseller or customer is told it: a plain sentence, never Microsoft's or Entra's own text
+    (which may name the partner's tenant, app or internals). Partners see the detail."""
+    if not error:
+        return None
+    if transient:
+        return "The file could not be made this time; it will be tried again. Ask your partner if it persists."
+    return "The file could not be made. Your partner can see the reason."
+
+
+def plain_reason(reason: str) -> str:
+    """Why a version was made, without the detail a reason may quote (an eTag, a failure's text)."""
+    return re.split(r" \(|: ", reason, maxsplit=1)[0]
 
 
 class FindingsPage(ApiModel):

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from shared.core.columns import FileType, Layout
-from shared.core.margins import DIRECT_RESELLER_IDS
+from shared.core.ownership import DIRECT_RESELLER_IDS
 from shared.core.models import GUID_PATTERN, MPN_ID_PATTERN
 
 SEPARATOR = "\x1f"  # unit separator: never in a name or an id

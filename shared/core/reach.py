@@ -4,6 +4,10 @@ A reseller principal's reach (its customers' views, their customer- and subscrip
 is not configured by hand: it is learned from the lines' reseller column (`ResellerMpnId`; `Tier2MpnId` in daily
 rated usage), `CustomerId` and `SubscriptionId`. `ReachCollector` keeps a file's distinct keys while it streams;
 `shared.adapters.reach_index` stores and resolves them.
+
+Whose each line is comes from `shared.core.ownership`, the same function the margin engine uses. Direct lines are
+kept too, under the owner `DIRECT` ("0"): they make a customer or subscription "shared" (served by more than one
+party), never part of a reseller's reach (no reseller principal can hold the id 0).
 """
 
 from __future__ import annotations
@@ -15,11 +19,12 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from shared.core.access import Reach
 from shared.core.columns import Layout
-from shared.core.margins import DIRECT_RESELLER_IDS
 from shared.core.models import GUID_PATTERN, MPN_ID_PATTERN
+from shared.core.ownership import DIRECT, line_owner
 
-Triple = tuple[str, str, str]  # (reseller MPN id, customer id, subscription id or "")
+Triple = tuple[str, str, str]  # (owner: reseller MPN id or DIRECT, customer id, subscription id or "")
 
 _MPN = re.compile(MPN_ID_PATTERN)
 _GUID = re.compile(GUID_PATTERN)
@@ -70,17 +75,42 @@ class ReachCollector:
 
 
 def _valid(keys: Iterable[str]) -> set[Triple]:
-    """Triples whose ids are well-formed: a reseller (not a direct line: empty, 0, -1), a customer GUID, a
-    subscription GUID or nothing; GUIDs lower-case. Anything else cannot become a key and is not reach."""
+    """Triples whose ids are well-formed: an owner (a reseller's MPN id, or DIRECT for a direct line), a customer
+    GUID, a subscription GUID or nothing; GUIDs lower-case. Anything else cannot become a key and is not reach."""
     out: set[Triple] = set()
     for key in keys:
         parts = [p.strip() for p in key.split(SEPARATOR)]
         if len(parts) != 3:
             continue
-        reseller, customer, subscription = parts[0], parts[1].lower(), parts[2].lower()
-        if reseller in DIRECT_RESELLER_IDS or not _MPN.fullmatch(reseller) or int(reseller) <= 0:
+        reseller, customer, subscription = line_owner(parts[0]), parts[1].lower(), parts[2].lower()
+        if reseller != DIRECT and (not _MPN.fullmatch(reseller) or int(reseller) <= 0):
             continue
         if not _GUID.fullmatch(customer):
             continue
         out.add((reseller, customer, subscription if _GUID.fullmatch(subscription) else ""))
     return out
+
+
+# ---- who is shared, what a reseller reaches ----------------------------------------------------------------------
+
+def shared_of(triples: Iterable[Triple]) -> tuple[set[str], set[str]]:
+    """Customers and subscriptions served by more than one party (resellers, or a reseller and the partner
+    directly): their configuration stays with the partner for anything new."""
+    customers: dict[str, set[str]] = {}
+    subscriptions: dict[str, set[str]] = {}
+    for owner, customer, subscription in triples:
+        customers.setdefault(customer, set()).add(owner)
+        if subscription:
+            subscriptions.setdefault(subscription, set()).add(owner)
+    return ({c for c, o in customers.items() if len(o) > 1}, {s for s, o in subscriptions.items() if len(o) > 1})
+
+
+def reach_of(triples: Iterable[Triple], reseller_ids: Iterable[str]) -> Reach:
+    """What `reseller_ids` serve among `triples`, with the shared ones (what the index answers, computed in memory)."""
+    triples = list(triples)
+    ids = {line_owner(r) for r in reseller_ids} - {DIRECT}
+    customers = {c for o, c, _ in triples if o in ids}
+    subscriptions = {s for o, _, s in triples if o in ids and s}
+    shared_customers, shared_subscriptions = shared_of(triples)
+    return Reach(frozenset(customers), frozenset(subscriptions), frozenset(shared_customers & customers),
+                 frozenset(shared_subscriptions & subscriptions))

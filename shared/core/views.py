@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 
 from shared.core.columns import CUSTOMER_VIEW_TYPES, ENGINE_COLUMNS, Layout
 from shared.core.models import View
+from shared.core.ownership import owned_by
 
 _RESELLER_REMOVED_ENGINE = ("ResellerMarginPercent",)
 _CUSTOMER_REMOVED_ENGINE = ("ResellerSubtotal", "ResellerMarginPercent", "CustomerMarginPercent")
@@ -75,7 +76,7 @@ def select_lines(layout: Layout, batch: pa.RecordBatch, view: View | str, resell
         rid = (reseller_id or "").strip()
         if not rid:
             raise ValueError("A reseller view needs the reseller's id.")
-        keep = pc.equal(pc.utf8_trim_whitespace(batch.column(layout.reseller_column)), rid)
+        keep = owned_by(batch.column(layout.reseller_column), {rid})  # whose line: shared.core.ownership
     else:
         cid = (customer_id or "").strip().lower()
         if not cid:
@@ -83,7 +84,7 @@ def select_lines(layout: Layout, batch: pa.RecordBatch, view: View | str, resell
         keep = pc.equal(pc.utf8_lower(pc.utf8_trim_whitespace(batch.column(layout.customer_column))), cid)
         rid = (reseller_id or "").strip()
         if rid:  # narrowed to one reseller's lines of the customer
-            keep = pc.and_(keep, pc.equal(pc.utf8_trim_whitespace(batch.column(layout.reseller_column)), rid))
+            keep = pc.and_(keep, owned_by(batch.column(layout.reseller_column), {rid}))
     return batch.filter(pc.fill_null(keep, False))
 
 

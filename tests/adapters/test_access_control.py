@@ -33,6 +33,7 @@ C3 = "c3c3c3c3-0000-4000-8000-000000000003"  # somebody else's customer
 S1 = "51515151-0000-4000-8000-000000000001"  # a subscription of C1
 S2 = "52525252-0000-4000-8000-000000000002"  # somebody else's subscription
 CS = "c5c5c5c5-0000-4000-8000-000000000005"  # a customer of R1 that R2 serves too
+SS = "5c5c5c5c-0000-4000-8000-00000000005c"  # a subscription of R1 that another party shows up on too
 
 
 @pytest.fixture
@@ -104,7 +105,7 @@ def test_access_control_reads_the_principal_of_the_tenant_asked_about(repo: Prin
     assert access.allows(Action.FILES_READ, Scope(view="customer", reseller_id=R1, customer_id=C1,
                                                   invoice_type="onetime"))
     assert not access.allows(Action.FILES_READ, Scope(view="customer", customer_id=C1, invoice_type="onetime"))
-    assert access.allows(Action.RULES_WRITE, Scope.rule("subscription", S1))
+    assert access.allows(Action.RULES_WRITE, Scope.rule("subscription", S1, R1, new=True))
     assert calls == [(TENANT, frozenset({R1}))]  # resolved once per request
     files = [FileRequest.model_validate({"invoiceType": "onetime", "invoiceId": "G1", "view": v, **ids})
              for v, ids in [("partner", {}), ("reseller", {"resellerId": R1}), ("reseller", {"resellerId": R2}),
@@ -215,27 +216,57 @@ SCOPES: dict[str, Scope] = {
     "rules, customer level, shared customer": Scope.rule("customer", CS),
     "rules, subscription level, reseller's": Scope.rule("subscription", S1),
     "rules, subscription level, other": Scope.rule("subscription", S2),
+    # configuration a reseller owns (applies to its own lines only); `new`: creating it
+    "rules, customer level, reseller's customer, own, new": Scope.rule("customer", C1, R1, new=True),
+    "rules, customer level, reseller's customer, another reseller's": Scope.rule("customer", C1, R2),
+    "rules, customer level, reseller's customer, owned by direct": Scope.rule("customer", C1, "0"),
+    "rules, customer level, shared customer, own, new": Scope.rule("customer", CS, R1, new=True),
+    "rules, customer level, shared customer, own, existing": Scope.rule("customer", CS, R1),
+    "rules, customer level, other, own, new": Scope.rule("customer", C3, R1, new=True),
+    "rules, subscription level, reseller's, own, new": Scope.rule("subscription", S1, R1, new=True),
+    "rules, subscription level, shared, own, new": Scope.rule("subscription", SS, R1, new=True),
+    "rules, subscription level, shared, own, existing": Scope.rule("subscription", SS, R1),
+    "rules, subscription level, shared, partner's": Scope.rule("subscription", SS),
+    "rules, reseller level, own, owned": Scope.rule("reseller", R1, R1, new=True),
     "identifiers, reseller, own": Scope.identifier("reseller", R1),
     "identifiers, customer, reseller's customer": Scope.identifier("customer", C1),
     "identifiers, customer, other": Scope.identifier("customer", C3),
     "identifiers, customer, shared customer": Scope.identifier("customer", CS),
     "identifiers, subscription, reseller's": Scope.identifier("subscription", S1),
     "identifiers, subscription, other": Scope.identifier("subscription", S2),
+    "identifiers, customer, reseller's customer, own, new": Scope.identifier("customer", C1, R1, new=True),
+    "identifiers, customer, shared customer, own, new": Scope.identifier("customer", CS, R1, new=True),
+    "identifiers, customer, shared customer, own, existing": Scope.identifier("customer", CS, R1),
+    "identifiers, subscription, reseller's, own, new": Scope.identifier("subscription", S1, R1, new=True),
+    "identifiers, subscription, reseller's, another reseller's": Scope.identifier("subscription", S1, R2),
 }
 
 LINE_ACTIONS = (Action.FILES_REQUEST, Action.FILES_READ, Action.FILES_REGENERATE, Action.CHARGES_READ)
 
-# What a reseller principal (resellerIds [R1]; customers {C1, CS}, subscriptions {S1} from line data; CS is
-# served by another reseller too) may do. Customer views only narrowed to its own lines.
+# What a reseller principal (resellerIds [R1]; customers {C1, CS}, subscriptions {S1, SS} from line data; CS and SS
+# are served by another party too) may do. Customer views only narrowed to its own lines. It reads the partner's
+# configuration of its unshared customers and subscriptions; it writes only its own (owner R1), anywhere in its
+# reach, but creates none for a shared customer or subscription.
 RESELLER_ALLOWED: set[tuple[Action, str]] = {
     *{(a, s) for a in LINE_ACTIONS for s in ("reseller view, own", "reseller view, own, usage")},
     *{(a, s) for a in (Action.FILES_REQUEST, Action.FILES_READ, Action.FILES_REGENERATE)
       for s in ("customer view, reseller's customer", "customer view, reseller's customer, license",
                 "customer view, shared customer")},
+    *{(Action.RULES_READ, s) for s in ("rules, customer level, reseller's customer",
+                                       "rules, subscription level, reseller's")},
+    *{(Action.IDENTIFIERS_READ, s) for s in ("identifiers, customer, reseller's customer",
+                                             "identifiers, subscription, reseller's")},
     *{(a, s) for a in (Action.RULES_READ, Action.RULES_WRITE)
-      for s in ("rules, customer level, reseller's customer", "rules, subscription level, reseller's")},
+      for s in ("rules, customer level, reseller's customer, own, new",
+                "rules, customer level, shared customer, own, existing",
+                "rules, subscription level, reseller's, own, new", "rules, subscription level, shared, own, existing")},
+    *{(Action.RULES_READ, s) for s in ("rules, customer level, shared customer, own, new",
+                                       "rules, subscription level, shared, own, new")},
     *{(a, s) for a in (Action.IDENTIFIERS_READ, Action.IDENTIFIERS_WRITE)
-      for s in ("identifiers, customer, reseller's customer", "identifiers, subscription, reseller's")},
+      for s in ("identifiers, customer, reseller's customer, own, new",
+                "identifiers, customer, shared customer, own, existing",
+                "identifiers, subscription, reseller's, own, new")},
+    (Action.IDENTIFIERS_READ, "identifiers, customer, shared customer, own, new"),
 }
 # What a customer principal (customerIds [C2]) may do: its own onetime/license lines, as files or charges.
 CUSTOMER_ALLOWED: set[tuple[Action, str]] = {
@@ -292,8 +323,8 @@ CASES = [(who, action, scope) for who in WHO for action in Action for scope in S
 def test_policy(who: str, action: Action, scope: str) -> None:
     principal, caller, tenant = WHO[who]
     decision = authorize(principal, caller, tenant, action, SCOPES[scope],
-                         customers_of_reseller={C1, CS}, subscriptions_of_reseller={S1},
-                         shared_customers_of_reseller={CS})
+                         customers_of_reseller={C1, CS}, subscriptions_of_reseller={S1, SS},
+                         shared_customers_of_reseller={CS}, shared_subscriptions_of_reseller={SS})
     assert decision.status == expected(who, action, scope), decision.reason
     problem = decision.problem()
     if decision.status == 404:

@@ -45,7 +45,8 @@ def test_collector_takes_distinct_valid_triples_from_batches() -> None:
     collector = ReachCollector(lay)
     collector.add(batch)
     collector.add(batch)  # a segment read again adds nothing
-    assert collector.valid() == {("1234567", C1, S1), ("7654321", C2, "")}
+    # direct lines (empty, null, 0, -1) are the party "0": they make a customer shared, never a reseller's reach
+    assert collector.valid() == {("1234567", C1, S1), ("7654321", C2, ""), ("0", C2, S2)}
     assert len(collector.keys) <= batch.num_rows  # distinct keys only
 
 
@@ -53,14 +54,14 @@ def test_collector_takes_legacy_numeric_reseller_ids() -> None:
     collector = ReachCollector(layout_for("license"))
     collector.add(pa.RecordBatch.from_pydict({"ResellerMpnId": pa.array([1234567, -1], pa.int64()),
                                               "CustomerId": [C1, C2], "SubscriptionId": [S1, S2]}))
-    assert collector.valid() == {("1234567", C1, S1)}
+    assert collector.valid() == {("1234567", C1, S1), ("0", C2, S2)}
 
 
 def test_collector_reads_the_daily_usage_reseller_column() -> None:
     collector = ReachCollector(layout_for("dailyratedusage"))
     collector.add(pa.RecordBatch.from_pydict({"Tier2MpnId": ["1234567", ""], "CustomerId": [C1, C2],
                                               "SubscriptionId": [S1, S2], "ResellerMpnId": ["999", "999"]}))
-    assert collector.valid() == {("1234567", C1, S1)}
+    assert collector.valid() == {("1234567", C1, S1), ("0", C2, S2)}
 
 
 # ---- the index and its resolver ----------------------------------------------------------------------------------
@@ -78,7 +79,8 @@ def test_resolver_answers_per_tenant_and_reseller(ctx) -> None:
     # "123" and "12345678" share a prefix with 1234567: the range query must not mix them up
     assert index.resolve(TENANT, frozenset({"1234567"})) == Reach(frozenset({C1, C2}), frozenset({S1}),
                                                                   frozenset({C2}))
-    assert index.resolve(TENANT, frozenset({"123"})) == Reach(frozenset({C2}), frozenset({S2}), frozenset({C2}))
+    assert index.resolve(TENANT, frozenset({"123"})) == Reach(frozenset({C2}), frozenset({S2}), frozenset({C2}),
+                                                              frozenset({S2}))  # 12345678 shows up on S2 too
     assert index.resolve(TENANT, frozenset({"7654321"})) == Reach()
     assert index.resolve(OTHER_TENANT, frozenset({"1234567"})) == Reach(frozenset({C2}), frozenset({S2}))
     both = index.resolve(TENANT.upper(), frozenset({"1234567", "123", "bad|id"}))
@@ -274,3 +276,18 @@ def test_a_record_of_a_customer_view_narrowed_to_a_reseller_is_seen_by_that_cust
     token = token_for(tenant, role=None, object_id=oid)
     assert call(functions, "get_file", "GET", route={"tenantId": tenant, "fileId": record.id},
                 token=token).status_code == 200
+
+
+def test_direct_lines_make_customers_and_subscriptions_shared_in_the_index(ctx) -> None:
+    """A customer served by a reseller and directly by the partner is shared (issue 14): its reseller creates
+    nothing new for it; direct lines are nobody's reach."""
+    index = ReachIndex(ctx.storage)
+    index.record(TENANT, [("1234567", C1, S1), ("1234567", C2, S2)])
+    assert index.resolve(TENANT, frozenset({"1234567"})).shared == frozenset()
+    collector = ReachCollector(layout_for("onetime"))
+    collector.add(pa.RecordBatch.from_pydict({"ResellerMpnId": ["-1", ""], "CustomerId": [C1, C1],
+                                              "SubscriptionId": [S1, None]}))
+    index.record(TENANT, collector.valid())  # a later file: the partner bills C1 (and S1) directly too
+    assert index.resolve(TENANT, frozenset({"1234567"})) == Reach(frozenset({C1, C2}), frozenset({S1, S2}),
+                                                                  frozenset({C1}), frozenset({S1}))
+    assert index.resolve(TENANT, frozenset({"0"})) == Reach()

@@ -103,6 +103,8 @@ def expected(role: str, name: str, target: str) -> str:
         return "no tenant"
     if role == "reseller" and name == "request_file" and target in ("C1", "C3"):
         target += "@R1"  # the gate narrows a reseller's customer-view request to its own lines
+    if role == "reseller" and name in ("delete_margin_rule", "patch_margin_rule"):
+        return "hidden"  # the rule here is the partner's: a reseller changes or removes only its own rules
     if may(role, action, target):
         return "allowed"
     if name in FILE_ROUTES:  # a file the caller may not see does not exist for it

@@ -49,7 +49,7 @@ export function problemText(err: unknown): string {
 export interface Me { objectId: string; tenantId: string; tenants: Standing[] }
 export interface Standing { tenantId: string; displayName: string; roles: string[]; resellerIds: string[]; customerIds: string[] }
 export interface Invoice { id: string; invoiceDate?: string; billingPeriodStart?: string; billingPeriodEnd?: string; totalCharges?: string; currency?: string; documentType?: string; fileTypes: string[] }
-export interface Totals { cost?: string | null; microsoftTotal?: string | null; reseller: string; customer: string }
+export interface Totals { cost?: string | null; microsoftTotal?: string | null; reseller?: string | null; customer: string }
 export interface FileRecord {
   id: string; invoiceType: string; invoiceId: string; view: string; resellerId?: string | null; customerId?: string | null;
   status: string; version: number; reason: string; createdAt: string; completedAt?: string | null; rowCount?: number | null;

@@ -161,7 +161,7 @@ function fileRow(f: FileRecord): HTMLElement {
   const currency = f.currency || "";
   const totals = f.totals ? h("dl", { class: "facts totals" },
     ...("cost" in f.totals && f.totals.cost != null ? [h("dt", {}, "Cost"), h("dd", {}, money(f.totals.cost, currency))] : []),
-    h("dt", {}, "Reseller total"), h("dd", {}, money(f.totals.reseller, currency)),
+    ...(f.totals.reseller != null ? [h("dt", {}, "Reseller total"), h("dd", {}, money(f.totals.reseller, currency))] : []),
     h("dt", {}, "Customer total"), h("dd", {}, money(f.totals.customer, currency))) : null;
   const details = h("div", { class: "details" });
   const actions = h("div", { class: "actions" });

@@ -24,7 +24,7 @@ export async function overviewPage(main: HTMLElement): Promise<void> {
     const month = (f.billingPeriodStart || f.completedAt || f.createdAt).slice(0, 7);
     const s = months.get(month) ?? { cost: 0n, reseller: 0n, customer: 0n, hasCost: false };
     if (f.totals!.cost != null) { s.cost += exact(f.totals!.cost); s.hasCost = true; }
-    s.reseller += exact(f.totals!.reseller);
+    s.reseller += exact(f.totals!.reseller ?? "0");
     s.customer += exact(f.totals!.customer);
     months.set(month, s);
   }
@@ -34,7 +34,7 @@ export async function overviewPage(main: HTMLElement): Promise<void> {
 
   const margins = new Map<string, bigint>();
   for (const f of done.filter((x) => x.view === "customer" && x.customerId)) {
-    margins.set(f.customerId!, (margins.get(f.customerId!) ?? 0n) + exact(f.totals!.customer) - exact(f.totals!.reseller));
+    margins.set(f.customerId!, (margins.get(f.customerId!) ?? 0n) + exact(f.totals!.customer) - exact(f.totals!.reseller ?? "0"));
   }
   const top = [...margins.entries()].sort(([, a], [, b]) => (b > a ? 1 : b < a ? -1 : 0)).slice(0, 10);
   main.append(h("h2", {}, "Top customers by margin"));
