@@ -60,7 +60,7 @@ def test_a_line_without_cost_is_an_error_finding_and_counted_on_the_record(sim_e
     assert record.status == FileStatus.AVAILABLE, record.error
     assert record.no_cost_lines == 1
     assert record.findings["byRule"]["MISSING_COST"] == {"error": 1}
-    page = findings.findings_page(ctx, tenant, record.id, "error", "MISSING_COST", 50, None)
+    page = findings.findings_page(ctx, record, "error", "MISSING_COST", 50, None)
     key = page["items"][0]["key"]["ReferenceId"]
     line = next(r for r in sim.iter_rows(inv, "onetime") if r["ReferenceId"] == key)
     assert line["Subtotal"] is None and line["Total"]
