@@ -14,8 +14,9 @@ import re
 import uuid
 from typing import Annotated, Any, Literal
 
+from azure.core import MatchConditions
 from azure.core.exceptions import ResourceNotFoundError
-from azure.data.tables import UpdateMode
+from azure.data.tables import TableTransactionError, UpdateMode
 from pydantic import StringConstraints, ValidationError
 
 from shared.core.margins import MarginRule, MarginRuleIn, Mappings, overlaps
@@ -26,6 +27,8 @@ from shared.adapters.storage import Storage
 IdentifierKind = Literal["reseller", "customer", "subscription"]
 InternalId = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f]+$")]
 MAX_IMPORT_ROWS = 50_000
+LOCK_PREFIX = "lock:"  # RowKey of a (level, target)'s lock row in MarginRules; rule ids are GUIDs
+LOCK_ATTEMPTS = 20
 _ID_PATTERNS = {"reseller": MPN_ID_PATTERN, "customer": GUID_PATTERN, "subscription": GUID_PATTERN}
 
 
@@ -84,28 +87,50 @@ class MarginRuleRepository:
             clauses.append("target_id eq @target")
             params["target"] = target_id.lower()
         rows = self.table.query_entities(" and ".join(clauses), parameters=params)
-        rules = [_rule(e) for e in rows]
+        rules = [_rule(e) for e in rows if not e["RowKey"].startswith(LOCK_PREFIX)]
         return sorted(rules, key=lambda r: (r.level.value, r.target_id, r.effective_from, r.id))
 
     def create(self, tenant_id: str, body: MarginRuleIn) -> MarginRule:
+        """Insert a rule unless it overlaps another; the check and the insert are one guarded step.
+
+        Each (level, target) has a lock row in the same partition. The rule is inserted in one transaction with
+        an ETag-guarded write of that row, so of two requests that both read "no overlap", only the first commits;
+        the second reads again, now sees the first rule, and is refused (409)."""
         rule = MarginRule(id=str(uuid.uuid4()), **body.model_dump())
         rule = rule.model_copy(update={"target_id": rule.target_id.lower()})
-        for other in self.list(tenant_id, rule.level.value, rule.target_id):
-            if overlaps(rule, other):
-                raise conflict(f"This rule overlaps rule {other.id} for the same {rule.level.value}, target and "
-                               "product; end that rule first (effectiveTo) or choose other dates.")
         entity = {"PartitionKey": tenant_id, "RowKey": rule.id,
                   **rule.model_dump(mode="json", exclude={"id"}, exclude_none=True)}
-        self.table.create_entity(entity)
-        return rule
+        lock_key = f"{LOCK_PREFIX}{rule.level.value}:{rule.target_id}"
+        for _ in range(LOCK_ATTEMPTS):
+            try:
+                lock = self.table.get_entity(tenant_id, lock_key)
+                guard = ("update", {"PartitionKey": tenant_id, "RowKey": lock_key, "rule": rule.id},
+                         {"mode": UpdateMode.REPLACE, "etag": lock.metadata["etag"],
+                          "match_condition": MatchConditions.IfNotModified})
+            except ResourceNotFoundError:
+                guard = ("create", {"PartitionKey": tenant_id, "RowKey": lock_key, "rule": rule.id})
+            for other in self.list(tenant_id, rule.level.value, rule.target_id):
+                if overlaps(rule, other):
+                    raise conflict(f"This rule overlaps rule {other.id} for the same {rule.level.value}, target "
+                                   "and product; end that rule first (effectiveTo) or choose other dates.")
+            try:
+                self.table.submit_transaction([guard, ("create", entity)])
+                return rule
+            except TableTransactionError:
+                continue  # another rule for this target was written meanwhile: check again
+        raise Problem(503, "Busy", "Margin rules for this target keep changing; try again.")
 
     def get(self, tenant_id: str, rule_id: str) -> MarginRule | None:
+        if rule_id.startswith(LOCK_PREFIX):
+            return None
         try:
             return _rule(self.table.get_entity(tenant_id, rule_id))
         except ResourceNotFoundError:
             return None
 
     def delete(self, tenant_id: str, rule_id: str) -> None:
+        if rule_id.startswith(LOCK_PREFIX):
+            raise not_found(f"Margin rule {rule_id}")
         try:
             self.table.get_entity(tenant_id, rule_id)
         except ResourceNotFoundError:
