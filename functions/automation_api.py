@@ -1,6 +1,6 @@
 """HTTP Blueprint for the monthly automation: settings, calendar, versions, bulk regeneration.
 
-Each handler parses, calls `shared.app.automation`, shapes. `…/reconciliation-files:regenerate` is its own literal
+Each handler parses, calls `shared.app.automation` (or `shared.app.versions`), shapes. `…/reconciliation-files:regenerate` is its own literal
 segment, so it never matches `…/reconciliation-files/{fileId}`.
 """
 
@@ -10,7 +10,7 @@ import azure.functions as func
 
 from functions.http_api import audited_redirect, readable_file
 from functions.http_support import access_for, api, json_response, parse_body
-from shared.app import automation
+from shared.app import automation, invoice_calendar, versions
 from shared.app.context import get_context
 from shared.core.models import AutomationIn, BulkRegenerateIn
 from shared.core.access import Action
@@ -41,7 +41,7 @@ def get_automation(req: func.HttpRequest) -> func.HttpResponse:
 @api(Action.TENANT_READ)
 def get_calendar(req: func.HttpRequest) -> func.HttpResponse:
     tenant_id = access_for(req)[0]
-    return json_response(automation.calendar_view(get_context(), tenant_id, months_param(req)))
+    return json_response(invoice_calendar.calendar_view(get_context(), tenant_id, months_param(req)))
 
 
 def months_param(req: func.HttpRequest) -> int:
@@ -55,7 +55,7 @@ def months_param(req: func.HttpRequest) -> int:
 @api(Action.FILES_READ, scoped=True)
 def list_file_versions(req: func.HttpRequest) -> func.HttpResponse:
     record = readable_file(req)
-    items = automation.list_versions(get_context(), record.tenant_id, record.id)
+    items = versions.list_versions(get_context(), record.tenant_id, record.id)
     return json_response({"items": items})
 
 
@@ -66,13 +66,13 @@ def download_file_version(req: func.HttpRequest) -> func.HttpResponse:
     if not raw.isdigit() or int(raw) < 1:
         raise bad_request("version must be a whole number from 1.", "version")
     record = readable_file(req)
-    url, expires = automation.version_download_link(get_context(), record.tenant_id, record.id, int(raw))
+    url, expires = versions.version_download_link(get_context(), record.tenant_id, record.id, int(raw))
     return audited_redirect(req, record.tenant_id, record.id, int(raw), "file", url, expires)
 
 
 @bp.route(route=FILES + ":regenerate", methods=["POST"])
 @api(Action.FILES_REGENERATE)
 def regenerate_files(req: func.HttpRequest) -> func.HttpResponse:
-    records = automation.regenerate_many(get_context(), access_for(req)[0],
+    records = versions.regenerate_many(get_context(), access_for(req)[0],
                                          parse_body(req, BulkRegenerateIn))
     return json_response({"items": [r.public() for r in records]}, 202)
