@@ -116,10 +116,10 @@ def wanted_files(auto: AutomationSettings, state: InvoiceState,
     CSV; with `resellerViews`, also a reseller view per type for every reseller that has a margin rule."""
     if not auto.enabled:
         return {}
-    # Without a billing-period start the invoice date stands in; with neither the invoice is made (a missing file
-    # is worse than one more).
-    start = state.billing_period_start or (state.invoice_date.date() if state.invoice_date else None)
-    if auto.start_from and start is not None and start < auto.start_from:
+    # Without a billing-period start only a period that ended before `startFrom` keeps it out: a missing file is
+    # worse than one more.
+    if auto.start_from and (state.billing_period_start or state.billing_period_end or auto.start_from) < \
+            auto.start_from:
         return {}
     types = [t for t in state.file_types if auto.file_types is None or t in auto.file_types]
     requests = [FileRequest(invoice_type=t, invoice_id=state.invoice_id, view=View.PARTNER) for t in types]
