@@ -69,7 +69,7 @@ class RowError(ApiModel):
 
 def check_target_id(kind: str, value: str, field: str) -> str:
     if not re.match(_ID_PATTERNS[kind], value):
-        shape = "an MPN id (digits)" if kind == "reseller" else "a GUID"
+        shape = "an MPN id (at most 10 digits)" if kind == "reseller" else "a GUID"
         raise bad_request(f"A {kind} id must be {shape}.", field)
     return value.lower()
 
@@ -98,6 +98,8 @@ class MarginRuleRepository:
         the second reads again, now sees the first rule, and is refused (409)."""
         rule = MarginRule(id=str(uuid.uuid4()), **body.model_dump())
         rule = rule.model_copy(update={"target_id": rule.target_id.lower()})
+        if rule.level.value == "reseller":  # an id file requests take (a longer one failed the poller later)
+            check_target_id("reseller", rule.target_id, "targetId")
         entity = {"PartitionKey": tenant_id, "RowKey": rule.id,
                   **rule.model_dump(mode="json", exclude={"id"}, exclude_none=True)}
         lock_key = f"{LOCK_PREFIX}{rule.level.value}:{rule.target_id}"

@@ -29,7 +29,6 @@ Contract (the numbers every file promises; tests/test_margins.py checks it again
 from __future__ import annotations
 
 import math
-import re
 from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -49,7 +48,7 @@ from pydantic import (
 )
 
 from shared.core.columns import ENGINE_COLUMNS, Layout
-from shared.core.models import MPN_ID_PATTERN, ApiModel
+from shared.core.models import ApiModel
 
 PERCENT_PLACES = 4
 PERCENT_MIN = Decimal(-100)  # exclusive: -100 % would make the line free
@@ -122,16 +121,7 @@ class _RuleFields(ApiModel):
 
 
 class MarginRuleIn(_RuleFields):
-    """A rule as a request body (camelCase, unknown fields refused).
-
-    A reseller's target must be an MPN id as file requests take it (at most 10 digits): a rule no file request
-    could name would otherwise be written, and fail the poller's reseller views later."""
-
-    @model_validator(mode="after")
-    def _mpn_id(self) -> MarginRuleIn:
-        if self.level == MarginLevel.RESELLER and not re.match(MPN_ID_PATTERN, self.target_id):
-            raise ValueError("a reseller rule's targetId is the reseller's MPN id (at most 10 digits)")
-        return self
+    """A rule as a request body (camelCase, unknown fields refused)."""
 
 
 class MarginRule(_RuleFields):

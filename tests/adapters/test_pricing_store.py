@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 
 import pytest
-from pydantic import ValidationError
 
 from shared.app.context import AppContext
 from shared.core.margins import MarginRuleIn
@@ -48,8 +47,12 @@ def test_ten_racing_overlapping_rules_leave_exactly_one(ctx: AppContext) -> None
 
 
 @pytest.mark.parametrize("target", ["12345678901", "0" * 100, "1" * 11])
-def test_a_reseller_rule_needs_an_mpn_id_file_requests_accept(target: str) -> None:
+def test_a_reseller_rule_needs_an_mpn_id_file_requests_accept(ctx: AppContext, target: str) -> None:
     """Issue 15, defect 4: a reseller id no file request could name is refused where the rule is written."""
-    with pytest.raises(ValidationError, match="MPN id"):
-        MarginRuleIn(level="reseller", target_id=target, percent="10", effective_from="2026-01-01")
-    assert MarginRuleIn(level="reseller", target_id="1234567890", percent="10", effective_from="2026-01-01")
+    with pytest.raises(Problem) as refused:
+        ctx.rules.create(TENANT, MarginRuleIn(level="reseller", target_id=target, percent="10",
+                                              effective_from="2026-01-01"))
+    assert refused.value.status == 400 and refused.value.errors[0]["field"] == "targetId"
+    assert ctx.rules.list(TENANT) == []
+    ctx.rules.create(TENANT, MarginRuleIn(level="reseller", target_id="1234567890", percent="10",
+                                          effective_from="2026-01-01"))
