@@ -11,7 +11,7 @@ import azure.functions as func
 
 from functions.http_support import (access_for, handles, json_response, link_response, parse_body, readable_file,
                                     requester)
-from shared.app import automation, downloads, versions
+from shared.app import automation, downloads, invoice_calendar, versions
 from shared.app.context import get_context
 from shared.core.boundaries import is_whole_number
 from shared.core.models import AutomationIn, BulkRegenerateIn
@@ -37,7 +37,7 @@ def get_automation(req: func.HttpRequest) -> func.HttpResponse:
 @handles(bp)
 def get_calendar(req: func.HttpRequest) -> func.HttpResponse:
     tenant_id = access_for(req)[0]
-    return json_response(automation.calendar_view(get_context(), tenant_id, months_param(req)))
+    return json_response(invoice_calendar.calendar_view(get_context(), tenant_id, months_param(req)))
 
 
 def months_param(req: func.HttpRequest) -> int:

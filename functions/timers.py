@@ -27,8 +27,8 @@ def poll_invoices(timer: func.TimerRequest) -> None:
         log.info("invoice poll is past due; running now")
     runs = automation.poll(get_context())
     for run in runs:
-        log.info("invoice poll: %d new invoices, %d files requested, %d revised, %d retried%s",
-                 len(run.new_invoices), len(run.requested), len(run.revised), len(run.retried),
+        log.info("invoice poll: %d new invoices, %d files requested, %d revised, %d retried, %d failures%s",
+                 len(run.new_invoices), len(run.requested), len(run.revised), len(run.retried), run.failures,
                  f", error: {run.error}" if run.error else "", extra={"tenant": run.tenant_id})
 
 

@@ -1,15 +1,16 @@
 """Writing a file into Blob Storage as staged blocks, committed only when the whole file is done.
 
-A half-written file is never visible: blocks are staged under deterministic ids (segment, chunk) and the blob
-appears only at `commit`. A segment (one export blob or one v1 page) that fails half way is discarded and
-re-staged under the same ids.
+A half-written file is never visible (shared/adapters/block_sink.py): blocks are staged under deterministic ids
+and the blob appears only at `commit`. A segment (one export blob or one v1 page) that fails half way is
+discarded and re-staged under the same ids.
 
 Formats:
 - CSV streams straight into blocks. Its header block is staged last (so a column Microsoft added mid-stream
   still gets its header) and committed first. Regional options: delimiter, decimal separator, date format.
   Text cells a spreadsheet would evaluate (leading = + - @ tab CR) get a leading apostrophe; numbers never do.
-- Parquet and XLSX cannot take back what they wrote, so each segment is spooled to a local Arrow IPC file and
-  replayed into the format only once the segment is complete. Parquet keeps the decimal types. XLSX is written
+- Parquet and XLSX cannot take back what they wrote, nor add a column later, so complete segments are spooled to
+  local Arrow IPC files and written into the format at the end, with every field any batch had (a field
+  Microsoft adds a few thousand lines in is kept, empty before it). Parquet keeps the decimal types. XLSX is written
   by XlsxWriter in constant-memory mode to a temporary file, then uploaded block by block; its amounts are Excel
   numbers written from the decimal's own text at 16 significant digits (Excel's precision), never via float;
   text is a string cell (never a formula), quote-prefixed when it begins like one.
@@ -21,17 +22,16 @@ import io
 import logging
 import os
 import tempfile
-import threading
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, BinaryIO, Sequence
+import weakref
+from typing import BinaryIO, Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
-from azure.storage.blob import BlobBlock, BlobClient, ContentSettings
 
+from shared.adapters.block_sink import BlockBlobSink, SinkFile
 from shared.core.boundaries import is_formula_text, neutralise_formulas, neutralise_text
 from shared.core.columns import ENGINE_COLUMNS
 from shared.core.models import CsvFormat, FileFormat
@@ -39,7 +39,6 @@ from shared.core.money import CONTEXT, Decimal, arrow_text
 
 log = logging.getLogger(__name__)
 
-HEADER_BLOCK = "0" * 16
 XLSX_MAX_ROWS = 1_048_576 - 1  # a sheet's rows, less the header
 
 
@@ -47,114 +46,6 @@ class TooManyRows(ValueError):
     """More rows than the chosen format can hold."""
 
 
-def _block_id(segment: int, chunk: int) -> str:
-    return f"{segment + 1:08d}{chunk:08d}"
-
-
-class BlockBlobSink:
-    """Stages blocks in the background (at most `in_flight` at once), so computing the next block overlaps
-    the upload of the last one while memory stays bounded."""
-
-    def __init__(self, blob: BlobClient, block_size: int, in_flight: int = 2) -> None:
-        self.blob, self.block_size = blob, block_size
-        self.committed: list[str] = []
-        self.bytes_written = 0
-        self._segment = -1
-        self._segment_ids: list[str] = []
-        self._buffer = io.BytesIO()
-        self._pool = ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="stage-block")
-        self._slots = threading.BoundedSemaphore(in_flight)
-        self._pending: list[tuple[int, Future]] = []  # (segment, upload)
-
-    def begin_segment(self, index: int) -> None:
-        self._segment, self._segment_ids, self._buffer = index, [], io.BytesIO()
-
-    def write(self, data: bytes) -> None:
-        self._buffer.write(data)
-        if self._buffer.tell() >= self.block_size:
-            self._stage()
-
-    def _stage(self) -> None:
-        data = self._buffer.getvalue()
-        self._buffer = io.BytesIO()
-        if not data:
-            return
-        block_id = _block_id(self._segment, len(self._segment_ids))
-        self._segment_ids.append(block_id)
-        self.bytes_written += len(data)
-        self._slots.acquire()  # back-pressure: never more than `in_flight` blocks in memory
-        future = self._pool.submit(self._put, block_id, data)
-        future.add_done_callback(lambda _: self._slots.release())
-        self._pending.append((self._segment, future))
-
-    def _put(self, block_id: str, data: bytes) -> None:
-        # Content-MD5 on every block: the service checks each block arrived intact before it can be committed.
-        # (Azurite otherwise computes a CRC64 of each block, in JavaScript, a byte at a time: measured, that
-        # took as much CPU as the whole pipeline on the benchmark's two cores.)
-        self.blob.stage_block(block_id, data, validate_content=True)
-
-    def _wait(self) -> None:
-        pending, self._pending = self._pending, []
-        for _, future in pending:
-            future.result()  # re-raises a failed upload here, in the caller's thread
-
-    def _raise_failed(self) -> None:
-        """Surface an upload that already failed, without waiting for those still running."""
-        for _, future in self._pending:
-            if future.done():
-                future.result()
-        self._pending = [(segment, f) for segment, f in self._pending if not f.done()]
-
-    def end_segment(self) -> None:
-        # No wait here: the segment's last uploads overlap the next segment's parsing (the commit waits).
-        self._stage()
-        self._raise_failed()
-        self.committed.extend(self._segment_ids)
-        self._segment_ids = []
-
-    def discard_segment(self) -> None:
-        """Forget the segment's blocks. Its uploads still running are waited for (their errors ignored): the same
-        block ids are staged again when the segment is re-read, and no old upload may land after a new one."""
-        mine = [f for segment, f in self._pending if segment == self._segment]
-        self._pending = [(segment, f) for segment, f in self._pending if segment != self._segment]
-        for future in mine:
-            try:
-                future.result()
-            except Exception:  # the segment is being thrown away anyway
-                pass
-        self._segment_ids, self._buffer = [], io.BytesIO()
-
-    def commit(self, header: bytes, content_type: str, metadata: dict[str, str]) -> None:
-        self._wait()
-        self._pool.shutdown()
-        if header:
-            self._put(HEADER_BLOCK, header)
-        blocks = ([HEADER_BLOCK] if header else []) + self.committed
-        self.blob.commit_block_list([BlobBlock(block_id=b) for b in blocks],
-                                    content_settings=ContentSettings(content_type=content_type),
-                                    metadata=metadata)
-
-
-class _SinkFile:
-    """A write-only file object over a sink (what pyarrow's Parquet writer writes into)."""
-
-    def __init__(self, sink: BlockBlobSink) -> None:
-        self.sink, self.closed, self._pos = sink, False, 0
-
-    def write(self, data: Any) -> int:
-        data = bytes(data)
-        self.sink.write(data)
-        self._pos += len(data)
-        return len(data)
-
-    def tell(self) -> int:
-        return self._pos
-
-    def flush(self) -> None:
-        return None
-
-    def close(self) -> None:
-        self.closed = True
 
 
 _DATE = r"^(?P<y>\d{4})-(?P<m>\d{2})-(?P<d>\d{2})"
@@ -214,7 +105,7 @@ class CsvWriter:
                 arr = neutralise_formulas(format_dates(arr, self.fmt.date_format) if dates else arr)
             arrays.append(arr)
         # Straight into the block being filled (no whole-batch copy of the CSV text on the way).
-        pcsv.write_csv(pa.RecordBatch.from_arrays(arrays, names=self.columns), _SinkFile(self.sink), self._options)
+        pcsv.write_csv(pa.RecordBatch.from_arrays(arrays, names=self.columns), SinkFile(self.sink), self._options)
         self.rows += batch.num_rows
 
     def _add_column(self, name: str) -> None:
@@ -235,58 +126,107 @@ def header_line(columns: Sequence[str], delimiter: str) -> bytes:
 
 
 class _Spooled:
-    """Segment-safe writing for formats that cannot take back bytes: spool, then replay complete segments."""
+    """Segment-safe writing for formats that cannot take back bytes, nor add a column once written.
+
+    Each segment is spooled to local Arrow IPC files (LZ4, on disk: memory stays one batch), a discarded segment's
+    are deleted, and the format is written at `finish` from the complete segments, with every field any batch
+    had: a field Microsoft added in the third batch is a column of the whole file, empty on the lines before it.
+    """
 
     def __init__(self, sink: BlockBlobSink) -> None:
         self.sink = sink
-        self._spool: tempfile._TemporaryFileWrapper | None = None
+        self.rows = 0
+        self._done: list[str] = []  # spool files of complete segments, in order
+        self._open: list[str] = []  # the current segment's
         self._ipc: ipc.RecordBatchStreamWriter | None = None
-        self._schema: pa.Schema | None = None
+        self._spool: BinaryIO | None = None
+        self._segment_rows = 0
+        self._stream_schema: pa.Schema | None = None
+        self._schema: pa.Schema | None = None  # every field seen so far, Microsoft's before the engine's
+        self._cleanup = weakref.finalize(self, _unlink_all, self._done, self._open)  # a failed file leaves none
         sink.begin_segment(0)
 
     def begin_segment(self, index: int) -> None:
-        self._spool = tempfile.NamedTemporaryFile(prefix="seg-", suffix=".arrow", delete=False)
-        self._ipc = None
+        self._close_stream()
+        self._open.clear()
+        self._segment_rows = 0
 
     def write(self, batch: pa.RecordBatch) -> None:
-        if self._schema is None:
-            self._schema = batch.schema
-        batch = _conform(batch, self._schema)
-        if self._ipc is None:
-            self._ipc = ipc.new_stream(self._spool, self._schema)
+        self._widen(batch.schema)
+        if self._ipc is None or not batch.schema.equals(self._stream_schema):
+            self._close_stream()
+            self._spool = tempfile.NamedTemporaryFile(prefix="seg-", suffix=".arrow", delete=False)
+            self._open.append(self._spool.name)
+            self._ipc = ipc.new_stream(self._spool, batch.schema, options=ipc.IpcWriteOptions(compression="lz4"))
+            self._stream_schema = batch.schema
         self._ipc.write_batch(batch)
+        self._segment_rows += batch.num_rows
 
-    def _close_spool(self) -> str:
-        assert self._spool is not None
+    def _widen(self, schema: pa.Schema) -> None:
+        if self._schema is None:
+            self._schema = schema
+            return
+        for f in schema:
+            idx = self._schema.get_field_index(f.name)
+            if idx < 0:  # a new field: before the engine's columns, like CSV's header
+                tail = next((i for i, name in enumerate(self._schema.names) if name in ENGINE_COLUMNS),
+                            len(self._schema))
+                self._schema = self._schema.insert(tail, f)
+                log.info("field %s first appeared after %d lines; it is a column of the whole file", f.name,
+                         self.rows + self._segment_rows)
+            elif pa.types.is_null(self._schema.field(idx).type) and not pa.types.is_null(f.type):
+                self._schema = self._schema.set(idx, f)
+
+    def _close_stream(self) -> None:
         if self._ipc is not None:
             self._ipc.close()
-        self._spool.close()
-        return self._spool.name
+        if self._spool is not None:
+            self._spool.close()
+        self._ipc = self._spool = None
 
     def discard_segment(self) -> None:
-        os.unlink(self._close_spool())
+        self._close_stream()
+        _unlink_all(self._open)
+        self._segment_rows = 0
 
     def end_segment(self) -> None:
-        path = self._close_spool()
-        try:
-            if self._ipc is not None:
+        self._close_stream()
+        self._done.extend(self._open)
+        self._open.clear()
+        self.rows += self._segment_rows
+        self._segment_rows = 0
+        self.check_rows()
+
+    def check_rows(self) -> None:
+        """Refuse, as soon as it is known, a file too big for its format."""
+
+    def replay(self) -> Iterator[pa.RecordBatch]:
+        """The complete segments' batches, in order, each with every field of the file; spools deleted as read."""
+        assert self._schema is not None
+        while self._done:
+            path = self._done.pop(0)
+            try:
                 with pa.memory_map(path) as source:
                     for batch in ipc.open_stream(source):
-                        self.emit(batch)
-        finally:
-            os.unlink(path)
+                        yield _conform(batch, self._schema)
+            finally:
+                os.unlink(path)
 
-    def emit(self, batch: pa.RecordBatch) -> None:
-        raise NotImplementedError
+
+def _unlink_all(*lists: list[str]) -> None:
+    for paths in lists:
+        for path in paths:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        paths.clear()
 
 
 def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
-    """Align a batch to the file's schema (fixed by its first batch; later extra fields cannot be added)."""
+    """Align a batch to the file's schema (every field of the file; one the batch lacks is empty)."""
     if batch.schema.equals(schema):
         return batch
-    dropped = [name for name in batch.schema.names if schema.get_field_index(name) < 0]
-    if dropped:
-        log.warning("fields Microsoft added after the first batch are left out of this file: %s", dropped)
     arrays = []
     for f in schema:
         idx = batch.schema.get_field_index(f.name)
@@ -298,19 +238,12 @@ class ParquetWriter(_Spooled):
     content_type = "application/vnd.apache.parquet"
     extension = "parquet"
 
-    def __init__(self, sink: BlockBlobSink) -> None:
-        super().__init__(sink)
-        self._writer: pq.ParquetWriter | None = None
-
-    def emit(self, batch: pa.RecordBatch) -> None:
-        if self._writer is None:
-            self._writer = pq.ParquetWriter(_SinkFile(self.sink), batch.schema, compression="zstd")
-        self._writer.write_batch(batch)
-
     def finish(self, metadata: dict[str, str]) -> None:
-        if self._writer is None:
-            self._writer = pq.ParquetWriter(_SinkFile(self.sink), self._schema or pa.schema([]))
-        self._writer.close()
+        writer = pq.ParquetWriter(SinkFile(self.sink), self._schema or pa.schema([]), compression="zstd")
+        if self._schema is not None:
+            for batch in self.replay():
+                writer.write_batch(batch)
+        writer.close()
         self.sink.end_segment()
         self.sink.commit(b"", self.content_type, metadata)
 
@@ -329,6 +262,11 @@ class XlsxWriter(_Spooled):
         self._sheet = self._book.add_worksheet("Reconciliation")
         self._quoted = self._book.add_format({"quote_prefix": True})  # Excel's "'": text even when edited
         self._row = 0
+
+    def check_rows(self) -> None:
+        if self.rows > XLSX_MAX_ROWS:
+            raise TooManyRows(f"More than {XLSX_MAX_ROWS:,} rows do not fit in one Excel sheet; choose CSV or "
+                              "Parquet for this invoice.")
 
     def emit(self, batch: pa.RecordBatch) -> None:
         if self._row == 0:
@@ -353,6 +291,9 @@ class XlsxWriter(_Spooled):
             self._row += 1
 
     def finish(self, metadata: dict[str, str]) -> None:
+        if self._schema is not None:
+            for batch in self.replay():
+                self.emit(batch)
         if self._row == 0 and self._schema is not None:
             self._sheet.write_row(0, 0, self._schema.names, self._quoted)
         self._book.close()

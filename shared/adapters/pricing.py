@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import UpdateMode
+from azure.data.tables import TableTransactionError, UpdateMode
 from pydantic import AfterValidator, StringConstraints, ValidationError
 
 from shared.core.boundaries import check_file_text
@@ -35,6 +35,8 @@ IdentifierKind = Literal["reseller", "customer", "subscription"]
 FileText = Annotated[str, StringConstraints(min_length=1, max_length=100), AfterValidator(check_file_text)]
 InternalId = FileText
 MAX_IMPORT_ROWS = 50_000
+LOCK_PREFIX = "lock:"  # RowKey of a (level, target)'s lock row in MarginRules; rule ids are GUIDs
+LOCK_ATTEMPTS = 20
 _ID_PATTERNS = {"reseller": MPN_ID_PATTERN, "customer": GUID_PATTERN, "subscription": GUID_PATTERN}
 
 
@@ -84,7 +86,7 @@ class RowError(ApiModel):
 
 def check_target_id(kind: str, value: str, field: str) -> str:
     if not re.fullmatch(_ID_PATTERNS[kind], value):
-        shape = "an MPN id (digits)" if kind == "reseller" else "a GUID"
+        shape = "an MPN id (at most 10 digits)" if kind == "reseller" else "a GUID"
         raise bad_request(f"A {kind} id must be {shape}.", field)
     return value.lower()
 
@@ -102,22 +104,49 @@ class MarginRuleRepository:
             clauses.append("target_id eq @target")
             params["target"] = target_id.lower()
         rows = self.table.query_entities(" and ".join(clauses), parameters=params)
-        rules = [_rule(e) for e in rows]
+        rules = [_rule(e) for e in rows if not e["RowKey"].startswith(LOCK_PREFIX)]
         return sorted(rules, key=lambda r: (r.level.value, r.target_id, r.effective_from, r.id))
 
     def create(self, tenant_id: str, body: MarginRuleIn) -> MarginRule:
+        """Insert a rule unless it overlaps another; the check and the insert are one guarded step.
+
+        Each (level, target) has a lock row in the same partition. The rule is inserted in one transaction with
+        an ETag-guarded write of that row, so of two requests that both read "no overlap", only the first commits;
+        the second reads again, now sees the first rule, and is refused (409)."""
         rule = MarginRule(id=str(uuid.uuid4()), **body.model_dump())
         rule = rule.model_copy(update={"target_id": rule.target_id.lower()})
-        for other in self.list(tenant_id, rule.level.value, rule.target_id):
-            if overlaps(rule, other):
-                raise conflict(f"This rule overlaps rule {other.id} for the same {rule.level.value}, target and "
-                               "product; end that rule first (effectiveTo) or choose other dates.")
+        if rule.level.value == "reseller":  # an id file requests take (a longer one failed the poller later)
+            check_target_id("reseller", rule.target_id, "targetId")
         entity = {"PartitionKey": tenant_id, "RowKey": rule.id,
                   **rule.model_dump(mode="json", exclude={"id"}, exclude_none=True)}
-        self.table.create_entity(entity)
-        return rule
+        for _ in range(LOCK_ATTEMPTS):
+            guard = self._lock_guard(tenant_id, rule)
+            for other in self.list(tenant_id, rule.level.value, rule.target_id):
+                if overlaps(rule, other):
+                    raise conflict(f"This rule overlaps rule {other.id} for the same {rule.level.value}, target "
+                                   "and product; end that rule first (effectiveTo) or choose other dates.")
+            try:
+                self.table.submit_transaction([guard, ("create", entity)])
+                return rule
+            except TableTransactionError:
+                continue  # another rule for this target was written meanwhile: check again
+        raise Problem(503, "Busy", "Margin rules for this target keep changing; try again.")
+
+    def _lock_guard(self, tenant_id: str, rule: MarginRule) -> tuple:
+        """The transaction step that claims the (level, target)'s lock row as it was just read: any other write
+        for the same target between this read and the commit makes the whole transaction fail."""
+        lock_key = f"{LOCK_PREFIX}{rule.level.value}:{rule.target_id}"
+        try:
+            lock = self.table.get_entity(tenant_id, lock_key)
+        except ResourceNotFoundError:
+            return ("create", {"PartitionKey": tenant_id, "RowKey": lock_key, "rule": rule.id})
+        return ("update", {"PartitionKey": tenant_id, "RowKey": lock_key, "rule": rule.id},
+                {"mode": UpdateMode.REPLACE, "etag": lock.metadata["etag"],
+                 "match_condition": MatchConditions.IfNotModified})
 
     def get(self, tenant_id: str, rule_id: str) -> MarginRule | None:
+        if rule_id.startswith(LOCK_PREFIX):
+            return None
         try:
             return _rule(self.table.get_entity(tenant_id, rule_id))
         except ResourceNotFoundError:
@@ -125,6 +154,8 @@ class MarginRuleRepository:
 
     def get_tagged(self, tenant_id: str, rule_id: str) -> tuple[MarginRule, str] | None:
         """A rule and its ETag (for `If-Match`)."""
+        if rule_id.startswith(LOCK_PREFIX):
+            return None
         try:
             entity = self.table.get_entity(tenant_id, rule_id)
         except ResourceNotFoundError:
@@ -134,38 +165,44 @@ class MarginRuleRepository:
     def etags(self, tenant_id: str) -> dict[str, str]:
         """Every rule's ETag by id: the page sends one back with `PATCH` (If-Match)."""
         rows = self.table.query_entities("PartitionKey eq @pk", parameters={"pk": tenant_id}, select=["RowKey"])
-        return {e["RowKey"]: e.metadata["etag"] for e in rows}
+        return {e["RowKey"]: e.metadata["etag"] for e in rows if not e["RowKey"].startswith(LOCK_PREFIX)}
 
     def end_date(self, tenant_id: str, rule_id: str, effective_to: date | None, etag: str) -> tuple[MarginRule, str]:
         """Set (or clear) a rule's end in one conditional write: only if the rule is still the version the caller
-        read (`etag`, else 412), still valid, and not then overlapping another rule (409)."""
-        loaded = self.get_tagged(tenant_id, rule_id)
-        if loaded is None:
-            raise not_found(f"Margin rule {rule_id}")
-        rule, current = loaded
-        if etag != "*" and etag != current:
-            raise Problem(412, "Precondition failed", "The rule changed since you read it; read it again.")
-        try:
-            changed = MarginRule.model_validate({**rule.model_dump(), "effective_to": effective_to})
-        except ValidationError as exc:
-            raise bad_request(str(exc.errors(include_url=False)[0]["msg"]).removeprefix("Value error, "),
-                              "effectiveTo")
-        for other in self.list(tenant_id, rule.level.value, rule.target_id):
-            if other.id != rule.id and overlaps(changed, other):
-                raise conflict(f"With this end the rule would overlap rule {other.id} for the same "
-                               f"{rule.level.value}, target and product.")
-        entity = {"PartitionKey": tenant_id, "RowKey": rule.id,
-                  **changed.model_dump(mode="json", exclude={"id"}, exclude_none=True)}
-        try:
-            meta = self.table.update_entity(entity, mode=UpdateMode.REPLACE, etag=current,
-                                            match_condition=MatchConditions.IfNotModified)
-        except ResourceModifiedError:
-            raise Problem(412, "Precondition failed", "The rule changed since you read it; read it again.")
-        except ResourceNotFoundError:
-            raise not_found(f"Margin rule {rule_id}")
-        return changed, meta["etag"]
+        read (`etag`, else 412), still valid, and not then overlapping another rule (409). Guarded by the target's
+        lock row like `create`, so a rule created meanwhile cannot slip into the range this one leaves or takes."""
+        changed_by_others = Problem(412, "Precondition failed", "The rule changed since you read it; read it again.")
+        for _ in range(LOCK_ATTEMPTS):
+            loaded = self.get_tagged(tenant_id, rule_id)
+            if loaded is None:
+                raise not_found(f"Margin rule {rule_id}")
+            rule, current = loaded
+            if etag != "*" and etag != current:
+                raise changed_by_others
+            try:
+                changed = MarginRule.model_validate({**rule.model_dump(), "effective_to": effective_to})
+            except ValidationError as exc:
+                raise bad_request(str(exc.errors(include_url=False)[0]["msg"]).removeprefix("Value error, "),
+                                  "effectiveTo")
+            guard = self._lock_guard(tenant_id, rule)
+            for other in self.list(tenant_id, rule.level.value, rule.target_id):
+                if other.id != rule.id and overlaps(changed, other):
+                    raise conflict(f"With this end the rule would overlap rule {other.id} for the same "
+                                   f"{rule.level.value}, target and product.")
+            entity = {"PartitionKey": tenant_id, "RowKey": rule.id,
+                      **changed.model_dump(mode="json", exclude={"id"}, exclude_none=True)}
+            write = ("update", entity, {"mode": UpdateMode.REPLACE, "etag": current,
+                                        "match_condition": MatchConditions.IfNotModified})
+            try:
+                results = self.table.submit_transaction([guard, write])
+            except TableTransactionError:
+                continue  # the rule or its target changed meanwhile: read both again (412 if it was the rule)
+            return changed, results[1].get("etag") or self.get_tagged(tenant_id, rule_id)[1]  # type: ignore[index]
+        raise Problem(503, "Busy", "Margin rules for this target keep changing; try again.")
 
     def delete(self, tenant_id: str, rule_id: str) -> None:
+        if rule_id.startswith(LOCK_PREFIX):
+            raise not_found(f"Margin rule {rule_id}")
         try:
             self.table.get_entity(tenant_id, rule_id)
         except ResourceNotFoundError:

@@ -1,4 +1,5 @@
-"""Monthly automation: the invoice poller, revision following, transient retries, the calendar and bulk actions.
+"""Monthly automation: the invoice poller, revision following, transient retries (the calendar is in
+`invoice_calendar`, versions and bulk regeneration in `versions`).
 
 Every poller run derives its work from stored state, never from "what the last run did":
 
@@ -7,7 +8,12 @@ Every poller run derives its work from stored state, never from "what the last r
    list as requested yet (`file_requests.request_file` is idempotent: the same request names the same file, and a
    still-Queued file is queued again, which the worker dedupes);
 3. within the revision window, ask the Graph export again and regenerate a file once when its eTag changed;
-4. retry Failed files whose cause was transient, up to a cap.
+4. retry Failed files whose cause was transient, up to a cap;
+5. send again the message of a file left Queued with none (a crash between its record and its enqueue).
+
+A recorded invoice is brought up to date from each listing (file types, billing period) until its files exist.
+Failures are isolated: one tenant's, or one invoice's, error is logged and counted on its `TenantRun`, and the
+others go on.
 
 Decisions that create a new version (3, 4) are first *claimed* on the invoice entity with an ETag-guarded write,
 so two runs racing cannot both make one; the claim names the version it moves past, so a run that crashed after
@@ -18,20 +24,20 @@ neither lose a file nor make one twice.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from shared.core import availability
-
 from shared.adapters import invoices
 
-from shared.app import file_requests, tenants
+from shared.app import file_requests, invoice_calendar, tenants
 from shared.core.columns import FileType
 from shared.app.context import AppContext
 from shared.adapters.invoices import InvoiceSummary
 from shared.core.models import (
     DOWNLOADABLE_STATUSES,
+    MPN_ID_PATTERN,
     SETTLED_STATUSES,
     AutomationIn,
     AutomationSettings,
@@ -71,6 +77,7 @@ class TenantRun:
     retried: list[str] = field(default_factory=list)
     late: list[str] = field(default_factory=list)
     error: str | None = None
+    failures: int = 0  # invoices (or the whole tenant) whose step failed this run; logged, the others went on
 
 
 # ---- automation settings -------------------------------------------------------------------------------------
@@ -109,13 +116,20 @@ def wanted_files(auto: AutomationSettings, state: InvoiceState,
     CSV; with `resellerViews`, also a reseller view per type for every reseller that has a margin rule."""
     if not auto.enabled:
         return {}
-    if auto.start_from and (state.billing_period_start is None or state.billing_period_start < auto.start_from):
+    # Without a billing-period start only a period that ended before `startFrom` keeps it out: a missing file is
+    # worse than one more.
+    if auto.start_from and (state.billing_period_start or state.billing_period_end or auto.start_from) < \
+            auto.start_from:
         return {}
     types = [t for t in state.file_types if auto.file_types is None or t in auto.file_types]
     requests = [FileRequest(invoice_type=t, invoice_id=state.invoice_id, view=View.PARTNER) for t in types]
     if auto.reseller_views:
+        valid = sorted({r for r in resellers if re.match(MPN_ID_PATTERN, r)})
+        for bad in sorted(set(resellers) - set(valid)):  # a rule stored before MPN ids were checked
+            log.warning("margin rule for reseller %r: not an MPN id, no reseller view is made for it", bad[:20],
+                        extra={"tenant": state.tenant_id, "invoice": state.invoice_id})
         requests += [FileRequest(invoice_type=t, invoice_id=state.invoice_id, view=View.RESELLER, reseller_id=r)
-                     for t in types for r in sorted(set(resellers))]
+                     for t in types for r in valid]
     return {selection_key(r): r for r in requests}
 
 
@@ -136,11 +150,25 @@ def poll(ctx: AppContext, now: datetime | None = None, *, after_record: AfterRec
         try:
             poll_tenant(ctx, auto, now, run, after_record)
         except (PartnerCenterError, Problem) as exc:
-            run.error = str(exc)
+            run.error, run.failures = str(exc), run.failures + 1
             log.warning("invoice poll failed for tenant %s: %s", auto.tenant_id, exc,
                         extra={"tenant": auto.tenant_id})
+        except Exception as exc:  # a bug or bad stored data: logged and counted; the next tenant still runs
+            run.error, run.failures = f"{type(exc).__name__}: {exc}", run.failures + 1
+            log.exception("invoice poll failed for tenant %s", auto.tenant_id, extra={"tenant": auto.tenant_id})
         runs.append(run)
     return runs
+
+
+def isolated(run: TenantRun, invoice_id: str, step: Callable[[], None]) -> None:
+    """One invoice's step; its failure is logged and counted, and the tenant's other invoices go on."""
+    try:
+        step()
+    except Exception as exc:
+        run.failures += 1
+        run.error = run.error or f"invoice {invoice_id}: {type(exc).__name__}: {exc}"
+        log.exception("invoice poll step failed for invoice %s", invoice_id,
+                      extra={"tenant": run.tenant_id, "invoice": invoice_id})
 
 
 def poll_tenant(ctx: AppContext, auto: AutomationSettings, now: datetime, run: TenantRun,
@@ -150,15 +178,25 @@ def poll_tenant(ctx: AppContext, auto: AutomationSettings, now: datetime, run: T
     discover(ctx, tenant.tenant_id, invoices.list_invoices(client), now, run, after_record)
     states = invoice_repo(ctx).list(tenant.tenant_id)
     for state in states:
-        request_missing(ctx, auto, state, run)
+        isolated(run, state.invoice_id, lambda state=state: request_missing(ctx, auto, state, run))
     files = list(ctx.files.list(tenant.tenant_id))
     for state in states:
         own = [f for f in files if f.invoice_id == state.invoice_id]
-        complete_claims(ctx, state, own)
-        if ctx.settings.follow_revisions and in_revision_window(state, now.date(), ctx.settings.revision_window_days):
-            follow_revisions(ctx, client, state, own, run)
-        retry_transient(ctx, state, own, run)
-    run.late = log_late(ctx, tenant.tenant_id, tenant.billing_anniversary_day, now.date(), 2, states, files)
+        isolated(run, state.invoice_id, lambda state=state, own=own: keep_going(ctx, client, state, own, now, run))
+    run.late = invoice_calendar.log_late(ctx, tenant.tenant_id, tenant.billing_anniversary_day, now.date(), 2, states, files)
+
+
+def keep_going(ctx: AppContext, client: PartnerCenterClient, state: InvoiceState, files: list[FileRecord],
+               now: datetime, run: TenantRun) -> None:
+    """Move an invoice's files on: lost messages re-sent, claimed regenerations finished, revisions, retries."""
+    for record in files:
+        loaded = ctx.files.get(record.tenant_id, record.id) if file_requests.is_stranded(record, now) else None
+        if loaded is not None:
+            file_requests.requeue_if_stranded(ctx, *loaded)
+    complete_claims(ctx, state, files)
+    if ctx.settings.follow_revisions and in_revision_window(state, now.date(), ctx.settings.revision_window_days):
+        follow_revisions(ctx, client, state, files, run)
+    retry_transient(ctx, state, files, run)
 
 
 def state_of(tenant_id: str, summary: InvoiceSummary, now: datetime) -> InvoiceState:
@@ -173,19 +211,34 @@ def state_of(tenant_id: str, summary: InvoiceSummary, now: datetime) -> InvoiceS
 
 def discover(ctx: AppContext, tenant_id: str, summaries: Iterable[InvoiceSummary], now: datetime, run: TenantRun,
              after_record: AfterRecord | None = None) -> None:
-    """Record each invoice not seen before. The insert is conditional: a racing run's insert simply loses."""
+    """Record each invoice not seen before (a conditional insert: a racing run's insert simply loses), and bring
+    a recorded one up to date when Microsoft now says more about it (its file types, its billing period)."""
     repo = invoice_repo(ctx)
     for summary in summaries:
         state = state_of(tenant_id, summary, now)
         try:
             repo.create(state)
         except Conflict:
+            update_invoice(ctx, tenant_id, state.invoice_id, lambda fresh, new=state: refreshed(fresh, new))
             continue
         run.new_invoices.append(state.invoice_id)
         log.info("new invoice %s (%s to %s)", state.invoice_id, state.billing_period_start,
                  state.billing_period_end, extra={"tenant": tenant_id, "invoice": state.invoice_id})
         if after_record:
             after_record(state)
+
+
+def refreshed(fresh: InvoiceState, listed: InvoiceState) -> bool:
+    """Take what the listing now knows that the record lacks; True if anything changed."""
+    changed = False
+    for name in ("document_type", "invoice_date", "billing_period_start", "billing_period_end"):
+        if getattr(listed, name) is not None and getattr(fresh, name) != getattr(listed, name):
+            setattr(fresh, name, getattr(listed, name))
+            changed = True
+    types = fresh.file_types + [t for t in listed.file_types if t not in fresh.file_types]
+    if types != fresh.file_types:
+        fresh.file_types, changed = types, True
+    return changed
 
 
 def update_invoice(ctx: AppContext, tenant_id: str, invoice_id: str,
@@ -328,50 +381,3 @@ def retry_transient(ctx: AppContext, state: InvoiceState, files: list[FileRecord
         if claim(ctx, state, record, reason, note) and \
                 regenerate_from(ctx, state.tenant_id, record.id, record.version, reason):
             run.retried.append(record.id)
-
-
-# ---- calendar ------------------------------------------------------------------------------------------------
-
-def known_invoices(states: Iterable[InvoiceState]) -> list[availability.KnownInvoice]:
-    return [availability.KnownInvoice(s.invoice_id, s.billing_period_start, tuple(s.file_types)) for s in states]
-
-
-def known_files(files: Iterable[FileRecord]) -> list[availability.KnownFile]:
-    return [availability.KnownFile(f.id, f.invoice_id, f.invoice_type, f.status.value, f.version) for f in files]
-
-
-def log_late(ctx: AppContext, tenant_id: str, anniversary_day: int | None, today: date, months: int,
-             states: Iterable[InvoiceState], files: Iterable[FileRecord]) -> list[str]:
-    """One warning line per file type whose data Microsoft has not published by its expected date."""
-    entries = availability.build(today, months, anniversary_day, known_invoices(states), known_files(files))
-    late: dict[FileType, list[availability.Period]] = {}
-    for entry in entries:
-        if entry.late:
-            late.setdefault(entry.period.file_type, []).append(entry.period)
-    for file_type, periods in late.items():
-        text = ", ".join(f"{p.start}..{p.end} (expected {p.expected})" for p in periods)
-        log.warning("late: Microsoft has not published %s data for %s", file_type.value, text,
-                    extra={"tenant": tenant_id})
-    return [t.value for t in late]
-
-
-def calendar_view(ctx: AppContext, tenant_id: str, months: int, today: date | None = None) -> dict:
-    """`GET /tenants/{t}/calendar`: per type and period the expected date, the invoice, our files, late or not."""
-    tenant = tenants.require_tenant(ctx, tenant_id)
-    today = today or utcnow().date()
-    states = invoice_repo(ctx).list(tenant.tenant_id)
-    files = list(ctx.files.list(tenant.tenant_id))
-    anniversary = tenant.billing_anniversary_day
-    log_late(ctx, tenant.tenant_id, anniversary, today, months, states, files)
-    entries = availability.build(today, months, anniversary, known_invoices(states), known_files(files))
-    return {"tenantId": tenant.tenant_id, "today": today.isoformat(), "months": months,
-            "billingAnniversaryDay": anniversary, "items": [entry_json(e) for e in entries]}
-
-
-def entry_json(entry: availability.Entry) -> dict:
-    p = entry.period
-    return {"fileType": p.file_type.value, "periodStart": p.start.isoformat(), "periodEnd": p.end.isoformat(),
-            "expectedDate": p.expected.isoformat(), "invoiceAppeared": bool(entry.invoice_ids),
-            "invoiceIds": entry.invoice_ids, "filesExist": bool(entry.files), "late": entry.late,
-            "files": [{"id": f.id, "invoiceId": f.invoice_id, "status": f.status, "version": f.version}
-                      for f in entry.files]}

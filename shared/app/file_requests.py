@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from shared.app import charges
 from shared.app.downloads import current_link
@@ -30,6 +30,9 @@ from shared.adapters.repositories import Conflict, utcnow
 log = logging.getLogger(__name__)
 
 FILE_ID_NAMESPACE = uuid.UUID("6b1f1c52-2f7e-4c1e-9d0e-6a8e3c9f4b21")
+# A Queued version whose message has not been sent again for this long is presumed lost and re-queued (the
+# generation queue delivers within seconds; a worker holding a file renews its lease every few seconds).
+REQUEUE_AFTER = timedelta(minutes=5)
 
 
 # ---- files ---------------------------------------------------------------------------------------------------
@@ -86,7 +89,7 @@ def request_file(ctx: AppContext, tenant_id: str, req: FileRequest) -> tuple[Fil
         invoice_id=req.invoice_id.upper(), view=req.view, reseller_id=req.reseller_id,
         customer_id=(req.customer_id or None) and req.customer_id.lower(), format=req.format,
         csv_format=req.csv_format, currency=req.currency.upper() if req.currency else None,
-        status=FileStatus.QUEUED, version=1, reason="requested", created_at=utcnow(),
+        status=FileStatus.QUEUED, version=1, reason="requested", created_at=utcnow(), enqueued_at=utcnow(),
     )
     try:
         ctx.files.create(record)
@@ -120,11 +123,42 @@ def enqueue(ctx: AppContext, record: FileRecord) -> None:
 
 
 def get_file(ctx: AppContext, tenant_id: str, file_id: str) -> tuple[FileRecord, str]:
+    """The record, after re-queueing it if its message was lost (reading a file is what a waiting client does)."""
     require_tenant(ctx, tenant_id)
     loaded = ctx.files.get(tenant_id.lower(), file_id.lower())
     if loaded is None:
         raise not_found(f"Reconciliation file {file_id}")
-    return loaded
+    return requeue_if_stranded(ctx, *loaded)
+
+
+def is_stranded(record: FileRecord, now: datetime) -> bool:
+    """Waiting with nothing working on it: Queued (or Processing with a lease long lapsed) and no message sent for
+    REQUEUE_AFTER. A crash between the record write and the enqueue leaves exactly this."""
+    if record.status == FileStatus.QUEUED:
+        since = record.enqueued_at or record.created_at
+    elif record.status == FileStatus.PROCESSING and record.lease_until is not None:
+        since = max(record.lease_until, record.enqueued_at or record.lease_until)
+    else:
+        return False
+    return since <= now - REQUEUE_AFTER
+
+
+def requeue_if_stranded(ctx: AppContext, record: FileRecord, etag: str) -> tuple[FileRecord, str]:
+    """Send a stranded version's message again. The ETag-guarded mark comes first, so of many readers at once
+    only one sends it; an extra message is harmless anyway (the worker dedupes)."""
+    now = utcnow()
+    if not is_stranded(record, now):
+        return record, etag
+    record.enqueued_at = now
+    try:
+        etag = ctx.files.replace(record, etag)
+    except Conflict:
+        return ctx.files.get(record.tenant_id, record.id) or (record, etag)  # someone else moved it on
+    log.warning("file %s v%d was %s with no message since %s; queued again", record.id, record.version,
+                record.status, record.enqueued_at, extra={"tenant": record.tenant_id, "file": record.id,
+                                                          "invoice": record.invoice_id})
+    enqueue(ctx, record)
+    return record, etag
 
 
 def list_files(ctx: AppContext, tenant_id: str, invoice_type: str | None, status: str | None,
@@ -145,6 +179,7 @@ def new_version(ctx: AppContext, record: FileRecord, etag: str, reason: str = "r
     if record.status not in SETTLED_STATUSES:
         raise conflict(f"The file is {record.status}; it can be regenerated once it is settled (Available, "
                        "NeedsReview or Failed).")
+    ctx.files.record_version(record)  # idempotent: the settled version is in the history before it is replaced
     record = record.model_copy(deep=True)
     record.version += 1
     record.status, record.reason, record.error, record.transient = FileStatus.QUEUED, reason, None, None
@@ -152,6 +187,8 @@ def new_version(ctx: AppContext, record: FileRecord, etag: str, reason: str = "r
     record.row_count = record.progress_rows = None
     record.totals = record.findings = record.unmapped = record.undated_lines = record.no_cost_lines = None
     record.attempts = 0
+    record.blob_name = record.file_name = record.lease_until = None  # the new version has no blob yet
+    record.enqueued_at = record.created_at
     try:
         ctx.files.replace(record, etag)
     except Conflict:

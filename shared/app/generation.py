@@ -4,10 +4,13 @@ Messages are delivered at least once. What makes that safe:
 - the message names the file *and version*; a message for an older version, or for a version already finished,
   is acknowledged and ignored;
 - every status change is an ETag-guarded replace of the file record, so two deliveries cannot both win;
-- the blob for a version has a deterministic name and is committed in one step only after every block is staged,
-  so a crash leaves no half-written file behind, and a retry rewrites the same blob;
-- a running generation holds a lease on the record (renewed as it progresses): a duplicate delivery meanwhile
-  leaves a delayed copy of the message and returns, instead of racing it.
+- each attempt writes its blob (and findings, snapshot, summary) under its own folder, committed in one step only
+  after every block is staged, so a crash leaves no half-written file behind, and two attempts never mix; the
+  record names that blob only when the attempt wins the final guarded write (the loser discards its folder);
+- a running generation holds a lease on the record, renewed by a heartbeat thread (shared/app/heartbeat.py): a
+  duplicate delivery meanwhile leaves a delayed copy of the message and returns, instead of racing it;
+- the version-history row is written after the record; a crash in between is repaired when the redelivered
+  message finds the version settled, and by `regenerate` before it moves to the next version.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel, ValidationError
 
 from shared.app.builder import build
+from shared.app.heartbeat import Heartbeat, LeaseLost
 from shared.core.columns import FileType, layout_for
 from shared.app.context import AppContext
 from shared.core.money import Decimal, exact_sum, to_decimal
@@ -39,9 +43,7 @@ from shared.adapters.file_writers import BlockBlobSink, TooManyRows, writer_for
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(minutes=5)
-PROGRESS_EVERY_ROWS = 100_000
-PROGRESS_EVERY = timedelta(seconds=5)  # at most one record write per segment, and only this often
+LEASE = timedelta(minutes=5)  # renewed every few seconds by the heartbeat while the attempt runs
 
 class GenerationMessage(BaseModel):
     tenantId: str
@@ -72,12 +74,14 @@ class Worker:
         if record.version != msg.version or record.status in SETTLED_STATUSES:
             log.info("version %d already settled (record at v%d, %s); nothing to do", msg.version,
                      record.version, record.status, extra=extra)
+            if record.version == msg.version:
+                self.ctx.files.record_version(record)  # idempotent: repairs a history row lost in a crash
             return
         now = utcnow()
         if self._leased_elsewhere(record, body, now):
             return
         record.status, record.started_at, record.error = FileStatus.PROCESSING, now, None
-        record.attempts += 1
+        record.attempts += 1  # names this attempt's blobs: unique, since only one claim per ETag wins
         record.progress_rows = 0
         record.lease_until = now + LEASE
         try:
@@ -87,28 +91,34 @@ class Worker:
             return
         log.info("generating %s %s v%d (attempt %d)", record.invoice_type, record.invoice_id, record.version,
                  record.attempts, extra=extra)
-        state = {"etag": etag, "renewed": now}
+        heartbeat = Heartbeat(self.ctx.files, record, etag, LEASE)
         try:
-            self._generate(record, state)
+            with heartbeat:
+                self._generate(record, heartbeat)
+        except LeaseLost:
+            self._discard_attempt(record)
+            log.warning("attempt %d of file %s v%d was taken over by another; its blobs are discarded",
+                        record.attempts, record.id, record.version, extra=extra)
+            return
         except (PermanentFailure, NotFound, BadValue, TooManyRows) as exc:
-            self._finish_failed(record, state["etag"], str(exc), transient=False)
+            self._finish_failed(record, heartbeat.etag, str(exc), transient=False)
             return
         except (PartnerCenterError, DataChanged) as exc:
             transient = getattr(exc, "transient", True)
             if not transient or dequeue_count >= self.ctx.settings.max_dequeue_count:
-                self._finish_failed(record, state["etag"], str(exc), transient=transient)
+                self._finish_failed(record, heartbeat.etag, str(exc), transient=transient)
                 return
-            self._note_error(record, state["etag"], str(exc))
+            self._note_error(record, heartbeat.etag, str(exc))
             raise
         except Exception as exc:  # unexpected: keep the reason for the poison handler, let the queue retry
             log.exception("generation failed unexpectedly", extra=extra)
-            self._note_error(record, state["etag"], f"Internal error ({type(exc).__name__}); retrying.")
+            self._note_error(record, heartbeat.etag, f"Internal error ({type(exc).__name__}); retrying.")
             raise
         log.info("file available: %d rows, cost %s", record.row_count or 0,
                  record.totals.cost if record.totals else None, extra=extra)
 
     # ---- the work ---------------------------------------------------------------------------------------------
-    def _generate(self, record: FileRecord, state: dict) -> None:
+    def _generate(self, record: FileRecord, heartbeat: Heartbeat) -> None:
         ctx = self.ctx
         tenant = ctx.tenants.get(record.tenant_id)
         if tenant is None:
@@ -146,14 +156,11 @@ class Worker:
         indexer = ctx.reach.writer(record.tenant_id) if reach is not None else None
 
         def progress(rows: int) -> None:
-            """Show the rows so far and renew the lease, every 100,000 rows or every few seconds (the Invoices page
-            shows them live); hand the segment's
-            new resellers and customers to the indexer, which writes them while the next segment streams."""
-            now = utcnow()
-            record.progress_rows, record.lease_until = rows, now + LEASE
-            if rows - state.get("reported", 0) >= PROGRESS_EVERY_ROWS or now - state["renewed"] >= PROGRESS_EVERY:
-                state["etag"] = ctx.files.replace(record, state["etag"])
-                state["reported"], state["renewed"] = rows, now
+            """Hand the rows so far to the heartbeat (it shows them and renews the lease on its own pace), stop
+            if another attempt took over; hand the segment's new resellers and customers to the indexer, which
+            writes them while the next segment streams."""
+            heartbeat.rows = rows
+            heartbeat.check()
             if indexer is not None:
                 indexer.submit(reach.drain())  # type: ignore[union-attr]
 
@@ -177,13 +184,18 @@ class Worker:
                 indexed.result()
         if plan.names is not None:  # the names the margins page offers (idempotent: a redelivery writes nothing)
             ctx.names.record(record.tenant_id, plan.names.entries())
+        heartbeat.check()
+        etag = heartbeat.stop()
         self._record_result(record, result.totals, invoice, report, ctx.settings.validation_blocks)
         record.data_version = source.data_version
         record.blob_name = blob_name
         record.file_name = file_name_for(record, writer.extension)
         record.lease_until = None
-        state["etag"] = self.ctx.files.replace(record, state["etag"])
-        self.ctx.files.record_version(record)
+        try:  # only the attempt that wins this guarded write is published; a loser's blobs are its own
+            heartbeat.etag = self.ctx.files.replace(record, etag)
+        except Conflict as exc:
+            raise LeaseLost(f"file {record.id} v{record.version} was finished by another attempt") from exc
+        self.ctx.files.record_version(record)  # after a crash just before it, the settled path repairs it
 
     def _validate(self, record: FileRecord, validator: Validator, invoice: dict, blob_name: str) -> Report:
         """Finish the validation that ran alongside the file; store findings.csv and summary.json beside it."""
@@ -252,6 +264,15 @@ class Worker:
             log.warning("file %s changed meanwhile; not marking it failed", record.id)
         log.warning("file failed: %s", reason, extra={"tenant": record.tenant_id, "file": record.id,
                                                        "invoice": record.invoice_id})
+
+    def _discard_attempt(self, record: FileRecord) -> None:
+        """Delete what a losing attempt stored (best effort: retention sweeps what is left)."""
+        folder = attempt_folder(record)
+        try:
+            for blob in self.ctx.storage.files.list_blobs(name_starts_with=folder):
+                self.ctx.storage.files.delete_blob(blob.name)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("could not discard %s: %s", folder, exc)
 
     def _note_error(self, record: FileRecord, etag: str, reason: str) -> None:
         """Keep the last error on the record (for the poison handler) and release the lease for the retry."""
@@ -327,7 +348,13 @@ def snapshot_name_for(blob_name: str) -> str:
     return blob_name.rsplit("/", 1)[0] + "/snapshot.json"
 
 
+def attempt_folder(record: FileRecord) -> str:
+    """Each attempt at a version writes under its own folder (`…/vNNNN/aNN/`): two attempts that overlap (a lease
+    that lapsed, a duplicate delivery) never stage blocks into, or commit, each other's blob. Retention deletes a
+    version's folder with all its attempts, and sweeps the attempts that lost."""
+    return f"{record.tenant_id}/{record.invoice_id}/{record.id}/v{record.version:04d}/a{record.attempts:02d}/"
+
+
 def blob_name_for(record: FileRecord) -> str:
-    """Deterministic per file version, so a retried generation rewrites the same blob."""
-    return f"{record.tenant_id}/{record.invoice_id}/{record.id}/v{record.version:04d}/" \
-           f"{file_name_for(record, record.format.value)}"
+    """The file of this attempt; the record names it only once this attempt has won the final guarded write."""
+    return attempt_folder(record) + file_name_for(record, record.format.value)

@@ -2,9 +2,16 @@
 
 A version's age counts from when it was superseded (the next version's creation), not from when it was made:
 a year-old version replaced yesterday stays downloadable for the whole retention period. The current version of
-a file is never deleted, nor anything of a file whose current record cannot be read. A version's blobs (the file
-and whatever the worker stored beside it in the version's folder) go first, then its record; a crash in between
-leaves a record whose blobs are gone, and the next run deletes it.
+a file is never deleted, nor the newest Available version while a newer one is not Available itself (Queued,
+Processing, Failed, or held as NeedsReview), nor anything of a file whose current record cannot be read. A
+version's blobs (its folder: every attempt's file and whatever was stored beside it) go first, then its record; a
+crash in between leaves a record whose blobs are gone, and the next run deletes it.
+
+Orphans: an attempt that lost (a lapsed lease, a crash after its commit) may leave blobs no record names. Once
+they are older than ORPHAN_GRACE (no attempt runs that long), the run deletes every blob of a kept file whose
+folder is not the folder of a version the file record or its history names.
+
+Each tenant, and each file, is its own step: a failure is logged and counted, and the others go on.
 """
 
 from __future__ import annotations
@@ -17,16 +24,21 @@ from datetime import datetime, timedelta
 from azure.core.exceptions import ResourceNotFoundError
 
 from shared.app.context import AppContext
-from shared.core.models import FileRecord
+from shared.core.models import FileRecord, FileStatus
 from shared.adapters.repositories import VersionRepository, utcnow
 
 log = logging.getLogger(__name__)
+
+
+ORPHAN_GRACE = timedelta(days=1)
 
 
 @dataclass
 class RetentionRun:
     deleted: list[tuple[str, int]] = field(default_factory=list)  # (file id, version)
     blobs_deleted: int = 0
+    orphans_deleted: int = 0
+    failures: int = 0  # tenants or files whose step failed (logged); the others went on
 
 
 def superseded_at(version: FileRecord, later: Iterable[FileRecord]) -> datetime | None:
@@ -39,9 +51,13 @@ def expired_versions(versions: Iterable[FileRecord], current: FileRecord, cutoff
     """The versions retention may delete: older than the current one and superseded before `cutoff`."""
     versions = list(versions)
     everything = versions + [current]
+    available = [v.version for v in everything if v.status == FileStatus.AVAILABLE and v.version <= current.version]
+    newest_available = max(available, default=None)
     out = []
     for v in versions:
         if v.version >= current.version or (v.blob_name and v.blob_name == current.blob_name):
+            continue
+        if v.version == newest_available:  # the last good file while the newer one is not (yet) Available
             continue
         replaced = superseded_at(v, everything)
         if replaced is not None and replaced < cutoff:
@@ -60,8 +76,14 @@ def purge(ctx: AppContext, now: datetime | None = None) -> RetentionRun:
     cutoff = now - timedelta(days=ctx.settings.retention_days)
     run = RetentionRun()
     for tenant in ctx.tenants.list():
-        purge_tenant(ctx, tenant.tenant_id, cutoff, run)
-    log.info("retention removed %d versions (%d blobs)", len(run.deleted), run.blobs_deleted)
+        try:
+            purge_tenant(ctx, tenant.tenant_id, cutoff, run)
+            sweep_orphans(ctx, tenant.tenant_id, now - ORPHAN_GRACE, run)
+        except Exception:
+            run.failures += 1
+            log.exception("retention failed for tenant %s", tenant.tenant_id, extra={"tenant": tenant.tenant_id})
+    log.info("retention removed %d versions (%d blobs), %d orphaned blobs; %d failures", len(run.deleted),
+             run.blobs_deleted, run.orphans_deleted, run.failures)
     return run
 
 
@@ -71,23 +93,57 @@ def purge_tenant(ctx: AppContext, tenant_id: str, cutoff: datetime, run: Retenti
     for version in repo.list(tenant_id):
         by_file.setdefault(version.id, []).append(version)
     for file_id, versions in by_file.items():
-        loaded = ctx.files.get(tenant_id, file_id)
-        if loaded is None:
-            continue  # without the current record nothing proves which version is current: keep everything
-        for version in expired_versions(versions, loaded[0], cutoff):
-            run.blobs_deleted += delete_blobs(ctx, version)
-            repo.delete(tenant_id, file_id, version.version)
-            run.deleted.append((file_id, version.version))
-            log.info("retention deleted version %d of %s", version.version, file_id,
-                     extra={"tenant": tenant_id, "file": file_id, "invoice": version.invoice_id})
+        try:
+            purge_file(ctx, repo, tenant_id, file_id, versions, cutoff, run)
+        except Exception:
+            run.failures += 1
+            log.exception("retention failed for file %s", file_id, extra={"tenant": tenant_id, "file": file_id})
+
+
+def purge_file(ctx: AppContext, repo: VersionRepository, tenant_id: str, file_id: str, versions: list[FileRecord],
+               cutoff: datetime, run: RetentionRun) -> None:
+    loaded = ctx.files.get(tenant_id, file_id)
+    if loaded is None:
+        return  # without the current record nothing proves which version is current: keep everything
+    for version in expired_versions(versions, loaded[0], cutoff):
+        run.blobs_deleted += delete_blobs(ctx, version)
+        repo.delete(tenant_id, file_id, version.version)
+        run.deleted.append((file_id, version.version))
+        log.info("retention deleted version %d of %s", version.version, file_id,
+                 extra={"tenant": tenant_id, "file": file_id, "invoice": version.invoice_id})
+
+
+def sweep_orphans(ctx: AppContext, tenant_id: str, older_than: datetime, run: RetentionRun) -> None:
+    """Delete blobs of the tenant's files that no kept version names (attempts that lost), once old enough."""
+    kept: dict[str, set[str]] = {}
+    for record in ctx.files.list(tenant_id):
+        kept.setdefault(record.id, set()).add(_folder(record.blob_name))
+    for version in VersionRepository(ctx.storage).list(tenant_id):
+        kept.setdefault(version.id, set()).add(_folder(version.blob_name))
+    container = ctx.storage.files
+    for blob in container.list_blobs(name_starts_with=f"{tenant_id}/"):
+        parts = blob.name.split("/")
+        if len(parts) < 4 or parts[2] not in kept or blob.last_modified is None or blob.last_modified >= older_than:
+            continue  # not a file's blob, a file without a record (kept whole), or possibly a running attempt's
+        if _folder(blob.name) in kept[parts[2]]:
+            continue
+        try:
+            container.delete_blob(blob.name, delete_snapshots="include")
+            run.orphans_deleted += 1
+            log.info("retention deleted orphaned blob %s", blob.name, extra={"tenant": tenant_id, "file": parts[2]})
+        except ResourceNotFoundError:
+            pass
+
+
+def _folder(blob_name: str | None) -> str:
+    return blob_name.rsplit("/", 1)[0] + "/" if blob_name else ""
 
 
 def delete_blobs(ctx: AppContext, version: FileRecord) -> int:
-    """Delete every blob in the version's folder (and its recorded blob, wherever it is). Returns how many."""
+    """Delete every blob in the version's folder (every attempt's). A blob the version's row names elsewhere is
+    not the version's own (older rows of a Failed version named their predecessor's file): it stays."""
     container = ctx.storage.files
     names = {b.name for b in container.list_blobs(name_starts_with=version_folder(version))}
-    if version.blob_name:
-        names.add(version.blob_name)
     deleted = 0
     for name in sorted(names):
         try:

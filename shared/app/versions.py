@@ -1,4 +1,8 @@
-"""A file's versions as the API shows them (each with why it was made), and regenerating a selection of files."""
+"""File versions and bulk regeneration: what each version was, its download, and regenerating many at once.
+
+Every version is kept until retention removes it (shared/app/retention.py): the finished ones in the FileVersions
+history, the current one in the file record (which wins where both name the same version).
+"""
 
 from __future__ import annotations
 

@@ -242,6 +242,7 @@ class FileRecord(ApiModel):
     file_name: str | None = None
     blob_name: str | None = None
     lease_until: datetime | None = None  # internal: a running generation's lease
+    enqueued_at: datetime | None = None  # internal: when this version's message was last sent (stranded check)
     billing_period_start: date | None = None  # the invoice's billing period (month-over-month validation)
     # Validation findings of a partner-view file: {error, warning, info, byRule: {rule: {severity: n}}, kept}.
     findings: JsonObject | None = None
@@ -252,7 +253,7 @@ class FileRecord(ApiModel):
         total and difference, validation findings); a customer only its own price; neither sees Microsoft's or
         Entra's raw words in a failure (`plain_error`)."""
         viewer = View(viewer)
-        data = self.model_dump(mode="json", by_alias=True, exclude={"blob_name", "lease_until"})
+        data = self.model_dump(mode="json", by_alias=True, exclude={"blob_name", "lease_until", "enqueued_at"})
         if self.findings is not None:
             data["findings"] = self.findings
         if viewer == View.PARTNER:

@@ -83,3 +83,62 @@ def test_nothing_visible_until_finish(ctx: AppContext, fmt: FileFormat) -> None:
     assert not blob.exists()
     writer.finish({})
     assert blob.exists()
+
+
+@pytest.mark.parametrize("fmt", [FileFormat.PARQUET, FileFormat.XLSX])
+def test_a_field_first_seen_in_the_third_batch_reaches_every_format(ctx: AppContext, fmt: FileFormat) -> None:
+    """Issue 15, defect 7: Parquet and XLSX used to fix their columns with the first batch and drop a field
+    Microsoft added later (CSV kept it). Now every field of any batch is a column of the file."""
+    from shared.core.columns import ENGINE_COLUMNS
+
+    blob = ctx.storage.files.get_blob_client(f"late-field.{fmt.value}")
+    writer = writer_for(fmt, BlockBlobSink(blob, 64 * 1024), CsvFormat(), ONETIME.date_columns)
+    plain = [{"CustomerId": f"c{i}", "Subtotal": f"{i}.25"} for i in range(3)]
+    late = {"CustomerId": "c3", "Subtotal": "3.25", "NewMicrosoftField": "appeared"}
+    def with_engine(batch: pa.RecordBatch) -> pa.RecordBatch:  # the engine's columns come last
+        return batch.append_column("CustomerSubtotal", pa.array([Decimal(1)] * batch.num_rows, pa.decimal128(38, 2)))
+    for index, items in enumerate([plain[:1], plain[1:2], [late], plain[2:]]):  # the field comes in batch 3
+        writer.begin_segment(index)
+        writer.write(with_engine(batch_from_items(ONETIME, items)))
+        writer.end_segment()
+    writer.finish({})
+    data = blob.download_blob().readall()
+    if fmt == FileFormat.PARQUET:
+        table = pq.read_table(io.BytesIO(data))
+        names = table.schema.names
+        assert table.column("NewMicrosoftField").to_pylist() == [None, None, "appeared", None]
+        assert table.column("CustomerId").to_pylist() == ["c0", "c1", "c3", "c2"]
+        assert table.column("Subtotal").to_pylist() == [Decimal("0.25"), Decimal("1.25"), Decimal("3.25"),
+                                                        Decimal("2.25")]
+    else:
+        rows = xlsx_rows(data)
+        names = rows[0]
+        column = names.index("NewMicrosoftField")
+        assert [r[column] for r in rows[1:]] == [None, None, "appeared", None]
+        assert [r[names.index("CustomerId")] for r in rows[1:]] == ["c0", "c1", "c3", "c2"]
+    # Microsoft's new field sits with Microsoft's columns, before the engine's
+    assert names.index("NewMicrosoftField") < min(names.index(c) for c in names if c in ENGINE_COLUMNS)
+
+
+def xlsx_rows(data: bytes) -> list[list[str | None]]:
+    """The first sheet's cells as text (XlsxWriter's constant-memory mode writes strings inline)."""
+    import re
+    import zipfile
+    from xml.etree import ElementTree
+
+    ns = {"m": "http://schemas.openxmlformats.org/spreadsheetml/2006/main"}
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        root = ElementTree.fromstring(z.read("xl/worksheets/sheet1.xml"))
+    out = []
+    for row in root.iterfind(".//m:sheetData/m:row", ns):
+        cells: dict[int, str | None] = {}
+        for cell in row.iterfind("m:c", ns):
+            letters = re.match(r"[A-Z]+", cell.get("r")).group()
+            col = 0
+            for ch in letters:
+                col = col * 26 + ord(ch) - 64
+            text = cell.find("m:is/m:t", ns) if cell.get("t") == "inlineStr" else cell.find("m:v", ns)
+            cells[col - 1] = text.text if text is not None else None
+        out.append([cells.get(i) for i in range(max(cells, default=-1) + 1)])
+    width = max(len(r) for r in out)
+    return [r + [None] * (width - len(r)) for r in out]

@@ -16,7 +16,7 @@ import azure.functions as func
 import pytest
 import requests
 
-from shared.app import automation
+from shared.app import automation, invoice_calendar
 
 from shared.app import retention
 
@@ -30,8 +30,9 @@ from tests.conftest import SECRET_SETTING, problem
 NOW = datetime(2026, 12, 9, 6, 0, tzinfo=UTC)  # the simulator's next invoice is for November 2026
 
 
-class Crash(Exception):
-    pass
+class Crash(BaseException):
+    """Stands for the host being killed: not an Exception, so no handler of the app (which isolates each
+    tenant's and invoice's errors) runs after it."""
 
 
 def setup(ctx: AppContext, sim, **auto: Any) -> tuple[str, str]:
@@ -252,7 +253,7 @@ def test_calendar_route(sim_env, ctx, sim, routes) -> None:
     body = json.loads(call(routes, "get_calendar", "GET", t, params={"months": "24"}).get_body())
     assert body["billingAnniversaryDay"] == 12 and len(body["items"]) == 4 * 24
     today = datetime.now(UTC).date()
-    items = automation.calendar_view(ctx, tenant, 3, today=NOW.date())["items"]
+    items = invoice_calendar.calendar_view(ctx, tenant, 3, today=NOW.date())["items"]
     october = next(i for i in items if i["fileType"] == "onetime" and i["periodStart"] == "2026-10-01")
     assert october["invoiceAppeared"] and not october["filesExist"] and not october["late"]
     november = next(i for i in items if i["fileType"] == "onetime" and i["periodStart"] == "2026-11-01")
