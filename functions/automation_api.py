@@ -9,8 +9,8 @@ from __future__ import annotations
 import azure.functions as func
 
 from functions.http_api import audited_redirect, readable_file
-from functions.http_support import access_for, api, json_response, parse_body
-from shared.app import automation
+from functions.http_support import access_for, api, current_guard, json_response, parse_body
+from shared.app import approval, automation
 from shared.app.context import get_context
 from shared.core.models import AutomationIn, BulkRegenerateIn
 from shared.core.access import Action
@@ -55,6 +55,10 @@ def months_param(req: func.HttpRequest) -> int:
 @api(Action.FILES_READ, scoped=True)
 def list_file_versions(req: func.HttpRequest) -> func.HttpResponse:
     record = readable_file(req)
+    if not current_guard().sees_unapproved():  # resellers and customers: the versions approved at some point
+        items = [automation.version_json(v, current=v.version == record.approved_version)
+                 for v in approval.approved_versions(get_context(), record)]
+        return json_response({"items": items})
     items = automation.list_versions(get_context(), record.tenant_id, record.id)
     return json_response({"items": items})
 
@@ -66,6 +70,9 @@ def download_file_version(req: func.HttpRequest) -> func.HttpResponse:
     if not raw.isdigit() or int(raw) < 1:
         raise bad_request("version must be a whole number from 1.", "version")
     record = readable_file(req)
+    if not current_guard().sees_unapproved():
+        (url, expires), version = approval.approved_link(get_context(), record, int(raw))
+        return audited_redirect(req, record.tenant_id, record.id, version, "file", url, expires)
     url, expires = automation.version_download_link(get_context(), record.tenant_id, record.id, int(raw))
     return audited_redirect(req, record.tenant_id, record.id, int(raw), "file", url, expires)
 

@@ -16,7 +16,7 @@ from functions.http_support import (
     query_choice,
     route_guid,
 )
-from shared.app import file_requests
+from shared.app import approval, file_requests
 from shared.app import findings
 from shared.core import validation
 from shared.adapters.audit import client_address, forwarded_chain
@@ -67,7 +67,7 @@ def request_file(req: func.HttpRequest) -> func.HttpResponse:
     body = access.require_lines(parse_body(req, FileRequest))
     record, created = file_requests.request_file(get_context(), tenant_id, body)
     location = f"/api/{FILES.format(tenantId=tenant_id)}/{record.id}"
-    return json_response(record.public(), 202 if created else 200, headers={"Location": location})
+    return json_response(shown(record), 202 if created else 200, headers={"Location": location})
 
 
 @bp.route(route=FILES, methods=["GET"])
@@ -80,7 +80,19 @@ def list_files(req: func.HttpRequest) -> func.HttpResponse:
     if invoice_id and not re.match(INVOICE_ID_PATTERN, invoice_id):
         raise bad_request("invoiceId must be letters and digits.", "invoiceId")
     items = file_requests.list_files(get_context(), tenant_id, invoice_type, status, invoice_id)
-    return json_response({"items": [r.public() for r in access.filter(items, Scope.lines)]})
+    items = access.filter(items, Scope.lines)
+    if not access.sees_unapproved():  # resellers and customers: approved versions only
+        items = [r for r in items if r.approved_version is not None]
+    return json_response({"items": [shown(r) for r in items]})
+
+
+def shown(record: FileRecord) -> dict:
+    """A file as the caller sees it: every version for partners; for resellers and customers the approved
+    version, or only that the file exists and awaits approval."""
+    if current_guard().sees_unapproved():
+        return record.public()
+    visible = approval.approved_record(get_context(), record)
+    return visible.public() if visible is not None else approval.pending_public(record)
 
 
 def readable_file(req: func.HttpRequest) -> FileRecord:
@@ -96,13 +108,16 @@ def readable_file(req: func.HttpRequest) -> FileRecord:
 @bp.route(route=FILES + "/{fileId}", methods=["GET"])
 @api(Action.FILES_READ, scoped=True)
 def get_file(req: func.HttpRequest) -> func.HttpResponse:
-    return json_response(readable_file(req).public())
+    return json_response(shown(readable_file(req)))
 
 
 @bp.route(route=FILES + "/{fileId}/download", methods=["GET"])
 @api(Action.FILES_READ, scoped=True)
 def download(req: func.HttpRequest) -> func.HttpResponse:
     record = readable_file(req)
+    if not current_guard().sees_unapproved():
+        (url, expires), version = approval.approved_link(get_context(), record)
+        return audited_redirect(req, record.tenant_id, record.id, version, "file", url, expires)
     url, expires = file_requests.download_link(get_context(), record.tenant_id, record.id)
     return audited_redirect(req, record.tenant_id, record.id, record.version, "file", url, expires)
 
@@ -151,7 +166,7 @@ def regenerate(req: func.HttpRequest) -> func.HttpResponse:
     access.require(Scope.lines(current))
     record = file_requests.regenerate(get_context(), tenant_id, file_id)
     location = f"/api/{FILES.format(tenantId=tenant_id)}/{record.id}"
-    return json_response(record.public(), 202, headers={"Location": location})
+    return json_response(shown(record), 202, headers={"Location": location})
 
 
 @bp.route(route="tenants/{tenantId}/invoices", methods=["GET"])
@@ -175,6 +190,8 @@ def get_charges(req: func.HttpRequest) -> func.HttpResponse:
                                          "resellerId": req.params.get("resellerId") or None,
                                          "customerId": req.params.get("customerId") or None})
     scope = access.require_lines(scope)
+    if not access.sees_unapproved():
+        approval.require_approved_file(get_context(), tenant_id, invoice_id, scope)
     page = file_requests.get_charges(get_context(), tenant_id, invoice_id, scope, page_size(req),
                                req.params.get("continuationToken") or None)
     return json_response(page)

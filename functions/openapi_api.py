@@ -19,6 +19,7 @@ from shared.adapters.invoices import InvoiceSummary
 from shared.core.margins import MarginRule, MarginRuleIn
 from shared.core.models import AutomationIn, AutomationSettings, BulkRegenerateIn, FileRecord, FileRequest, Tenant, TenantIn
 from shared.core.access import Principal, PrincipalIn
+from shared.core.notifications import Webhook, WebhookIn
 
 bp = func.Blueprint()
 
@@ -82,6 +83,17 @@ ROUTES: list[tuple[str, str, str, str, Any, Any, bool, dict[str, dict]]] = [
     ("delete", T + "/principals/{objectId}", "delete_principal", "Revoke a role", None, None, False, {}),
     ("get", T + "/audit", "list_audit", "Download links issued in a date range", None, AuditEntry, True,
      {"from": STR, "to": STR}),
+    ("put", T + "/webhooks/{webhookId}", "put_webhook", "Register or update a webhook endpoint (the signing "
+     "secret is in the answer when it is created, and never again)", WebhookIn, Webhook, False, {}),
+    ("get", T + "/webhooks", "list_webhooks", "Webhook endpoints the caller manages", None, Webhook, True, {}),
+    ("get", T + "/webhooks/{webhookId}", "get_webhook", "A webhook endpoint", None, Webhook, False, {}),
+    ("delete", T + "/webhooks/{webhookId}", "delete_webhook", "Delete a webhook endpoint and its secret", None,
+     None, False, {}),
+    ("get", T + "/webhooks/{webhookId}/deliveries", "list_webhook_deliveries",
+     "The endpoint's deliveries, newest first, with each attempt's status code", None, "object", True,
+     {"limit": INT}),
+    ("post", FILE + "/versions/{version}:approve", "approve_file_version",
+     "Approve a version for resellers and customers (partner admins)", None, FileRecord, False, {}),
     ("get", "/me", "get_me", "The caller's roles and scopes in each tenant", None, "object", False, {}),
     ("get", "/health", "health", "Liveness (no token)", None, "object", False, {}),
     ("get", "/web/config", "web_config", "The web front end's public sign-in settings (no token)", None, "object",
@@ -91,6 +103,7 @@ ROUTES: list[tuple[str, str, str, str, Any, Any, bool, dict[str, dict]]] = [
 ]
 PATH_PARAMS = {"tenantId": GUID, "fileId": GUID, "ruleId": GUID, "objectId": GUID, "customerId": GUID,
                "subscriptionId": GUID, "resellerMpnId": MPN, "invoiceId": INVOICE, "version": INT,
+               "webhookId": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"},
                "path": {"type": "string", "maxLength": 200}}
 ANONYMOUS_PATHS = {"/health", "/openapi.json", "/web/config", "/app/{path}"}
 
@@ -134,7 +147,8 @@ def document() -> dict[str, Any]:
             schema = ({"type": "object"} if response == "object" else keys[(response, "serialization")])
             if is_list:
                 schema = {"type": "object", "properties": {"items": {"type": "array", "items": schema}}}
-            op["responses"]["202" if method == "post" and name != "create_margin_rule" and name != "import_identifiers_csv"
+            op["responses"]["202" if method == "post" and name not in ("create_margin_rule", "import_identifiers_csv",
+                                                                           "approve_file_version")
                             else "201" if name == "create_margin_rule" else "200"] = {
                 "description": "OK", "content": {"application/json": {"schema": schema}}}
         for status in ("400", "401", "403", "404", "409") if path not in ANONYMOUS_PATHS else ():

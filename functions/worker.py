@@ -5,6 +5,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from shared.app.context import get_context
+from shared.app import webhooks
 from shared.app.generation import Worker
 
 bp = func.Blueprint()
@@ -21,3 +22,8 @@ def generate_file(msg: func.QueueMessage) -> None:
 @bp.queue_trigger(arg_name="msg", queue_name=POISON_QUEUE, connection="AzureWebJobsStorage")
 def generation_gave_up(msg: func.QueueMessage) -> None:
     Worker(get_context()).handle_poison(msg.get_body().decode("utf-8"))
+
+
+@bp.queue_trigger(arg_name="msg", queue_name="%WEBHOOK_QUEUE%", connection="AzureWebJobsStorage")
+def deliver_webhook(msg: func.QueueMessage) -> None:
+    webhooks.deliver(get_context(), msg.get_body().decode("utf-8"))

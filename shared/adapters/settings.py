@@ -128,6 +128,25 @@ class Settings(BaseSettings):
     validation_change_threshold_percent: float = Field(default=50.0, gt=0, alias="VALIDATION_CHANGE_THRESHOLD_PERCENT")
     validation_max_findings: int = Field(default=10_000, ge=0, le=1_000_000, alias="VALIDATION_MAX_FINDINGS")
 
+    # Webhooks (shared/app/events.py, shared/app/webhooks.py): the delivery queue; a delivery's timeout; the retry
+    # plan (base × factor^n seconds, capped, until the waits add up to the window, about a day: then the endpoint is
+    # disabled). Signing secrets live in Key Vault (KEY_VAULT_URL, Azure) or, in development, AES-GCM-encrypted in
+    # the Secrets table under WEBHOOK_SECRETS_KEY (base64 of 32 bytes). Plain-http loopback endpoints are allowed
+    # only outside Azure.
+    webhook_queue: str = Field(default="webhook-deliveries", alias="WEBHOOK_QUEUE")
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60, alias="WEBHOOK_TIMEOUT_SECONDS")
+    webhook_retry_base_seconds: float = Field(default=10.0, gt=0, alias="WEBHOOK_RETRY_BASE_SECONDS")
+    webhook_retry_factor: float = Field(default=3.0, ge=1, le=10, alias="WEBHOOK_RETRY_FACTOR")
+    webhook_retry_cap_seconds: float = Field(default=6 * 3600.0, gt=0, le=7 * 86400, alias="WEBHOOK_RETRY_CAP_SECONDS")
+    webhook_retry_window_seconds: float = Field(default=86400.0, gt=0, le=7 * 86400,
+                                                alias="WEBHOOK_RETRY_WINDOW_SECONDS")
+    key_vault_url: str | None = Field(default=None, alias="KEY_VAULT_URL")
+    webhook_secrets_key: str | None = Field(default=None, alias="WEBHOOK_SECRETS_KEY")
+
+    @property
+    def in_azure(self) -> bool:
+        return any(os.environ.get(m) for m in AZURE_MARKERS)
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -20,7 +20,7 @@ from azure.storage.queue import QueueClient, TextBase64EncodePolicy, TextBase64D
 from shared.adapters.settings import Settings
 
 TABLE_NAMES = ("Tenants", "Files", "FileVersions", "Invoices", "MarginRules", "Identifiers", "Principals", "Audit",
-               "ResellerReach")
+               "ResellerReach", "Webhooks", "Deliveries", "Secrets")
 
 
 class Storage:
@@ -91,7 +91,8 @@ class Storage:
     def ensure(self) -> None:
         """Create the container, queues and tables if missing. Idempotent; Bicep creates them in Azure."""
         _ignore_exists(self.files.create_container)
-        for q in (self.settings.generation_queue, f"{self.settings.generation_queue}-poison"):
+        for q in (self.settings.generation_queue, f"{self.settings.generation_queue}-poison",
+                  self.settings.webhook_queue):
             _ignore_exists(self.queue(q).create_queue)
         for t in TABLE_NAMES:
             _ignore_exists(self.table(t).create_table)

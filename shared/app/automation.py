@@ -26,7 +26,7 @@ from shared.core import availability
 
 from shared.adapters import invoices
 
-from shared.app import file_requests
+from shared.app import events, file_requests
 from shared.core.columns import FileType
 from shared.app.context import AppContext
 from shared.adapters.invoices import InvoiceSummary
@@ -152,6 +152,7 @@ def poll_tenant(ctx: AppContext, auto: AutomationSettings, now: datetime, run: T
     discover(ctx, tenant.tenant_id, invoices.list_invoices(client), now, run, after_record)
     states = invoice_repo(ctx).list(tenant.tenant_id)
     for state in states:
+        events.invoice_detected(ctx, state)
         request_missing(ctx, auto, state, run)
     files = list(ctx.files.list(tenant.tenant_id))
     for state in states:
@@ -160,7 +161,8 @@ def poll_tenant(ctx: AppContext, auto: AutomationSettings, now: datetime, run: T
         if ctx.settings.follow_revisions and in_revision_window(state, now.date(), ctx.settings.revision_window_days):
             follow_revisions(ctx, client, state, own, run)
         retry_transient(ctx, state, own, run)
-    run.late = log_late(ctx, tenant.tenant_id, tenant.billing_anniversary_day, now.date(), 2, states, files)
+    run.late = log_late(ctx, tenant.tenant_id, tenant.billing_anniversary_day, now.date(), 2, states, files,
+                        notify=True)
 
 
 def state_of(tenant_id: str, summary: InvoiceSummary, now: datetime) -> InvoiceState:
@@ -170,7 +172,7 @@ def state_of(tenant_id: str, summary: InvoiceSummary, now: datetime) -> InvoiceS
     return InvoiceState(tenant_id=tenant_id, invoice_id=summary.id.upper(), document_type=summary.document_type,
                         invoice_date=summary.invoice_date, billing_period_start=day(summary.billing_period_start),
                         billing_period_end=day(summary.billing_period_end), file_types=summary.file_types,
-                        discovered_at=now)
+                        discovered_at=now, announced=False)
 
 
 def discover(ctx: AppContext, tenant_id: str, summaries: Iterable[InvoiceSummary], now: datetime, run: TenantRun,
@@ -287,6 +289,7 @@ def follow_revisions(ctx: AppContext, client: PartnerCenterClient, state: Invoic
         if not etag or etag == record.data_version or state.revisions.get(record.id) == etag:
             continue
         reason = f"Microsoft revised the data (eTag {etag})"
+        events.data_revised(ctx, record, etag)
 
         def note(fresh: InvoiceState, file_id: str = record.id, etag: str = etag) -> bool:
             if fresh.revisions.get(file_id) == etag:
@@ -343,13 +346,17 @@ def known_files(files: Iterable[FileRecord]) -> list[availability.KnownFile]:
 
 
 def log_late(ctx: AppContext, tenant_id: str, anniversary_day: int | None, today: date, months: int,
-             states: Iterable[InvoiceState], files: Iterable[FileRecord]) -> list[str]:
-    """One warning line per file type whose data Microsoft has not published by its expected date."""
+             states: Iterable[InvoiceState], files: Iterable[FileRecord], notify: bool = False) -> list[str]:
+    """One warning line per file type whose data Microsoft has not published by its expected date; with `notify`
+    (the poller) also invoice.late, once per type and period."""
     entries = availability.build(today, months, anniversary_day, known_invoices(states), known_files(files))
     late: dict[FileType, list[availability.Period]] = {}
     for entry in entries:
         if entry.late:
             late.setdefault(entry.period.file_type, []).append(entry.period)
+            if notify:
+                p = entry.period
+                events.invoice_late(ctx, tenant_id, p.file_type.value, p.start, p.end, p.expected)
     for file_type, periods in late.items():
         text = ", ".join(f"{p.start}..{p.end} (expected {p.expected})" for p in periods)
         log.warning("late: Microsoft has not published %s data for %s", file_type.value, text,
@@ -395,7 +402,9 @@ def version_json(v: FileRecord, current: bool) -> dict:
             "completedAt": v.completed_at.isoformat() if v.completed_at else None,
             "rowCount": v.row_count, "source": v.source.value if v.source else None, "dataVersion": v.data_version,
             "error": v.error, "fileName": v.file_name,
-            "downloadable": v.status in DOWNLOADABLE_STATUSES and bool(v.blob_name)}
+            "downloadable": v.status in DOWNLOADABLE_STATUSES and bool(v.blob_name),
+            **({"approved": True, "approvedBy": v.approved_by, "approvedAt": v.approved_at.isoformat()}
+               if v.approved_version == v.version and v.approved_at else {"approved": False})}
 
 
 def version_download_link(ctx: AppContext, tenant_id: str, file_id: str, version: int) -> tuple[str, datetime]:

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from pydantic import BaseModel, ValidationError
 
+from shared.app import approval, events
 from shared.app.builder import build
 from shared.core.columns import FileType, layout_for
 from shared.app.context import AppContext
@@ -71,6 +72,8 @@ class Worker:
         if record.version != msg.version or record.status in SETTLED_STATUSES:
             log.info("version %d already settled (record at v%d, %s); nothing to do", msg.version,
                      record.version, record.status, extra=extra)
+            if record.version == msg.version:  # a crash may have come between settling and announcing it
+                events.file_settled(self.ctx, record)
             return
         now = utcnow()
         if self._leased_elsewhere(record, body, now):
@@ -105,6 +108,7 @@ class Worker:
             raise
         log.info("file available: %d rows, cost %s", record.row_count or 0,
                  record.totals.cost if record.totals else None, extra=extra)
+        events.file_settled(self.ctx, record)
 
     # ---- the work ---------------------------------------------------------------------------------------------
     def _generate(self, record: FileRecord, state: dict) -> None:
@@ -174,6 +178,7 @@ class Worker:
             if indexed is not None:
                 indexed.result()
         self._record_result(record, result.totals, invoice, report, ctx.settings.validation_blocks)
+        approval.auto_approve(tenant, record)
         record.data_version = source.data_version
         record.blob_name = blob_name
         record.file_name = file_name_for(record, writer.extension)
@@ -249,6 +254,8 @@ class Worker:
             self.ctx.files.record_version(record)
         except Conflict:
             log.warning("file %s changed meanwhile; not marking it failed", record.id)
+            return
+        events.file_settled(self.ctx, record)
         log.warning("file failed: %s", reason, extra={"tenant": record.tenant_id, "file": record.id,
                                                        "invoice": record.invoice_id})
 

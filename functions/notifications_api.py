@@ -1,0 +1,110 @@
+"""HTTP Blueprint for notifications and approval: webhook endpoints, their delivery log, approving a version.
+
+Each handler parses, checks access and calls `shared.app.webhooks` / `shared.app.approval`. A reseller principal
+manages only the endpoints it registered (scoped to its MPN ids: they receive only events about its own views);
+an endpoint the caller may not manage is answered exactly like one that does not exist.
+"""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from functions.http_support import Guard, access_for, api, json_response, parse_body, route_guid
+from shared.app import approval, file_requests, webhooks
+from shared.app.context import get_context
+from shared.core.access import Action, Scope
+from shared.core.notifications import Webhook, WebhookIn
+from shared.core.problems import bad_request, not_found
+
+bp = func.Blueprint()
+
+WEBHOOKS = "tenants/{tenantId}/webhooks"
+FILES = "tenants/{tenantId}/reconciliation-files"
+MAX_DELIVERIES = 200
+
+
+def scopes_of(reseller_ids: list[str]) -> list[Scope]:
+    """A partner's endpoint is scoped to the tenant; a reseller's to each of its MPN ids."""
+    return [Scope(kind="webhook", reseller_id=r) for r in reseller_ids] or [Scope(kind="webhook")]
+
+
+def may_manage(guard: Guard, hook: Webhook) -> bool:
+    return all(guard.allows(scope) for scope in scopes_of(hook.reseller_ids))
+
+
+def managed_hook(req: func.HttpRequest) -> Webhook:
+    tenant_id, guard = access_for(req)
+    endpoint_id = req.route_params.get("webhookId", "")
+    hook, _ = webhooks.get_webhook(get_context(), tenant_id, endpoint_id)
+    if not may_manage(guard, hook):
+        raise not_found(f"Webhook {endpoint_id}")
+    return hook
+
+
+@bp.route(route=WEBHOOKS + "/{webhookId}", methods=["PUT"])
+@api(Action.WEBHOOKS_MANAGE, scoped=True)
+def put_webhook(req: func.HttpRequest) -> func.HttpResponse:
+    tenant_id, guard = access_for(req)
+    ctx = get_context()
+    endpoint_id = webhooks.check_endpoint_id(req.route_params.get("webhookId", ""))
+    file_requests.require_tenant(ctx, tenant_id)
+    existing = webhooks.find_webhook(ctx, tenant_id, endpoint_id)
+    reseller_ids = guard.own_reseller_ids()
+    if existing is not None and not may_manage(guard, existing):
+        raise not_found(f"Webhook {endpoint_id}")
+    for scope in scopes_of(existing.reseller_ids if existing is not None else reseller_ids):
+        guard.require(scope)
+    body = parse_body(req, WebhookIn)
+    hook, secret, created = webhooks.put_webhook(ctx, tenant_id, endpoint_id, body, guard.caller.object_id,
+                                                 reseller_ids)
+    data = hook.public()
+    if secret is not None:
+        data["secret"] = secret  # shown this once; only its name is stored, the secret is in the secret store
+    return json_response(data, 201 if created else 200, headers={"Cache-Control": "no-store"})
+
+
+@bp.route(route=WEBHOOKS, methods=["GET"])
+@api(Action.WEBHOOKS_MANAGE, scoped=True)
+def list_webhooks(req: func.HttpRequest) -> func.HttpResponse:
+    tenant_id, guard = access_for(req)
+    ctx = get_context()
+    file_requests.require_tenant(ctx, tenant_id)
+    guard.require(scopes_of(guard.own_reseller_ids())[0])  # 403 for those who may register none
+    items = [h.public() for h in ctx.webhooks.list(tenant_id) if may_manage(guard, h)]
+    return json_response({"items": items})
+
+
+@bp.route(route=WEBHOOKS + "/{webhookId}", methods=["GET"])
+@api(Action.WEBHOOKS_MANAGE, scoped=True)
+def get_webhook(req: func.HttpRequest) -> func.HttpResponse:
+    return json_response(managed_hook(req).public())
+
+
+@bp.route(route=WEBHOOKS + "/{webhookId}", methods=["DELETE"])
+@api(Action.WEBHOOKS_MANAGE, scoped=True)
+def delete_webhook(req: func.HttpRequest) -> func.HttpResponse:
+    webhooks.delete_webhook(get_context(), managed_hook(req))
+    return func.HttpResponse(status_code=204)
+
+
+@bp.route(route=WEBHOOKS + "/{webhookId}/deliveries", methods=["GET"])
+@api(Action.WEBHOOKS_MANAGE, scoped=True)
+def list_webhook_deliveries(req: func.HttpRequest) -> func.HttpResponse:
+    hook = managed_hook(req)
+    raw = req.params.get("limit") or "50"
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_DELIVERIES:
+        raise bad_request(f"limit must be a whole number from 1 to {MAX_DELIVERIES}.", "limit")
+    items = webhooks.list_deliveries(get_context(), hook, int(raw))
+    return json_response({"items": [d.public() for d in items]})
+
+
+@bp.route(route=FILES + "/{fileId}/versions/{version}:approve", methods=["POST"])
+@api(Action.FILES_APPROVE)
+def approve_file_version(req: func.HttpRequest) -> func.HttpResponse:
+    raw = req.route_params.get("version", "")
+    if not raw.isdigit() or int(raw) < 1:
+        raise bad_request("version must be a whole number from 1.", "version")
+    tenant_id, guard = access_for(req)
+    record, etag = file_requests.get_file(get_context(), tenant_id, route_guid(req, "fileId"))
+    approved = approval.approve(get_context(), tenant_id, record, etag, int(raw), guard.caller.object_id)
+    return json_response(approved.public())
