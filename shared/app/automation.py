@@ -152,7 +152,7 @@ def poll_tenant(ctx: AppContext, auto: AutomationSettings, now: datetime, run: T
     discover(ctx, tenant.tenant_id, invoices.list_invoices(client), now, run, after_record)
     states = invoice_repo(ctx).list(tenant.tenant_id)
     for state in states:
-        events.invoice_detected(ctx, state)
+        events.invoice_detected(ctx, state, since=auto.start_from)
         request_missing(ctx, auto, state, run)
     files = list(ctx.files.list(tenant.tenant_id))
     for state in states:

@@ -105,11 +105,13 @@ def file_approved(ctx: AppContext, record: FileRecord) -> None:
         "approvedBy": record.approved_by, "approvedAt": _iso(record.approved_at)}))
 
 
-def invoice_detected(ctx: AppContext, state: InvoiceState) -> None:
+def invoice_detected(ctx: AppContext, state: InvoiceState, since: date | None = None) -> None:
     """For an invoice the poller recorded (since events exist) and has not announced yet: publish, then note it on
     the invoice entity (ETag-guarded; a crash in between only publishes the same event again, which queues
-    nothing new)."""
+    nothing new). Invoices before the automation's `startFrom` are history, not news: never announced."""
     if state.announced is not False:
+        return
+    if since is not None and (state.billing_period_start is None or state.billing_period_start < since):
         return
     publish(ctx, Event(id=event_id(state.tenant_id, EventType.INVOICE_DETECTED.value, state.invoice_id),
                        type=EventType.INVOICE_DETECTED, tenant_id=state.tenant_id,

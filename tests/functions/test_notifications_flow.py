@@ -1,0 +1,149 @@
+"""The partner's month through the API, on the simulator, with a real signed-webhook receiver: the poller finds
+a new invoice -> invoice.detected; the files are made -> file.available; a reseller cannot download its file
+until a partner admin approves it, then can (and hears file.approved); a margin change and a regeneration make a
+new version that waits for approval while the reseller still downloads the approved one."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from shared.app import automation
+from shared.core.access import PrincipalIn, Role
+from shared.core.margins import MarginRuleIn
+from shared.core.models import FileStatus
+from tests.app.test_automation import NOW, drain, setup
+from tests.conftest import ADMIN_OID, call, deliver_all, problem, token_for
+from tests.webhook_receiver import Receiver, dump
+
+RESELLER_OID = "0f000000-0000-4000-8000-0000000000f1"
+CUSTOMER_OID = "0c000000-0000-4000-8000-0000000000c1"
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver().start()
+    yield r
+    r.stop()
+
+
+def body(resp) -> dict:
+    assert resp.status_code < 400, resp.get_body()
+    return json.loads(resp.get_body())
+
+
+def test_signed_events_and_approval_through_the_month(sim_env, webhook_env, ctx, sim, functions, receiver) -> None:
+    tenant, invoice = setup(ctx, sim, file_types=["onetime"], reseller_views=True)
+    rows = [r for r in sim.iter_rows(invoice, "onetime") if r["ResellerMpnId"] not in (None, "", "0")]
+    reseller, customer = rows[0]["ResellerMpnId"], rows[0]["CustomerId"].lower()
+    ctx.rules.create(tenant, MarginRuleIn(level="reseller", target_id=reseller, percent="10",
+                                          effective_from="2020-01-01"))
+    ctx.principals.put(tenant, RESELLER_OID, PrincipalIn(role=Role.RESELLER, reseller_ids=[reseller]))
+    ctx.principals.put(tenant, CUSTOMER_OID, PrincipalIn(role=Role.CUSTOMER, customer_ids=[customer]))
+    as_reseller = token_for(tenant, role=None, object_id=RESELLER_OID)
+    as_customer = token_for(tenant, role=None, object_id=CUSTOMER_OID)
+    t = {"tenantId": tenant}
+
+    everything = ["invoice.detected", "invoice.late", "file.available", "file.failed", "file.needsReview",
+                  "file.approved", "data.revised"]
+    erp = body(call(functions, "put_webhook", "PUT", route={**t, "webhookId": "erp"},
+                    body={"url": receiver.url("erp"), "events": everything, "description": "ERP"}))
+    receiver.secrets["erp"] = erp["secret"]
+    assert "secretName" not in erp
+    again = call(functions, "put_webhook", "PUT", route={**t, "webhookId": "erp"},
+                 body={"url": receiver.url("erp"), "events": everything})
+    assert again.status_code == 200 and "secret" not in body(again)  # the secret is shown once only
+    mine = call(functions, "put_webhook", "PUT", route={**t, "webhookId": "r1"}, token=as_reseller,
+                body={"url": receiver.url("r1"), "events": ["file.approved"]})
+    assert mine.status_code == 201 and body(mine)["resellerIds"] == [reseller]
+    receiver.secrets["r1"] = body(mine)["secret"]
+    assert call(functions, "get_webhook", "GET", route={**t, "webhookId": "erp"}, token=as_reseller).status_code == 404
+    assert call(functions, "put_webhook", "PUT", route={**t, "webhookId": "x"}, token=as_customer,
+                body={"url": receiver.url("x"), "events": ["file.approved"]}).status_code == 403
+    listed = body(call(functions, "list_webhooks", "GET", route=t, token=as_reseller))["items"]
+    assert [h["id"] for h in listed] == ["r1"]
+
+    # the poller sees the invoice; the worker makes the partner and reseller files
+    automation.poll(ctx, NOW)
+    drain(ctx)
+    deliver_all(ctx, lambda: len(receiver.by_type("erp", "file.available")) == 2)
+    detected = receiver.by_type("erp", "invoice.detected")
+    assert [e["data"]["invoiceId"] for e in detected] == [invoice], dump(receiver)
+    automation.poll(ctx, NOW)  # a second run announces nothing again
+    deliver_all(ctx, lambda: True)
+    assert len(receiver.by_type("erp", "invoice.detected")) == 1
+    files = {f.view.value: f for f in ctx.files.list(tenant, invoice_id=invoice)}
+    mine_file = files["reseller"]
+    assert mine_file.status == FileStatus.AVAILABLE and mine_file.approved_version is None
+    f = {**t, "fileId": mine_file.id}
+    assert receiver.events("r1") == []  # nothing the reseller can see yet
+
+    # before approval the reseller sees that the file exists, nothing else, and cannot download it
+    assert problem(call(functions, "download", "GET", route=f, token=as_reseller))["status"] == 409
+    seen = body(call(functions, "get_file", "GET", route=f, token=as_reseller))
+    assert seen["status"] == "AwaitingApproval" and "totals" not in seen and "rowCount" not in seen
+    assert body(call(functions, "list_files", "GET", route=t, token=as_reseller))["items"] == []
+    charges = {"type": "onetime", "view": "reseller", "resellerId": reseller, "pageSize": "5"}
+    assert call(functions, "get_charges", "GET", route={**t, "invoiceId": invoice}, params=charges,
+                token=as_reseller).status_code == 409
+    approve = {**f, "version": "1"}
+    assert call(functions, "approve_file_version", "POST", route=approve, token=as_reseller).status_code == 403
+
+    approved = body(call(functions, "approve_file_version", "POST", route=approve))
+    assert (approved["approvedVersion"], approved["approvedBy"]) == (1, ADMIN_OID) and approved["approvedAt"]
+    link = call(functions, "download", "GET", route=f, token=as_reseller)
+    assert link.status_code == 302 and "/v0001/" in link.headers["Location"]
+    assert [x["id"] for x in body(call(functions, "list_files", "GET", route=t, token=as_reseller))["items"]] == \
+        [mine_file.id]
+    assert call(functions, "get_charges", "GET", route={**t, "invoiceId": invoice}, params=charges,
+                token=as_reseller).status_code == 200
+    deliver_all(ctx, lambda: len(receiver.events("r1")) == 1)
+    told = receiver.events("r1")[0]
+    assert (told["type"], told["data"]["fileId"], told["data"]["version"]) == ("file.approved", mine_file.id, 1)
+
+    # a margin change and a regeneration: v2 waits for approval, the reseller still gets v1
+    ctx.rules.create(tenant, MarginRuleIn(level="customer", target_id=customer, percent="7",
+                                          effective_from="2020-01-01"))
+    assert call(functions, "regenerate", "POST", route=f).status_code == 202
+    drain(ctx)
+    partner_sees = body(call(functions, "get_file", "GET", route=f))
+    assert (partner_sees["version"], partner_sees["status"], partner_sees["approvedVersion"]) == (2, "Available", 1)
+    reseller_sees = body(call(functions, "get_file", "GET", route=f, token=as_reseller))
+    assert reseller_sees["version"] == 1 and reseller_sees["totals"] != partner_sees["totals"]
+    link = call(functions, "download", "GET", route=f, token=as_reseller)
+    assert link.status_code == 302 and "/v0001/" in link.headers["Location"]
+    versions = body(call(functions, "list_file_versions", "GET", route=f, token=as_reseller))["items"]
+    assert [(v["version"], v["approved"]) for v in versions] == [(1, True)]
+    assert call(functions, "download_file_version", "GET", route={**f, "version": "2"},
+                token=as_reseller).status_code == 404
+    partner_versions = body(call(functions, "list_file_versions", "GET", route=f))["items"]
+    assert [(v["version"], v["approved"]) for v in partner_versions] == [(1, True), (2, False)]
+
+    body(call(functions, "approve_file_version", "POST", route={**f, "version": "2"}))
+    link = call(functions, "download", "GET", route=f, token=as_reseller)
+    assert "/v0002/" in link.headers["Location"]
+    deliver_all(ctx, lambda: len(receiver.events("r1")) == 2)
+    assert all(a["verified"] for a in receiver.attempts), dump(receiver)
+    log = body(call(functions, "list_webhook_deliveries", "GET", route={**t, "webhookId": "erp"}))["items"]
+    assert log and all(d["status"] == "Delivered" and d["attempts"][-1]["statusCode"] == 200 for d in log)
+
+
+def test_auto_approval_for_files_without_error_findings(sim_env, webhook_env, ctx, sim, functions, receiver) -> None:
+    from shared.app import file_requests
+    from shared.core.models import TenantIn
+    from tests.conftest import SECRET_SETTING
+
+    tenant, invoice = setup(ctx, sim, file_types=["onetime"])
+    file_requests.put_tenant(ctx, tenant, TenantIn(display_name="Sim", client_id=sim.client_id,
+                                                   client_secret_setting=SECRET_SETTING, auto_approve=True))
+    erp = body(call(functions, "put_webhook", "PUT", route={"tenantId": tenant, "webhookId": "erp"},
+                    body={"url": receiver.url("erp"), "events": ["file.available", "file.approved"]}))
+    receiver.secrets["erp"] = erp["secret"]
+    automation.poll(ctx, NOW)
+    drain(ctx)
+    record = next(iter(ctx.files.list(tenant, invoice_id=invoice)))
+    assert record.findings["error"] == 0
+    assert (record.approved_version, record.approved_by) == (1, "automatic")
+    deliver_all(ctx, lambda: len(receiver.events("erp")) == 2)
+    assert sorted(e["type"] for e in receiver.events("erp")) == ["file.approved", "file.available"]
