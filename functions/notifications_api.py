@@ -34,6 +34,7 @@ def may_manage(guard: Guard, hook: Webhook) -> bool:
 
 def managed_hook(req: func.HttpRequest) -> Webhook:
     tenant_id, guard = access_for(req)
+    guard.require(scopes_of(guard.own_reseller_ids())[0])  # 403 for those who may register none
     endpoint_id = req.route_params.get("webhookId", "")
     hook, _ = webhooks.get_webhook(get_context(), tenant_id, endpoint_id)
     if not may_manage(guard, hook):
@@ -45,6 +46,7 @@ def managed_hook(req: func.HttpRequest) -> Webhook:
 @api(Action.WEBHOOKS_MANAGE, scoped=True)
 def put_webhook(req: func.HttpRequest) -> func.HttpResponse:
     tenant_id, guard = access_for(req)
+    guard.require(scopes_of(guard.own_reseller_ids())[0])  # 403 for those who may register none
     ctx = get_context()
     endpoint_id = webhooks.check_endpoint_id(req.route_params.get("webhookId", ""))
     file_requests.require_tenant(ctx, tenant_id)
