@@ -2,7 +2,7 @@
 
 A version's age counts from when it was superseded (the next version's creation), not from when it was made:
 a year-old version replaced yesterday stays downloadable for the whole retention period. The current version of
-a file is never deleted, nor anything of a file whose current record cannot be read. A version's blobs (the file
+a file is never deleted, nor its approved version (what resellers and customers see), nor anything of a file whose current record cannot be read. A version's blobs (the file
 and whatever the worker stored beside it in the version's folder) go first, then its record; a crash in between
 leaves a record whose blobs are gone, and the next run deletes it.
 """
@@ -42,6 +42,8 @@ def expired_versions(versions: Iterable[FileRecord], current: FileRecord, cutoff
     out = []
     for v in versions:
         if v.version >= current.version or (v.blob_name and v.blob_name == current.blob_name):
+            continue
+        if v.version == current.approved_version:  # what resellers and customers still see
             continue
         replaced = superseded_at(v, everything)
         if replaced is not None and replaced < cutoff:
