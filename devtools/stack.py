@@ -46,7 +46,7 @@ class Stack:
     def start(self) -> "Stack":
         for name, value in DEFAULT_SETTINGS.items():  # binding expressions (%NAME%) need these set
             os.environ.setdefault(name, value)
-        if not os.environ.get("KEY_VAULT_URL"):  # webhook secrets, encrypted in Azurite under a key of this run
+        if not os.environ.get("WEBHOOK_KEY_VAULT_URL"):  # webhook secrets: encrypted in Azurite, this run's key
             import base64
 
             os.environ.setdefault("WEBHOOK_SECRETS_KEY", base64.b64encode(os.urandom(32)).decode())

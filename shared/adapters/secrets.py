@@ -1,7 +1,7 @@
 """Where generated secrets (webhook signing secrets) live: never in Table or Blob Storage in clear.
 
-- `KeyVaultSecrets` (Azure, `KEY_VAULT_URL` set): each secret is a Key Vault secret, read and written with the
-  app's managed identity over Key Vault's REST API (7.4). The storage tables hold only its name.
+- `KeyVaultSecrets` (Azure, `WEBHOOK_KEY_VAULT_URL` set): each secret is a Key Vault secret, read and written
+  with the app's managed identity over Key Vault's REST API (7.4). The storage tables hold only its name.
 - `LocalEncryptedSecrets` (development and tests, `WEBHOOK_SECRETS_KEY` set): AES-256-GCM ciphertext in the
   `Secrets` table, under a key that lives only in an app setting (base64 of 32 bytes). Whoever reads the table
   without the setting reads nothing.
@@ -35,7 +35,7 @@ PARTITION = "secrets"
 
 
 class SecretsNotConfigured(RuntimeError):
-    """Neither KEY_VAULT_URL nor WEBHOOK_SECRETS_KEY is set: no place to keep a secret safely."""
+    """Neither WEBHOOK_KEY_VAULT_URL nor WEBHOOK_SECRETS_KEY is set: no place to keep a secret safely."""
 
 
 class SecretStore(Protocol):
@@ -149,4 +149,5 @@ def secret_store(settings: Settings, storage: Storage) -> SecretStore:
         return KeyVaultSecrets(settings.key_vault_url, storage.credential)
     if settings.webhook_secrets_key:
         return LocalEncryptedSecrets(storage, settings.webhook_secrets_key)
-    raise SecretsNotConfigured("No secret store: set KEY_VAULT_URL (Azure) or WEBHOOK_SECRETS_KEY (development).")
+    raise SecretsNotConfigured("No secret store: set WEBHOOK_KEY_VAULT_URL (Azure) or WEBHOOK_SECRETS_KEY "
+                               "(development).")
