@@ -153,3 +153,16 @@ def test_a_resellers_endpoint_hears_only_of_its_own_approved_views(webhook_env, 
         events.publish(ctx, e)
     deliver_all(ctx, lambda: len(receiver.events("partner")) == 3 and len(receiver.events("r1")) == 1)
     assert [e["id"] for e in receiver.events("r1")] == [mine.id]
+
+
+def test_without_a_secret_store_registering_is_refused(ctx, monkeypatch) -> None:
+    from shared.app import file_requests
+
+    monkeypatch.delenv("WEBHOOK_SECRETS_KEY", raising=False)
+    monkeypatch.delenv("WEBHOOK_KEY_VAULT_URL", raising=False)
+    file_requests.put_tenant(ctx, TENANT, TenantIn(display_name="T", client_id=TENANT,
+                                                   client_secret_setting=SECRET_SETTING))
+    with pytest.raises(Problem) as exc:
+        webhooks.put_webhook(ctx, TENANT, "x", WebhookIn(url="https://example.com/x", events=["file.available"]),
+                             "o", [])
+    assert exc.value.status == 503 and ctx.webhooks.list(TENANT) == []
