@@ -1,4 +1,5 @@
-"""HTTP Blueprint for notifications and approval: webhook endpoints, their delivery log, approving a version.
+"""HTTP Blueprint for notifications and approval: webhook endpoints, their delivery log, approving a version, and
+customers' consumption budgets (whose alerts are events too).
 
 Each handler parses, checks access and calls `shared.app.webhooks` / `shared.app.approval`. A reseller principal
 manages only the endpoints it registered (scoped to its MPN ids: they receive only events about its own views);
@@ -10,10 +11,11 @@ from __future__ import annotations
 import azure.functions as func
 
 from functions.http_support import Guard, access_for, api, json_response, parse_body, route_guid
-from shared.app import approval, file_requests, webhooks
+from shared.app import alerts, approval, file_requests, webhooks
 from shared.app.context import get_context
 from shared.core.access import Action, Scope
 from shared.core.notifications import Webhook, WebhookIn
+from shared.core.usage import BudgetIn
 from shared.core.problems import bad_request, not_found
 
 bp = func.Blueprint()
@@ -110,3 +112,40 @@ def approve_file_version(req: func.HttpRequest) -> func.HttpResponse:
     record, etag = file_requests.get_file(get_context(), tenant_id, route_guid(req, "fileId"))
     approved = approval.approve(get_context(), tenant_id, record, etag, int(raw), guard.caller.object_id)
     return json_response(approved.public())
+
+
+BUDGET = "tenants/{tenantId}/customers/{customerId}/budget"
+
+
+def budget_scope(req: func.HttpRequest) -> tuple[str, str]:
+    """The tenant and customer of a budget route, after the customer-level check (a reseller: its own customers,
+    as for their margin rules)."""
+    tenant_id, guard = access_for(req)
+    customer_id = route_guid(req, "customerId")
+    guard.require(Scope.rule("customer", customer_id))
+    file_requests.require_tenant(get_context(), tenant_id)
+    return tenant_id, customer_id
+
+
+@bp.route(route=BUDGET, methods=["PUT"])
+@api(Action.RULES_WRITE, scoped=True)
+def put_budget(req: func.HttpRequest) -> func.HttpResponse:
+    tenant_id, customer_id = budget_scope(req)
+    budget = alerts.put_budget(get_context(), tenant_id, customer_id, parse_body(req, BudgetIn))
+    return json_response(budget.model_dump(mode="json", by_alias=True))
+
+
+@bp.route(route=BUDGET, methods=["GET"])
+@api(Action.RULES_READ, scoped=True)
+def get_budget(req: func.HttpRequest) -> func.HttpResponse:
+    tenant_id, customer_id = budget_scope(req)
+    return json_response(alerts.get_budget(get_context(), tenant_id, customer_id).model_dump(mode="json",
+                                                                                             by_alias=True))
+
+
+@bp.route(route=BUDGET, methods=["DELETE"])
+@api(Action.RULES_WRITE, scoped=True)
+def delete_budget(req: func.HttpRequest) -> func.HttpResponse:
+    tenant_id, customer_id = budget_scope(req)
+    alerts.delete_budget(get_context(), tenant_id, customer_id)
+    return func.HttpResponse(status_code=204)

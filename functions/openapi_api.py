@@ -20,6 +20,7 @@ from shared.core.margins import MarginRule, MarginRuleIn
 from shared.core.models import AutomationIn, AutomationSettings, BulkRegenerateIn, FileRecord, FileRequest, Tenant, TenantIn
 from shared.core.access import Principal, PrincipalIn
 from shared.core.notifications import Webhook, WebhookIn
+from shared.core.usage import Budget, BudgetIn
 
 bp = func.Blueprint()
 
@@ -94,6 +95,12 @@ ROUTES: list[tuple[str, str, str, str, Any, Any, bool, dict[str, dict]]] = [
      {"limit": INT}),
     ("post", FILE + "/versions/{version}:approve", "approve_file_version",
      "Approve a version for resellers and customers (partner admins)", None, FileRecord, False, {}),
+    ("put", T + "/customers/{customerId}/budget", "put_budget",
+     "A customer's monthly consumption budget and spike threshold", BudgetIn, Budget, False, {}),
+    ("get", T + "/customers/{customerId}/budget", "get_budget", "A customer's consumption budget", None, Budget,
+     False, {}),
+    ("delete", T + "/customers/{customerId}/budget", "delete_budget", "Remove a customer's budget", None, None,
+     False, {}),
     ("get", "/me", "get_me", "The caller's roles and scopes in each tenant", None, "object", False, {}),
     ("get", "/health", "health", "Liveness (no token)", None, "object", False, {}),
     ("get", "/web/config", "web_config", "The web front end's public sign-in settings (no token)", None, "object",

@@ -20,12 +20,13 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from pydantic import BaseModel, ValidationError
 
-from shared.app import approval, events
+from shared.app import alerts, approval, events
 from shared.app.builder import build
 from shared.core.columns import FileType, layout_for
 from shared.app.context import AppContext
 from shared.core.models import SETTLED_STATUSES, UNBILLED_PREFIX, FileRecord, FileStatus, Totals, Unmapped, View
 from shared.core.reach import ReachCollector
+from shared.core.usage import UsageCollector
 from shared.core.reconcile import FilePlan
 from shared.core.reconcile import Totals as FileTotals
 from shared.core.views import columns_for
@@ -137,8 +138,10 @@ class Worker:
         validator = Validator(layout, invoice_id=record.invoice_id, cap=ctx.settings.validation_max_findings) \
             if partner else None
         reach = ReachCollector(layout) if partner else None  # partner views see every reseller's lines
+        usage = UsageCollector(layout) if partner and layout.file_type == FileType.DAILY else None  # alerts
         plan = FilePlan(layout, ctx.rules.list(tenant.tenant_id), ctx.identifiers.mappings(tenant.tenant_id),
-                        record.view, record.reseller_id, record.customer_id, validator=validator, reach=reach)
+                        record.view, record.reseller_id, record.customer_id, validator=validator, reach=reach,
+                        usage=usage)
         record.billing_period_start = _billing_start(invoice)
         writer = writer_for(record.format, sink, csv_format, layout.date_columns,
                             columns_for(layout, record.view))
@@ -179,6 +182,8 @@ class Worker:
                 indexed.result()
         self._record_result(record, result.totals, invoice, report, ctx.settings.validation_blocks)
         approval.auto_approve(tenant, record)
+        if usage is not None:
+            alerts.check(ctx, record, usage)  # before the file is settled: a failure retries, nothing is lost
         record.data_version = source.data_version
         record.blob_name = blob_name
         record.file_name = file_name_for(record, writer.extension)

@@ -71,6 +71,9 @@ ROUTES: dict[str, tuple[str, ...]] = {
     **{name: WEBHOOK_TARGETS for name in ("put_webhook", "get_webhook", "delete_webhook", "list_webhook_deliveries")},
     "list_webhooks": ("ownHooks",),
     "approve_file_version": ("tenant",),  # partner admins only, whatever the file
+    # a customer's consumption budget: like its customer-level rules
+    **{name: ("customerLevel", "otherCustomer", "sharedCustomer") for name in ("put_budget", "get_budget",
+                                                                              "delete_budget")},
 }
 
 
@@ -217,6 +220,14 @@ def request_for(world: dict[str, Any], name: str, target: str) -> dict[str, Any]
             {"level": level, "targetId": target_id, "percent": "1", "effectiveFrom": "2001-01-01",
              "productId": uuid.uuid4().hex[:12]}))
         return {"route": {"tenantId": t, "ruleId": rule.id}}
+    if name.endswith("_budget"):
+        if name != "put_budget":
+            from shared.app import alerts
+            from shared.core.usage import BudgetIn
+
+            alerts.put_budget(world["ctx"], t, target_id, BudgetIn(monthly_budget="100"))
+        body = {"monthlyBudget": "250.50", "spikePercent": "50"} if name == "put_budget" else None
+        return {"route": {"tenantId": t, "customerId": target_id}, "body": body}
     if name.endswith("_identifier"):
         kind = name.split("_")[1]
         ident = target_id

@@ -147,3 +147,43 @@ def test_auto_approval_for_files_without_error_findings(sim_env, webhook_env, ct
     assert (record.approved_version, record.approved_by) == (1, "automatic")
     deliver_all(ctx, lambda: len(receiver.events("erp")) == 2)
     assert sorted(e["type"] for e in receiver.events("erp")) == ["file.approved", "file.available"]
+
+
+def test_a_budget_below_a_customers_usage_raises_budget_exceeded_once(sim_env, webhook_env, ctx, sim, functions,
+                                                                      receiver) -> None:
+    from collections import defaultdict
+    from decimal import ROUND_HALF_UP, Decimal
+
+    from shared.app import file_requests
+    from shared.app.generation import Worker
+    from shared.core.models import FileRequest
+
+    tenant, invoice = setup(ctx, sim, file_types=["onetime"])
+    spent: dict[str, Decimal] = defaultdict(Decimal)  # the customer's price with no margins: cost to 6 places
+    for row in sim.iter_rows(invoice, "dailyratedusage"):
+        spent[row["CustomerId"].lower()] += Decimal(str(row["BillingPreTaxTotal"])).quantize(
+            Decimal("0.000001"), ROUND_HALF_UP)
+    over, under = sorted(spent, key=spent.get)[-1], sorted(spent, key=spent.get)[0]
+    t = {"tenantId": tenant}
+    assert call(functions, "put_budget", "PUT", route={**t, "customerId": over},
+                body={"monthlyBudget": str(spent[over] - Decimal("0.01"))}).status_code == 200
+    assert call(functions, "put_budget", "PUT", route={**t, "customerId": under},
+                body={"monthlyBudget": str(spent[under])}).status_code == 200  # reached, not exceeded
+    bad = problem(call(functions, "put_budget", "PUT", route={**t, "customerId": over}, body={"monthlyBudget": "-1"}))
+    assert bad["status"] == 400 and "monthlyBudget" in json.dumps(bad)
+    hook = body(call(functions, "put_webhook", "PUT", route={**t, "webhookId": "finops"},
+                     body={"url": receiver.url("finops"), "events": ["usage.budgetExceeded", "usage.spike"]}))
+    receiver.secrets["finops"] = hook["secret"]
+
+    record, _ = file_requests.request_file(ctx, tenant, FileRequest(invoice_type="dailyratedusage",
+                                                                    invoice_id=invoice))
+    drain(ctx)
+    assert call(functions, "regenerate", "POST", route={**t, "fileId": record.id}).status_code == 202
+    drain(ctx)  # the same usage again: nothing new is raised
+    Worker(ctx).handle(json.dumps({"tenantId": tenant, "fileId": record.id, "version": 2}))  # a redelivery
+    deliver_all(ctx, lambda: all(d.status.value != "Pending" for d in ctx.deliveries.list(tenant, "finops", 50)))
+    got = receiver.by_type("finops", "usage.budgetExceeded")
+    assert len(got) == 1, dump(receiver)
+    data = got[0]["data"]
+    assert (data["customerId"], data["spent"], data["over"]) == (over, str(spent[over].normalize()), "0.01")
+    assert len(ctx.deliveries.list(tenant, "finops", 50)) == len(receiver.events("finops"))
