@@ -14,7 +14,7 @@ from shared.app.context import AppContext
 from shared.core.models import DOWNLOADABLE_STATUSES, ChargesScope, FileRecord, FileStatus, Tenant
 from shared.core.problems import conflict, not_found
 
-AWAITING_APPROVAL = "AwaitingApproval"  # what a reseller or customer is shown of a file with no approved version
+AWAITING_APPROVAL = FileStatus.AWAITING_APPROVAL.value  # what a reseller or customer sees of a file nobody approved
 
 
 def approve(ctx: AppContext, tenant_id: str, record: FileRecord, etag: str, version: int,
@@ -75,7 +75,7 @@ def pending_public(record: FileRecord) -> dict:
     return {"id": record.id, "tenantId": record.tenant_id, "invoiceType": record.invoice_type.value,
             "invoiceId": record.invoice_id, "view": record.view.value, "resellerId": record.reseller_id,
             "customerId": record.customer_id, "format": record.format.value, "status": AWAITING_APPROVAL,
-            "approvedVersion": None}
+            "createdAt": record.created_at.isoformat(), "approvedVersion": None}
 
 
 def approved_link(ctx: AppContext, record: FileRecord, version: int | None = None):

@@ -52,6 +52,8 @@ class FileStatus(StrEnum):
     AVAILABLE = "Available"
     FAILED = "Failed"
     NEEDS_REVIEW = "NeedsReview"  # made, with error findings, while VALIDATION_BLOCKS is on; still downloadable
+    # Never stored: what a reseller or customer is shown of a file with no approved version (shared/app/approval.py).
+    AWAITING_APPROVAL = "AwaitingApproval"
 
 
 SETTLED_STATUSES = (FileStatus.AVAILABLE, FileStatus.FAILED, FileStatus.NEEDS_REVIEW)
