@@ -51,7 +51,7 @@ def new_secret() -> str:
 def check_endpoint_id(endpoint_id: str) -> str:
     if not re.match(ENDPOINT_ID_PATTERN, endpoint_id or ""):
         raise bad_request("The webhook id must be 1-64 letters, digits, '-' or '_', starting with a letter or digit.",
-                          "id")
+                          "webhookId")
     return endpoint_id
 
 
