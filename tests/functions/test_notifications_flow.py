@@ -187,3 +187,22 @@ def test_a_budget_below_a_customers_usage_raises_budget_exceeded_once(sim_env, w
     data = got[0]["data"]
     assert (data["customerId"], data["spent"], data["over"]) == (over, str(spent[over].normalize()), "0.01")
     assert len(ctx.deliveries.list(tenant, "finops", 50)) == len(receiver.events("finops"))
+
+
+def test_invoice_late_once_per_period(sim_env, webhook_env, ctx, sim, functions, receiver) -> None:
+    from datetime import UTC, datetime
+
+    tenant, _ = setup(ctx, sim, file_types=["onetime"])
+    hook = body(call(functions, "put_webhook", "PUT", route={"tenantId": tenant, "webhookId": "ops"},
+                     body={"url": receiver.url("ops"), "events": ["invoice.late"]}))
+    receiver.secrets["ops"] = hook["secret"]
+    later = datetime(2027, 1, 10, 6, tzinfo=UTC)  # December's One Time invoice was due on 8 January
+    automation.poll(ctx, NOW)  # nothing late yet
+    automation.poll(ctx, later)
+    automation.poll(ctx, later)  # a second run raises nothing again
+    deliver_all(ctx, lambda: all(d.status.value != "Pending" for d in ctx.deliveries.list(tenant, "ops", 50)))
+    late = [(e["data"]["fileType"], e["data"]["periodStart"], e["data"]["expectedDate"])
+            for e in receiver.by_type("ops", "invoice.late")]
+    assert ("onetime", "2026-12-01", "2027-01-08") in late
+    assert len(late) == len(set(late)) == len(ctx.deliveries.list(tenant, "ops", 50))
+    assert all(a["verified"] for a in receiver.attempts)
