@@ -206,3 +206,24 @@ def test_invoice_late_once_per_period(sim_env, webhook_env, ctx, sim, functions,
     assert ("onetime", "2026-12-01", "2027-01-08") in late
     assert len(late) == len(set(late)) == len(ctx.deliveries.list(tenant, "ops", 50))
     assert all(a["verified"] for a in receiver.attempts)
+
+
+def test_data_revised_once_per_etag(sim_env, webhook_env, ctx, sim, functions, receiver) -> None:
+    tenant, invoice = setup(ctx, sim, file_types=["onetime"])
+    hook = body(call(functions, "put_webhook", "PUT", route={"tenantId": tenant, "webhookId": "ops"},
+                     body={"url": receiver.url("ops"), "events": ["data.revised", "file.available"]}))
+    receiver.secrets["ops"] = hook["secret"]
+    automation.poll(ctx, NOW)
+    drain(ctx)
+    (first,) = ctx.files.list(tenant, invoice_id=invoice)
+    sim.faults.revise(invoice)
+    automation.poll(ctx, NOW)
+    automation.poll(ctx, NOW)
+    drain(ctx)
+    deliver_all(ctx, lambda: len(receiver.by_type("ops", "file.available")) == 2)
+    revised = receiver.by_type("ops", "data.revised")
+    assert len(revised) == 1, dump(receiver)
+    (second,) = ctx.files.list(tenant, invoice_id=invoice)
+    assert revised[0]["data"]["previousDataVersion"] == first.data_version
+    assert revised[0]["data"]["dataVersion"] == second.data_version != first.data_version
+    assert [e["data"]["version"] for e in receiver.by_type("ops", "file.available")] in ([1, 2], [2, 1])
