@@ -50,3 +50,4 @@ def test_only_a_finished_version_can_be_approved(webhook_env, ctx) -> None:
     with pytest.raises(Problem) as exc:
         approval.approve(ctx, "t", record, "*", 1, "someone")
     assert exc.value.status == 409
+
