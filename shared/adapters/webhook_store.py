@@ -75,6 +75,21 @@ class DeliveryRepository:
         items = sorted((_delivery(e) for e in rows), key=lambda d: d.created_at, reverse=True)
         return items[:limit]
 
+    def purge_settled(self, before: datetime) -> int:
+        """Delete deliveries settled before `before` (the log keeps a month); pending ones stay."""
+        deleted = 0
+        rows = self.table.query_entities("completed_at lt @cutoff", parameters={"cutoff": before},
+                                         select=["PartitionKey", "RowKey", "status"])
+        for entity in rows:
+            if entity.get("status") == "Pending":
+                continue
+            try:
+                self.table.delete_entity(entity["PartitionKey"], entity["RowKey"])
+                deleted += 1
+            except ResourceNotFoundError:
+                pass
+        return deleted
+
     def delete_all(self, tenant_id: str, endpoint_id: str) -> None:
         pk = delivery_partition(tenant_id, endpoint_id)
         for entity in self.table.query_entities("PartitionKey eq @pk", parameters={"pk": pk}, select=["RowKey"]):

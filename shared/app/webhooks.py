@@ -124,6 +124,14 @@ def list_deliveries(ctx: AppContext, hook: Webhook, limit: int) -> list[Delivery
     return ctx.deliveries.list(hook.tenant_id, hook.id, limit)
 
 
+DELIVERY_LOG_DAYS = 30
+
+
+def purge_delivery_log(ctx: AppContext) -> int:
+    """Settled deliveries are kept DELIVERY_LOG_DAYS for the log, then deleted (run by the retention timer)."""
+    return ctx.deliveries.purge_settled(utcnow() - timedelta(days=DELIVERY_LOG_DAYS))
+
+
 # ---- the delivery worker ---------------------------------------------------------------------------------------
 
 class DeliveryMessage(BaseModel):

@@ -166,3 +166,20 @@ def test_without_a_secret_store_registering_is_refused(ctx, monkeypatch) -> None
         webhooks.put_webhook(ctx, TENANT, "x", WebhookIn(url="https://example.com/x", events=["file.available"]),
                              "o", [])
     assert exc.value.status == 503 and ctx.webhooks.list(TENANT) == []
+
+
+def test_the_delivery_log_keeps_a_month(webhook_env, ctx, receiver) -> None:
+    from datetime import timedelta
+
+    register(ctx, receiver, "log", ["file.available"])
+    for key in ("old", "new", "waiting"):
+        events.publish(ctx, event(EventType.FILE_AVAILABLE, key))
+    items = {d.event_id: d for d in ctx.deliveries.list(TENANT, "log", 50)}
+    old, new = items[event(EventType.FILE_AVAILABLE, "old").id], items[event(EventType.FILE_AVAILABLE, "new").id]
+    for d, age in ((old, 31), (new, 29)):
+        loaded, etag = ctx.deliveries.get(TENANT, "log", d.id)
+        loaded.status, loaded.completed_at = DeliveryStatus.DELIVERED, utcnow() - timedelta(days=age)
+        ctx.deliveries.replace(loaded, etag)
+    assert webhooks.purge_delivery_log(ctx) == 1
+    left = {d.event_id for d in ctx.deliveries.list(TENANT, "log", 50)}
+    assert left == {new.event_id, event(EventType.FILE_AVAILABLE, "waiting").id}
