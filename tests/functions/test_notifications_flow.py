@@ -227,3 +227,32 @@ def test_data_revised_once_per_etag(sim_env, webhook_env, ctx, sim, functions, r
     assert revised[0]["data"]["previousDataVersion"] == first.data_version
     assert revised[0]["data"]["dataVersion"] == second.data_version != first.data_version
     assert [e["data"]["version"] for e in receiver.by_type("ops", "file.available")] in ([1, 2], [2, 1])
+
+
+def test_unbilled_current_usage_raises_alerts_too(sim_env, webhook_env, ctx, sim, functions, receiver) -> None:
+    """The current month's usage before its invoice exists (unbilled-current, the Graph export)."""
+    from collections import defaultdict
+    from decimal import ROUND_HALF_UP, Decimal
+
+    from devtools.simulator.ledger import FileType as SimType
+    from shared.app import file_requests
+    from shared.core.models import FileRequest
+
+    tenant, _ = setup(ctx, sim, file_types=["onetime"])
+    spent: dict[str, Decimal] = defaultdict(Decimal)
+    for _, row in sim.ledger.rows(sim.ledger.unbilled["current"][SimType("dailyratedusage")]):
+        spent[row["CustomerId"].lower()] += Decimal(str(row["BillingPreTaxTotal"])).quantize(
+            Decimal("0.000001"), ROUND_HALF_UP)
+    customer = max(spent, key=spent.get)
+    assert call(functions, "put_budget", "PUT", route={"tenantId": tenant, "customerId": customer},
+                body={"monthlyBudget": "1"}).status_code == 200
+    hook = body(call(functions, "put_webhook", "PUT", route={"tenantId": tenant, "webhookId": "finops"},
+                     body={"url": receiver.url("finops"), "events": ["usage.budgetExceeded"]}))
+    receiver.secrets["finops"] = hook["secret"]
+    file_requests.request_file(ctx, tenant, FileRequest(invoice_type="dailyratedusage",
+                                                        invoice_id="unbilled-current", currency="EUR"))
+    drain(ctx)
+    deliver_all(ctx, lambda: len(receiver.events("finops")) >= 1)
+    (got,) = receiver.by_type("finops", "usage.budgetExceeded")
+    assert (got["data"]["customerId"], got["data"]["currency"]) == (customer, "EUR")
+    assert Decimal(got["data"]["spent"]) == spent[customer]
