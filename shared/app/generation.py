@@ -259,8 +259,8 @@ class Worker:
             self.ctx.files.record_version(record)
         except Conflict:
             log.warning("file %s changed meanwhile; not marking it failed", record.id)
-            return
-        events.file_settled(self.ctx, record)
+        else:
+            events.file_settled(self.ctx, record)
         log.warning("file failed: %s", reason, extra={"tenant": record.tenant_id, "file": record.id,
                                                        "invoice": record.invoice_id})
 
