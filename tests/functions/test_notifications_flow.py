@@ -256,3 +256,20 @@ def test_unbilled_current_usage_raises_alerts_too(sim_env, webhook_env, ctx, sim
     (got,) = receiver.by_type("finops", "usage.budgetExceeded")
     assert (got["data"]["customerId"], got["data"]["currency"]) == (customer, "EUR")
     assert Decimal(got["data"]["spent"]) == spent[customer]
+
+
+def test_file_failed_with_its_reason(sim_env, webhook_env, ctx, sim, functions, receiver) -> None:
+    from shared.app import file_requests
+    from shared.core.models import FileRequest
+
+    tenant, invoice = setup(ctx, sim, file_types=["onetime"])
+    hook = body(call(functions, "put_webhook", "PUT", route={"tenantId": tenant, "webhookId": "ops"},
+                     body={"url": receiver.url("ops"), "events": ["file.failed"]}))
+    receiver.secrets["ops"] = hook["secret"]
+    sim.faults.fail_invoice(invoice)
+    record, _ = file_requests.request_file(ctx, tenant, FileRequest(invoice_type="onetime", invoice_id=invoice))
+    drain(ctx, last_delivery=True)
+    deliver_all(ctx, lambda: len(receiver.events("ops")) == 1)
+    (failed,) = receiver.events("ops")
+    assert (failed["type"], failed["data"]["fileId"], failed["data"]["status"]) == ("file.failed", record.id, "Failed")
+    assert failed["data"]["error"] and failed["data"]["transient"] is not None
