@@ -11,7 +11,7 @@ from __future__ import annotations
 from shared.adapters.repositories import Conflict, utcnow
 from shared.app import events
 from shared.app.context import AppContext
-from shared.core.models import DOWNLOADABLE_STATUSES, ChargesScope, FileRecord, FileStatus, Tenant
+from shared.core.models import DOWNLOADABLE_STATUSES, SETTLED_STATUSES, ChargesScope, FileRecord, FileStatus, Tenant
 from shared.core.problems import conflict, not_found
 
 AWAITING_APPROVAL = FileStatus.AWAITING_APPROVAL.value  # what a reseller or customer sees of a file nobody approved
@@ -23,6 +23,8 @@ def approve(ctx: AppContext, tenant_id: str, record: FileRecord, etag: str, vers
     version already approved changes nothing. Publishes `file.approved`."""
     if record.approved_version == version:
         return record
+    if record.status not in SETTLED_STATUSES:  # the worker's guarded writes would lose to ours and start over
+        raise conflict(f"A new version is being made ({record.status.value}); approve once it is settled.")
     target = record if version == record.version else _kept_version(ctx, record, version)
     if target.status not in DOWNLOADABLE_STATUSES or not target.blob_name:
         raise conflict(f"Version {version} is {target.status.value}; only a finished file (Available or "

@@ -51,3 +51,12 @@ def test_only_a_finished_version_can_be_approved(webhook_env, ctx) -> None:
         approval.approve(ctx, "t", record, "*", 1, "someone")
     assert exc.value.status == 409
 
+
+
+def test_no_approval_while_a_new_version_is_being_made(webhook_env, ctx) -> None:
+    """The worker's ETag-guarded writes would lose to the approval's and the generation would start over."""
+    record = version(2)  # v1 is kept; v2 is being made
+    record.status = FileStatus.PROCESSING
+    with pytest.raises(Problem) as exc:
+        approval.approve(ctx, "t", record, "*", 1, "someone")
+    assert exc.value.status == 409 and "being made" in exc.value.detail
