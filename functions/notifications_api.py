@@ -149,3 +149,14 @@ def delete_budget(req: func.HttpRequest) -> func.HttpResponse:
     tenant_id, customer_id = budget_scope(req)
     alerts.delete_budget(get_context(), tenant_id, customer_id)
     return func.HttpResponse(status_code=204)
+
+
+@bp.route(route="tenants/{tenantId}/alerts", methods=["GET"])
+@api(Action.RULES_READ, scoped=True)
+def list_usage_alerts(req: func.HttpRequest) -> func.HttpResponse:
+    """Consumption alerts raised, newest first: each one the caller may see (a reseller: its own customers')."""
+    tenant_id, guard = access_for(req)
+    file_requests.require_tenant(get_context(), tenant_id)
+    items = guard.filter(alerts.list_alerts(get_context(), tenant_id),
+                         lambda alert: Scope.rule("customer", alert["customerId"]))
+    return json_response({"items": items})

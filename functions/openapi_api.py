@@ -101,6 +101,8 @@ ROUTES: list[tuple[str, str, str, str, Any, Any, bool, dict[str, dict]]] = [
      False, {}),
     ("delete", T + "/customers/{customerId}/budget", "delete_budget", "Remove a customer's budget", None, None,
      False, {}),
+    ("get", T + "/alerts", "list_usage_alerts", "Consumption alerts raised, newest first", None, "object", True,
+     {}),
     ("get", "/me", "get_me", "The caller's roles and scopes in each tenant", None, "object", False, {}),
     ("get", "/health", "health", "Liveness (no token)", None, "object", False, {}),
     ("get", "/web/config", "web_config", "The web front end's public sign-in settings (no token)", None, "object",

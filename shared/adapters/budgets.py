@@ -1,10 +1,13 @@
-"""Customers' consumption budgets in Table Storage: `Budgets`, PK tenant, RK customer id."""
+"""Customers' consumption budgets and the alerts raised, in Table Storage: `Budgets` (PK tenant, RK customer id)
+and `Alerts` (PK tenant, RK the event id: a conditional insert, so each alert is recorded once)."""
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
 from typing import Any
 
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
 from shared.adapters.repositories import from_entity, to_entity
@@ -35,3 +38,27 @@ class BudgetRepository:
 
     def delete(self, tenant_id: str, customer_id: str) -> None:
         self.table.delete_entity(tenant_id, customer_id)
+
+
+class AlertRepository:
+    def __init__(self, storage: Storage) -> None:
+        self.table = storage.table("Alerts")
+
+    def record(self, tenant_id: str, event_id: str, kind: str, customer_id: str, key: str, data: dict,
+               raised_at: datetime) -> bool:
+        """True when this alert is new; False when it was raised before."""
+        try:
+            self.table.create_entity({"PartitionKey": tenant_id, "RowKey": event_id, "kind": kind,
+                                      "customer_id": customer_id, "key": key, "data_json": json.dumps(data),
+                                      "raised_at": raised_at})
+        except ResourceExistsError:
+            return False
+        return True
+
+    def list(self, tenant_id: str, limit: int) -> list[dict[str, Any]]:
+        rows = self.table.query_entities("PartitionKey eq @pk", parameters={"pk": tenant_id})
+        items = [{"id": e["RowKey"], "kind": e["kind"], "customerId": e["customer_id"], "key": e["key"],
+                  "raisedAt": e["raised_at"].isoformat(), "data": json.loads(e["data_json"])} for e in rows]
+        return sorted(items, key=lambda a: a["raisedAt"], reverse=True)[:limit]
+
+

@@ -5,7 +5,7 @@ partner-view daily-rated-usage file is made (the poller makes unbilled-current o
 
 from __future__ import annotations
 
-from shared.adapters.budgets import BudgetRepository
+from shared.adapters.budgets import AlertRepository, BudgetRepository
 from shared.app import events
 from shared.app.context import AppContext
 from shared.core.models import FileRecord
@@ -35,7 +35,8 @@ def delete_budget(ctx: AppContext, tenant_id: str, customer_id: str) -> None:
 
 
 def check(ctx: AppContext, record: FileRecord, usage: UsageCollector) -> int:
-    """Evaluate every budgeted customer the file has usage of; returns how many alerts were published."""
+    """Evaluate every budgeted customer the file has usage of: record each alert once (`Alerts` table) and publish
+    it. Returns how many alerts are new."""
     budgets = BudgetRepository(ctx.storage).list(record.tenant_id)
     if not budgets:
         return 0
@@ -47,9 +48,16 @@ def check(ctx: AppContext, record: FileRecord, usage: UsageCollector) -> int:
         resellers = usage.resellers.get(budget.customer_id, set())
         reseller = next(iter(resellers)) if len(resellers) == 1 else None  # its reseller hears of it too
         for alert in alerts(budget, days):
-            events.publish(ctx, usage_event(record, alert, reseller))
-            raised += 1
+            event = usage_event(record, alert, reseller)
+            raised += AlertRepository(ctx.storage).record(record.tenant_id, event.id, alert.kind, alert.customer_id,
+                                                          alert.key, event.data, event.time)
+            events.publish(ctx, event)  # again after a crash in between: queues nothing twice
     return raised
+
+
+def list_alerts(ctx: AppContext, tenant_id: str, limit: int = 200) -> list[dict]:
+    """The alerts raised in the tenant, newest first (the Overview page shows them)."""
+    return AlertRepository(ctx.storage).list(tenant_id, limit)
 
 
 def usage_event(record: FileRecord, alert: Alert, reseller: str | None) -> Event:

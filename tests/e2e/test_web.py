@@ -217,6 +217,22 @@ def test_invoices_page_in_a_real_browser(stack: Stack, sim, browser) -> None:
     assert page.locator("svg.chart rect").count() >= 3  # cost, reseller and customer bars of the month
     month_table = page.get_by_role("table", name="The same totals as a table").inner_text()
     assert f"{expected.cost_total:,.2f}" in month_table  # the exact cost of the month, added without floats
+    # a customer's Azure usage over its budget: the daily usage file raises the alert the Overview shows
+    spender = next(r["CustomerId"].lower() for r in sim.iter_rows(latest, "dailyratedusage"))
+    assert requests.put(f"{api}/tenants/{tenant}/customers/{spender}/budget", json={"monthlyBudget": "0.01"},
+                        headers=admin, timeout=30).status_code == 200
+    daily = requests.post(f"{api}/tenants/{tenant}/reconciliation-files", headers=admin, timeout=30,
+                          json={"invoiceType": "dailyratedusage", "invoiceId": latest}).json()
+    deadline = time.monotonic() + 60
+    while requests.get(f"{api}/tenants/{tenant}/reconciliation-files/{daily['id']}", headers=admin,
+                       timeout=30).json()["status"] != "Available" and time.monotonic() < deadline:
+        time.sleep(0.3)
+    s.open("Invoices", "Invoices")
+    s.open("Overview", "Overview")
+    alerts = page.get_by_role("table", name="Budgets exceeded and usage spikes, newest first")
+    alerts.wait_for()
+    assert spender in alerts.inner_text() and "Budget exceeded" in alerts.inner_text()
+    alerts.screenshot(path=str(SCREENSHOTS / "alerts.png"))
     s.check("overview")
     s.open("Regional settings", "Regional settings")
     page.get_by_label("Column delimiter").select_option(";")

@@ -49,7 +49,7 @@ IDENTIFIER_TARGETS["reseller"] += ("otherReseller",)
 TARGET_IDS["otherReseller"] = ("reseller", R2)
 FILE_ROUTES = {"get_file", "download", "list_findings", "download_findings", "regenerate", "list_file_versions",
                "download_file_version"}
-LIST_ROUTES = {"list_tenants", "list_files", "list_margin_rules", "list_identifiers"}
+LIST_ROUTES = {"list_tenants", "list_files", "list_margin_rules", "list_identifiers", "list_usage_alerts"}
 
 # Webhook endpoints: the partner's, and those R1's and R2's reseller principals registered (each request makes a
 # fresh one, so deleting one changes nothing for the next).

@@ -187,6 +187,9 @@ def test_a_budget_below_a_customers_usage_raises_budget_exceeded_once(sim_env, w
     data = got[0]["data"]
     assert (data["customerId"], data["spent"], data["over"]) == (over, str(spent[over].normalize()), "0.01")
     assert len(ctx.deliveries.list(tenant, "finops", 50)) == len(receiver.events("finops"))
+    raised = body(call(functions, "list_usage_alerts", "GET", route=t))["items"]
+    assert [(a["kind"], a["customerId"], a["data"]["spent"]) for a in raised] == \
+        [("budgetExceeded", over, str(spent[over].normalize()))]
 
 
 def test_invoice_late_once_per_period(sim_env, webhook_env, ctx, sim, functions, receiver) -> None:
