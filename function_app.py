@@ -2,7 +2,8 @@
 
 import azure.functions as func
 
-from functions import access_api, automation_api, config_api, exports_api, http_api, openapi_api, timers, web_app, worker
+from functions import (access_api, automation_api, config_api, exports_api, http_api, notifications_api, openapi_api,
+                       timers, web_app, worker)
 from shared.adapters.memory import configure_memory
 from shared.adapters.settings import refuse_auth_disabled_in_azure
 from shared.adapters.telemetry import configure_logging
@@ -18,6 +19,7 @@ app.register_functions(config_api.bp)
 app.register_functions(automation_api.bp)
 app.register_functions(access_api.bp)
 app.register_functions(exports_api.bp)
+app.register_functions(notifications_api.bp)
 app.register_functions(openapi_api.bp)
 app.register_functions(web_app.bp)
 app.register_functions(worker.bp)

@@ -23,6 +23,7 @@ DEFAULT_SETTINGS = {
     "GENERATION_QUEUE": "reconciliation-requests",
     "INVOICE_POLL_SCHEDULE": "0 0 */6 * * *",
     "RETENTION_SCHEDULE": "0 30 3 * * *",
+    "WEBHOOK_QUEUE": "webhook-deliveries",
 }
 
 log = logging.getLogger("devtools.stack")
@@ -45,6 +46,10 @@ class Stack:
     def start(self) -> "Stack":
         for name, value in DEFAULT_SETTINGS.items():  # binding expressions (%NAME%) need these set
             os.environ.setdefault(name, value)
+        if not os.environ.get("WEBHOOK_KEY_VAULT_URL"):  # webhook secrets: encrypted in Azurite, this run's key
+            import base64
+
+            os.environ.setdefault("WEBHOOK_SECRETS_KEY", base64.b64encode(os.urandom(32)).decode())
         if self.issuer is None:
             self.issuer = LocalIssuer(state_file=self.issuer_state_file).start()
             self._own_issuer = True

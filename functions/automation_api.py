@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from functions.http_support import (access_for, handles, json_response, link_response, parse_body, readable_file,
+from functions.http_support import (access_for, current_guard, handles, json_response, link_response, parse_body, readable_file,
                                     requester)
 from shared.app import automation, downloads, invoice_calendar, versions
 from shared.app.context import get_context
@@ -49,7 +49,8 @@ def months_param(req: func.HttpRequest) -> int:
 
 @handles(bp)
 def list_file_versions(req: func.HttpRequest) -> func.HttpResponse:
-    items = versions.list_versions(get_context(), readable_file(req), access_for(req)[1].viewer)
+    guard = current_guard()
+    items = versions.list_versions(get_context(), readable_file(req), guard.viewer, not guard.sees_unapproved())
     return json_response({"items": items})
 
 
@@ -58,7 +59,8 @@ def download_file_version(req: func.HttpRequest) -> func.HttpResponse:
     raw = req.route_params.get("version", "")
     if not is_whole_number(raw) or int(raw) < 1:
         raise bad_request("version must be a whole number from 1.", "version")
-    link = downloads.version_link(get_context(), readable_file(req), int(raw), requester(req))
+    link = downloads.version_link(get_context(), readable_file(req), int(raw), requester(req),
+                                  approved_only=not current_guard().sees_unapproved())
     return link_response(req, link)
 
 

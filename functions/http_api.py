@@ -21,7 +21,7 @@ from functions.http_support import (
     requester,
 )
 from functions.routes import location
-from shared.app import downloads, file_requests, findings, tenants
+from shared.app import approval, downloads, file_requests, findings, tenants
 from shared.app.context import get_context
 from shared.core import validation
 from shared.core.access import Scope
@@ -61,7 +61,8 @@ def request_file(req: func.HttpRequest) -> func.HttpResponse:
     body = access.require_lines(parse_body(req, FileRequest))
     file_requests.take_quota(get_context(), tenant_id, access.viewer, access.caller.object_id)
     record, created = file_requests.request_file(get_context(), tenant_id, body)
-    return json_response(record.public(access.viewer), 202 if created else 200,
+    return json_response(approval.public_for(get_context(), record, access.viewer, not access.sees_unapproved()),
+                         202 if created else 200,
                          headers={"Location": location("get_file", tenantId=tenant_id, fileId=record.id)})
 
 
@@ -74,17 +75,24 @@ def list_files(req: func.HttpRequest) -> func.HttpResponse:
     if invoice_id and not re.fullmatch(INVOICE_ID_PATTERN, invoice_id):
         raise bad_request("invoiceId must be letters and digits.", "invoiceId")
     items = file_requests.list_files(get_context(), tenant_id, invoice_type, status, invoice_id)
-    return json_response({"items": [r.public(access.viewer) for r in access.filter(items, Scope.lines)]})
+    approved_only = not access.sees_unapproved()  # resellers and customers: approved versions only
+    items = [approval.public_for(get_context(), r, access.viewer, approved_only)
+             for r in access.filter(items, Scope.lines) if not approved_only or r.approved_version is not None]
+    return json_response({"items": items})
 
 
 @handles(bp)
 def get_file(req: func.HttpRequest) -> func.HttpResponse:
-    return json_response(readable_file(req).public(access_for(req)[1].viewer))
+    guard = access_for(req)[1]
+    return json_response(approval.public_for(get_context(), readable_file(req), guard.viewer,
+                                             not guard.sees_unapproved()))
 
 
 @handles(bp)
 def download(req: func.HttpRequest) -> func.HttpResponse:
-    return link_response(req, downloads.file_link(get_context(), readable_file(req), requester(req)))
+    link = downloads.file_link(get_context(), readable_file(req), requester(req),
+                               approved_only=not current_guard().sees_unapproved())
+    return link_response(req, link)
 
 
 @handles(bp)
@@ -108,7 +116,7 @@ def regenerate(req: func.HttpRequest) -> func.HttpResponse:
     guard = access_for(req)[1]
     file_requests.take_quota(get_context(), current.tenant_id, guard.viewer, guard.caller.object_id)
     record = file_requests.new_version(get_context(), current, etag)
-    return json_response(record.public(guard.viewer), 202,
+    return json_response(approval.public_for(get_context(), record, guard.viewer, not guard.sees_unapproved()), 202,
                          headers={"Location": location("get_file", tenantId=record.tenant_id, fileId=record.id)})
 
 
@@ -131,6 +139,8 @@ def get_charges(req: func.HttpRequest) -> func.HttpResponse:
                                          "resellerId": req.params.get("resellerId") or None,
                                          "customerId": req.params.get("customerId") or None})
     scope = access.require_lines(scope)
+    if not access.sees_unapproved():  # resellers and customers: once the partner approved a file of it
+        approval.require_approved_file(get_context(), tenant_id, invoice_id, scope)
     page = file_requests.get_charges(get_context(), tenant_id, invoice_id, scope, page_size(req),
                                req.params.get("continuationToken") or None)
     return json_response(page)

@@ -124,6 +124,13 @@ class Guard:
         """The view whose figures the caller may see in file records (`Access.viewer`)."""
         return self._access().viewer
 
+    def sees_unapproved(self) -> bool:
+        """Whether the caller sees file versions nobody approved yet (partners), or approved ones only."""
+        return self._access().sees_unapproved
+
+    def own_reseller_ids(self) -> list[str]:
+        return self._access().own_reseller_ids
+
     def allows_action(self, action: Action, scope: Scope | None = None) -> bool:
         """Another action than the route's, e.g. whether a file the caller may not regenerate is one it may see."""
         return self._access().allows(action, scope)

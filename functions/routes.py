@@ -20,7 +20,9 @@ from shared.core.exports import ExportIn, ExportRecord
 from shared.core.margins import MarginRule, MarginRuleIn
 from shared.core.models import (INVOICE_ID_PATTERN, MPN_ID_PATTERN, AutomationIn, AutomationSettings,
                                 BulkRegenerateIn, FileRecord, FileRequest, Tenant, TenantIn)
+from shared.core.notifications import Webhook, WebhookIn
 from shared.core.preview import MarginRuleEnd, RulePreviewIn
+from shared.core.usage import Budget, BudgetIn
 
 # JSON schemas of path and query parameters, from the same patterns the models and handlers check.
 GUID = {"type": "string", "format": "uuid"}
@@ -30,7 +32,8 @@ INT = {"type": "string", "pattern": "^[0-9]+$"}
 STR = {"type": "string", "maxLength": 200}
 PATH_PARAMS: dict[str, dict[str, Any]] = {
     "tenantId": GUID, "fileId": GUID, "ruleId": GUID, "objectId": GUID, "customerId": GUID, "subscriptionId": GUID, "exportId": GUID,
-    "resellerMpnId": MPN, "invoiceId": INVOICE, "version": INT, "path": STR}
+    "resellerMpnId": MPN, "invoiceId": INVOICE, "version": INT, "path": STR,
+    "webhookId": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"}}
 
 # What a request or response carries besides a pydantic model.
 CSV = "csv"  # body: text/csv
@@ -158,6 +161,29 @@ ROUTES: list[Route] = [
           response=Identifier, many=True),
     Route("import_identifiers_csv", "POST", T + "/identifiers:import", "Import identifiers from CSV",
           A.IDENTIFIERS_WRITE, body=CSV, response=ImportResult),
+    # notifications, approval and consumption budgets (notifications_api)
+    Route("put_webhook", "PUT", T + "/webhooks/{webhookId}", "Register or update a webhook endpoint (the signing "
+          "secret is in the answer when it is created, and never again)", A.WEBHOOKS_MANAGE, SCOPED, WebhookIn,
+          Webhook),
+    Route("list_webhooks", "GET", T + "/webhooks", "Webhook endpoints the caller manages", A.WEBHOOKS_MANAGE, SCOPED,
+          response=Webhook, many=True),
+    Route("get_webhook", "GET", T + "/webhooks/{webhookId}", "A webhook endpoint", A.WEBHOOKS_MANAGE, SCOPED,
+          response=Webhook),
+    Route("delete_webhook", "DELETE", T + "/webhooks/{webhookId}", "Delete a webhook endpoint and its secret",
+          A.WEBHOOKS_MANAGE, SCOPED, status=204),
+    Route("list_webhook_deliveries", "GET", T + "/webhooks/{webhookId}/deliveries",
+          "The endpoint's deliveries, newest first, with each attempt's status code", A.WEBHOOKS_MANAGE, SCOPED,
+          response=OBJECT, many=True, query={"limit": INT}),
+    Route("approve_file_version", "POST", FILE + "/versions/{version}:approve",
+          "Approve a version for resellers and customers (partner admins)", A.FILES_APPROVE, response=FileRecord),
+    Route("put_budget", "PUT", T + "/customers/{customerId}/budget",
+          "A customer's monthly consumption budget and spike threshold", A.RULES_WRITE, SCOPED, BudgetIn, Budget),
+    Route("get_budget", "GET", T + "/customers/{customerId}/budget", "A customer's consumption budget",
+          A.RULES_READ, SCOPED, response=Budget),
+    Route("delete_budget", "DELETE", T + "/customers/{customerId}/budget", "Remove a customer's budget",
+          A.RULES_WRITE, SCOPED, status=204),
+    Route("list_usage_alerts", "GET", T + "/alerts", "Consumption alerts raised, newest first", A.RULES_READ, SCOPED,
+          response=OBJECT, many=True),
     # who may do what (access_api)
     Route("list_principals", "GET", T + "/principals", "Who has which role in the tenant", A.PRINCIPALS_READ,
           response=Principal, many=True),

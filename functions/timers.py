@@ -13,7 +13,7 @@ import azure.functions as func
 
 from shared.app import automation
 
-from shared.app import retention
+from shared.app import retention, webhooks
 from shared.app.context import get_context
 
 log = logging.getLogger(__name__)
@@ -37,3 +37,4 @@ def apply_retention(timer: func.TimerRequest) -> None:
     if timer.past_due:
         log.info("retention is past due; running now")
     retention.purge(get_context())
+    webhooks.purge_delivery_log(get_context())

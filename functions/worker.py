@@ -6,6 +6,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from shared.app.context import get_context
+from shared.app import webhooks
 from shared.app.exports import ExportJob
 from shared.app.generation import Worker
 
@@ -36,3 +37,8 @@ def make_export(msg: func.QueueMessage) -> None:
 @bp.queue_trigger(arg_name="msg", queue_name=EXPORT_QUEUE + "-poison", connection="AzureWebJobsStorage")
 def export_gave_up(msg: func.QueueMessage) -> None:
     ExportJob(get_context()).handle_poison(msg.get_body().decode("utf-8"))
+
+
+@bp.queue_trigger(arg_name="msg", queue_name="%WEBHOOK_QUEUE%", connection="AzureWebJobsStorage")
+def deliver_webhook(msg: func.QueueMessage) -> None:
+    webhooks.deliver(get_context(), msg.get_body().decode("utf-8"))

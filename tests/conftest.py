@@ -157,3 +157,42 @@ def problem(resp: func.HttpResponse) -> dict[str, Any]:
     return json.loads(resp.get_body())
 
 
+
+
+@pytest.fixture
+def webhook_env(app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Webhooks with a short retry plan (1 s between attempts, a 1 s timeout), their own delivery queue, and the
+    local encrypted secret store's key. Ask for it before `ctx`."""
+    import base64
+    import os
+
+    env = {"WEBHOOK_QUEUE": unique("hooks-"), "WEBHOOK_SECRETS_KEY": base64.b64encode(os.urandom(32)).decode(),
+           "WEBHOOK_TIMEOUT_SECONDS": "1", "WEBHOOK_RETRY_BASE_SECONDS": "1", "WEBHOOK_RETRY_FACTOR": "1",
+           "WEBHOOK_RETRY_CAP_SECONDS": "1", "WEBHOOK_RETRY_WINDOW_SECONDS": "60"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    reset_settings()
+    from shared.app.context import reset_context
+
+    reset_context()
+    return {**app_env, **env}
+
+
+def deliver_all(ctx: AppContext, done: Any, timeout: float = 60.0) -> None:
+    """Run the webhook delivery worker over its queue (messages appear after their retry delays) until `done()`."""
+    import time
+
+    from shared.app import webhooks
+
+    queue = ctx.storage.queue(ctx.settings.webhook_queue)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        batch = list(queue.receive_messages(visibility_timeout=30, max_messages=16))
+        for msg in batch:
+            webhooks.deliver(ctx, msg.content)
+            queue.delete_message(msg)
+        if not batch:
+            if done():
+                return
+            time.sleep(0.2)
+    raise AssertionError("webhook deliveries did not settle in time")

@@ -78,13 +78,15 @@ var abbrs = {
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = { 'azd-env-name': environmentName }
 var keyVaultName = '${abbrs.keyVault}${resourceToken}'
+var webhookVaultName = 'kvwh-${resourceToken}'
 
 // Names the code expects (the defaults in shared/adapters/settings.py); the app settings pass the same values.
 var deploymentContainerName = 'app-package'
 var filesContainerName = 'reconciliation-files'
 var generationQueueName = 'reconciliation-requests'
+var webhookQueueName = 'webhook-deliveries'
 var tablePrefix = 'recon'
-var tableNames = [for table in ['Tenants', 'Files', 'FileVersions', 'Invoices', 'MarginRules', 'Identifiers', 'Principals', 'Audit', 'ResellerReach', 'Exports', 'Names', 'RequestQuotas']: '${tablePrefix}${table}']
+var tableNames = [for table in ['Tenants', 'Files', 'FileVersions', 'Invoices', 'MarginRules', 'Identifiers', 'Principals', 'Audit', 'ResellerReach', 'Exports', 'Names', 'RequestQuotas', 'Webhooks', 'Deliveries', 'Secrets', 'Budgets', 'Alerts']: '${tablePrefix}${table}']
 
 resource rg 'Microsoft.Resources/resourceGroups@2021-04-01' = {
   name: !empty(resourceGroupName) ? resourceGroupName : '${abbrs.resourceGroup}${environmentName}'
@@ -129,6 +131,7 @@ module storage 'modules/storage.bicep' = {
       '${generationQueueName}-poison'
       '${generationQueueName}-exports'
       '${generationQueueName}-exports-poison'
+      webhookQueueName
     ]
     tableNames: tableNames
   }
@@ -145,6 +148,16 @@ module keyVault 'modules/keyvault.bicep' = {
   }
 }
 
+module webhookVault 'modules/webhook-vault.bicep' = {
+  name: 'webhook-vault'
+  scope: rg
+  params: {
+    name: webhookVaultName
+    location: location
+    tags: tags
+  }
+}
+
 module rbac 'modules/rbac.bicep' = {
   name: 'rbac'
   scope: rg
@@ -152,6 +165,7 @@ module rbac 'modules/rbac.bicep' = {
     storageAccountName: storage.outputs.name
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     keyVaultName: keyVault.outputs.name
+    webhookVaultName: webhookVault.outputs.name
     identityPrincipalId: identity.outputs.principalId
     userPrincipalId: principalId
   }
@@ -197,6 +211,13 @@ var appSettings = union({
   AUTH_JWKS_TTL_SECONDS: '3600'
   AUTH_LEEWAY_SECONDS: '120'
   TOKEN_SIGNING_KEY: '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.tokenSigningKeyUri})'
+  WEBHOOK_QUEUE: webhookQueueName
+  WEBHOOK_TIMEOUT_SECONDS: '10'
+  WEBHOOK_RETRY_BASE_SECONDS: '10'
+  WEBHOOK_RETRY_FACTOR: '3'
+  WEBHOOK_RETRY_CAP_SECONDS: '21600'
+  WEBHOOK_RETRY_WINDOW_SECONDS: '86400'
+  WEBHOOK_KEY_VAULT_URL: webhookVault.outputs.uri
 }, toObject(tenantSecretSettings, s => s.settingName, s => '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${s.secretName})'))
 
 module functionApp 'modules/function-app.bicep' = {

@@ -131,6 +131,24 @@ class Settings(BaseSettings):
     # File requests (POST …/reconciliation-files, …/regenerate) accepted per hour from one reseller or customer
     # principal (shared/adapters/quotas.py); partner roles and the timer are not counted. 0: no quota.
     file_requests_per_hour: int = Field(default=60, ge=0, le=100_000, alias="FILE_REQUESTS_PER_HOUR")
+    # Webhooks (shared/app/events.py, shared/app/webhooks.py): the delivery queue; a delivery's timeout; the retry
+    # plan (base × factor^n seconds, capped, until the waits add up to the window, about a day: then the endpoint is
+    # disabled). Signing secrets live in Key Vault (WEBHOOK_KEY_VAULT_URL, Azure) or, in development,
+    # AES-GCM-encrypted in the Secrets table under WEBHOOK_SECRETS_KEY (base64 of 32 bytes). Plain-http loopback
+    # endpoints are allowed only outside Azure.
+    webhook_queue: str = Field(default="webhook-deliveries", alias="WEBHOOK_QUEUE")
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60, alias="WEBHOOK_TIMEOUT_SECONDS")
+    webhook_retry_base_seconds: float = Field(default=10.0, gt=0, alias="WEBHOOK_RETRY_BASE_SECONDS")
+    webhook_retry_factor: float = Field(default=3.0, ge=1, le=10, alias="WEBHOOK_RETRY_FACTOR")
+    webhook_retry_cap_seconds: float = Field(default=6 * 3600.0, gt=0, le=7 * 86400, alias="WEBHOOK_RETRY_CAP_SECONDS")
+    webhook_retry_window_seconds: float = Field(default=86400.0, gt=0, le=7 * 86400,
+                                                alias="WEBHOOK_RETRY_WINDOW_SECONDS")
+    key_vault_url: str | None = Field(default=None, alias="WEBHOOK_KEY_VAULT_URL")
+    webhook_secrets_key: str | None = Field(default=None, alias="WEBHOOK_SECRETS_KEY")
+
+    @property
+    def in_azure(self) -> bool:
+        return any(os.environ.get(m) for m in AZURE_MARKERS)
 
 
 @lru_cache(maxsize=1)

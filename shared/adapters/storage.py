@@ -20,8 +20,8 @@ from azure.storage.queue import QueueClient, TextBase64EncodePolicy, TextBase64D
 from shared.adapters.settings import Settings
 
 TABLE_NAMES = ("Tenants", "Files", "FileVersions", "Invoices", "MarginRules", "Identifiers", "Principals", "Audit",
-               "ResellerReach", "Exports", "Names",
-               "RequestQuotas")
+               "ResellerReach", "Exports", "Names", "RequestQuotas", "Webhooks", "Deliveries", "Secrets", "Budgets",
+               "Alerts")
 
 
 class Storage:
@@ -93,7 +93,7 @@ class Storage:
         """Create the container, queues and tables if missing. Idempotent; Bicep creates them in Azure."""
         _ignore_exists(self.files.create_container)
         q0 = self.settings.generation_queue
-        for q in (q0, f"{q0}-poison", f"{q0}-exports", f"{q0}-exports-poison"):
+        for q in (q0, f"{q0}-poison", f"{q0}-exports", f"{q0}-exports-poison", self.settings.webhook_queue):
             _ignore_exists(self.queue(q).create_queue)
         for t in TABLE_NAMES:
             _ignore_exists(self.table(t).create_table)

@@ -31,7 +31,7 @@ from datetime import date, datetime, timedelta
 
 from shared.adapters import invoices
 
-from shared.app import file_requests, invoice_calendar, tenants
+from shared.app import events, file_requests, invoice_calendar, tenants
 from shared.core.columns import FileType
 from shared.app.context import AppContext
 from shared.adapters.invoices import InvoiceSummary
@@ -124,7 +124,7 @@ def wanted_files(auto: AutomationSettings, state: InvoiceState,
     types = [t for t in state.file_types if auto.file_types is None or t in auto.file_types]
     requests = [FileRequest(invoice_type=t, invoice_id=state.invoice_id, view=View.PARTNER) for t in types]
     if auto.reseller_views:
-        valid = sorted({r for r in resellers if re.match(MPN_ID_PATTERN, r)})
+        valid = sorted({r for r in resellers if re.fullmatch(MPN_ID_PATTERN, r)})
         for bad in sorted(set(resellers) - set(valid)):  # a rule stored before MPN ids were checked
             log.warning("margin rule for reseller %r: not an MPN id, no reseller view is made for it", bad[:20],
                         extra={"tenant": state.tenant_id, "invoice": state.invoice_id})
@@ -178,12 +178,19 @@ def poll_tenant(ctx: AppContext, auto: AutomationSettings, now: datetime, run: T
     discover(ctx, tenant.tenant_id, invoices.list_invoices(client), now, run, after_record)
     states = invoice_repo(ctx).list(tenant.tenant_id)
     for state in states:
-        isolated(run, state.invoice_id, lambda state=state: request_missing(ctx, auto, state, run))
+        isolated(run, state.invoice_id, lambda state=state: detected_and_requested(ctx, auto, state, run))
     files = list(ctx.files.list(tenant.tenant_id))
     for state in states:
         own = [f for f in files if f.invoice_id == state.invoice_id]
         isolated(run, state.invoice_id, lambda state=state, own=own: keep_going(ctx, client, state, own, now, run))
-    run.late = invoice_calendar.log_late(ctx, tenant.tenant_id, tenant.billing_anniversary_day, now.date(), 2, states, files)
+    run.late = invoice_calendar.log_late(ctx, tenant.tenant_id, tenant.billing_anniversary_day, now.date(), 2, states,
+                                         files, notify=True)
+
+
+def detected_and_requested(ctx: AppContext, auto: AutomationSettings, state: InvoiceState, run: TenantRun) -> None:
+    """invoice.detected (once per invoice: the event id is derived from it), then the files the tenant asks for."""
+    events.invoice_detected(ctx, state, since=auto.start_from)
+    request_missing(ctx, auto, state, run)
 
 
 def keep_going(ctx: AppContext, client: PartnerCenterClient, state: InvoiceState, files: list[FileRecord],
@@ -206,7 +213,7 @@ def state_of(tenant_id: str, summary: InvoiceSummary, now: datetime) -> InvoiceS
     return InvoiceState(tenant_id=tenant_id, invoice_id=summary.id.upper(), document_type=summary.document_type,
                         invoice_date=summary.invoice_date, billing_period_start=day(summary.billing_period_start),
                         billing_period_end=day(summary.billing_period_end), file_types=summary.file_types,
-                        discovered_at=now)
+                        discovered_at=now, announced=False)
 
 
 def discover(ctx: AppContext, tenant_id: str, summaries: Iterable[InvoiceSummary], now: datetime, run: TenantRun,
@@ -338,6 +345,7 @@ def follow_revisions(ctx: AppContext, client: PartnerCenterClient, state: Invoic
         if not etag or etag == record.data_version or state.revisions.get(record.id) == etag:
             continue
         reason = f"Microsoft revised the data (eTag {etag})"
+        events.data_revised(ctx, record, etag)
 
         def note(fresh: InvoiceState, file_id: str = record.id, etag: str = etag) -> bool:
             if fresh.revisions.get(file_id) == etag:

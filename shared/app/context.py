@@ -20,7 +20,9 @@ from shared.adapters.reach_index import ReachIndex
 from shared.adapters.repositories import FileRepository, TenantRepository
 from shared.adapters.sas import DownloadLinks
 from shared.adapters.settings import Settings, get_settings
+from shared.adapters.secrets import SecretStore, secret_store
 from shared.adapters.storage import Storage
+from shared.adapters.webhook_store import DeliveryRepository, WebhookRepository
 
 
 @dataclass
@@ -80,6 +82,19 @@ class AppContext:
     @cached_property
     def exports(self) -> ExportRepository:
         return ExportRepository(self.storage)
+
+    @cached_property
+    def webhooks(self) -> WebhookRepository:
+        return WebhookRepository(self.storage)
+
+    @cached_property
+    def deliveries(self) -> DeliveryRepository:
+        return DeliveryRepository(self.storage)
+
+    @cached_property
+    def secrets(self) -> SecretStore:
+        """Built on first use: SecretsNotConfigured when neither Key Vault nor a local key is set."""
+        return secret_store(self.settings, self.storage)
 
 
 _context: AppContext | None = None

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from shared.app import approval
 from shared.app.context import AppContext
 from shared.app.generation import findings_name_for
 from shared.core.access import Caller
@@ -39,13 +40,23 @@ def current_link(ctx: AppContext, record: FileRecord) -> tuple[str, datetime]:
     return ctx.links.url_for(record.blob_name, record.file_name or DEFAULT_NAME)
 
 
-def file_link(ctx: AppContext, record: FileRecord, who: Requester) -> Link:
+def file_link(ctx: AppContext, record: FileRecord, who: Requester, approved_only: bool = False) -> Link:
+    """The current version's file; for resellers and customers (`approved_only`) the approved one (409 while none
+    is)."""
+    if approved_only:
+        (url, expires), version = approval.approved_link(ctx, record)
+        return _issued(ctx, record, version, "file", who, url, expires)
     url, expires = current_link(ctx, record)
     return _issued(ctx, record, record.version, "file", who, url, expires)
 
 
-def version_link(ctx: AppContext, record: FileRecord, version: int, who: Requester) -> Link:
-    """A kept version's file: the current one, or an earlier one from the file's versions."""
+def version_link(ctx: AppContext, record: FileRecord, version: int, who: Requester,
+                 approved_only: bool = False) -> Link:
+    """A kept version's file: the current one, or an earlier one from the file's versions; for resellers and
+    customers (`approved_only`) only a version that was approved."""
+    if approved_only:
+        (url, expires), shown = approval.approved_link(ctx, record, version)
+        return _issued(ctx, record, shown, "file", who, url, expires)
     if version == record.version:
         return file_link(ctx, record, who)
     found = next((v for v in ctx.files.list_versions(record.tenant_id, record.id) if v.version == version), None)

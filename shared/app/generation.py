@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pydantic import BaseModel, ValidationError
 
+from shared.app import alerts, approval, events
 from shared.app.builder import build
 from shared.app.heartbeat import Heartbeat, LeaseLost
 from shared.core.columns import FileType, layout_for
@@ -30,6 +31,7 @@ from shared.core.money import Decimal, exact_sum, to_decimal
 from shared.core.models import SETTLED_STATUSES, UNBILLED_PREFIX, CsvFormat, FileRecord, FileStatus, Unmapped, View
 from shared.core.names import NamesCollector
 from shared.core.reach import ReachCollector
+from shared.core.usage import UsageCollector
 from shared.core.reconcile import FilePlan
 from shared.core.reconcile import Tally
 from shared.core.views import columns_for
@@ -76,6 +78,7 @@ class Worker:
                      record.version, record.status, extra=extra)
             if record.version == msg.version:
                 self.ctx.files.record_version(record)  # idempotent: repairs a history row lost in a crash
+                events.file_settled(self.ctx, record)  # a crash may have come between settling and announcing it
             return
         now = utcnow()
         if self._leased_elsewhere(record, body, now):
@@ -116,6 +119,7 @@ class Worker:
             raise
         log.info("file available: %d rows, cost %s", record.row_count or 0,
                  record.totals.cost if record.totals else None, extra=extra)
+        events.file_settled(self.ctx, record)
 
     # ---- the work ---------------------------------------------------------------------------------------------
     def _generate(self, record: FileRecord, heartbeat: Heartbeat) -> None:
@@ -144,9 +148,10 @@ class Worker:
         validator = Validator(layout, invoice_id=record.invoice_id, cap=ctx.settings.validation_max_findings) \
             if partner else None
         reach = ReachCollector(layout) if partner else None  # partner views see every reseller's lines
+        usage = UsageCollector(layout) if partner and layout.file_type == FileType.DAILY else None  # alerts
         plan = FilePlan(layout, ctx.rules.list(tenant.tenant_id), ctx.identifiers.mappings(tenant.tenant_id),
                         record.view, record.reseller_id, record.customer_id, validator=validator, reach=reach,
-                        names=NamesCollector(layout) if partner else None)
+                        names=NamesCollector(layout) if partner else None, usage=usage)
         record.billing_period_start = _billing_start(invoice)
         writer = writer_for(record.format, sink, csv_format, layout.date_columns,
                             columns_for(layout, record.view))
@@ -187,6 +192,9 @@ class Worker:
         heartbeat.check()
         etag = heartbeat.stop()
         self._record_result(record, result.totals, invoice, report, ctx.settings.validation_blocks)
+        approval.auto_approve(tenant, record)
+        if usage is not None:
+            alerts.check(ctx, record, usage)  # before the file is settled: a failure retries, nothing is lost
         record.data_version = source.data_version
         record.blob_name = blob_name
         record.file_name = file_name_for(record, writer.extension)
@@ -262,6 +270,8 @@ class Worker:
             self.ctx.files.record_version(record)
         except Conflict:
             log.warning("file %s changed meanwhile; not marking it failed", record.id)
+        else:
+            events.file_settled(self.ctx, record)
         log.warning("file failed: %s", reason, extra={"tenant": record.tenant_id, "file": record.id,
                                                        "invoice": record.invoice_id})
 

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from datetime import date
 
 from shared.adapters.repositories import InvoiceRepository, utcnow
-from shared.app import tenants
+from shared.app import events, tenants
 from shared.app.context import AppContext
 from shared.core import availability
 from shared.core.columns import FileType
@@ -26,13 +26,17 @@ def known_files(files: Iterable[FileRecord]) -> list[availability.KnownFile]:
 
 
 def log_late(ctx: AppContext, tenant_id: str, anniversary_day: int | None, today: date, months: int,
-             states: Iterable[InvoiceState], files: Iterable[FileRecord]) -> list[str]:
-    """One warning line per file type whose data Microsoft has not published by its expected date."""
+             states: Iterable[InvoiceState], files: Iterable[FileRecord], notify: bool = False) -> list[str]:
+    """One warning line per file type whose data Microsoft has not published by its expected date; with `notify`
+    (the poller) also invoice.late, once per type and period."""
     entries = availability.build(today, months, anniversary_day, known_invoices(states), known_files(files))
     late: dict[FileType, list[availability.Period]] = {}
     for entry in entries:
         if entry.late:
             late.setdefault(entry.period.file_type, []).append(entry.period)
+            if notify:
+                p = entry.period
+                events.invoice_late(ctx, tenant_id, p.file_type.value, p.start, p.end, p.expected)
     for file_type, periods in late.items():
         text = ", ".join(f"{p.start}..{p.end} (expected {p.expected})" for p in periods)
         log.warning("late: Microsoft has not published %s data for %s", file_type.value, text,

@@ -2,7 +2,8 @@
 
 A version's age counts from when it was superseded (the next version's creation), not from when it was made:
 a year-old version replaced yesterday stays downloadable for the whole retention period. The current version of
-a file is never deleted, nor the newest Available version while a newer one is not Available itself (Queued,
+a file is never deleted, nor its approved version (what resellers and customers see), nor the newest
+Available version while a newer one is not Available itself (Queued,
 Processing, Failed, or held as NeedsReview), nor anything of a file whose current record cannot be read. A
 version's blobs (its folder: every attempt's file and whatever was stored beside it) go first, then its record; a
 crash in between leaves a record whose blobs are gone, and the next run deletes it.
@@ -57,7 +58,7 @@ def expired_versions(versions: Iterable[FileRecord], current: FileRecord, cutoff
     for v in versions:
         if v.version >= current.version or (v.blob_name and v.blob_name == current.blob_name):
             continue
-        if v.version == newest_available:  # the last good file while the newer one is not (yet) Available
+        if v.version in (newest_available, current.approved_version):  # the last good file; what others see
             continue
         replaced = superseded_at(v, everything)
         if replaced is not None and replaced < cutoff:

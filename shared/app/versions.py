@@ -6,7 +6,7 @@ history, the current one in the file record (which wins where both name the same
 
 from __future__ import annotations
 
-from shared.app import file_requests, tenants
+from shared.app import approval, file_requests, tenants
 from shared.app.context import AppContext
 from shared.core.models import (DOWNLOADABLE_STATUSES, SETTLED_STATUSES, BulkRegenerateIn, FileRecord, View, plain_error,
                                 plain_reason)
@@ -15,12 +15,18 @@ from shared.core.problems import Problem
 BULK_REASON = "bulk regeneration"
 
 
-def list_versions(ctx: AppContext, record: FileRecord, viewer: View | str = View.PARTNER) -> list[dict]:
+def list_versions(ctx: AppContext, record: FileRecord, viewer: View | str = View.PARTNER,
+                  approved_only: bool = False) -> list[dict]:
     """Every version still kept (finished ones from FileVersions, plus the current one), with why it was made; for a
-    reseller or customer without Microsoft's or Entra's own words (`plain_error`)."""
-    versions = {v.version: v for v in ctx.files.list_versions(record.tenant_id, record.id)}
-    versions[record.version] = record
-    items = [version_json(v, current=v.version == record.version) for _, v in sorted(versions.items())]
+    reseller or customer (`approved_only`) the versions approved at some point, without Microsoft's or Entra's own
+    words (`plain_error`)."""
+    if approved_only:
+        items = [version_json(v, current=v.version == record.approved_version)
+                 for v in approval.approved_versions(ctx, record)]
+    else:
+        versions = {v.version: v for v in ctx.files.list_versions(record.tenant_id, record.id)}
+        versions[record.version] = record
+        items = [version_json(v, current=v.version == record.version) for _, v in sorted(versions.items())]
     if View(viewer) != View.PARTNER:
         items = [{**v, "error": plain_error(v["error"], None), "reason": plain_reason(v["reason"])} for v in items]
     return items
@@ -32,7 +38,9 @@ def version_json(v: FileRecord, current: bool) -> dict:
             "completedAt": v.completed_at.isoformat() if v.completed_at else None,
             "rowCount": v.row_count, "source": v.source.value if v.source else None, "dataVersion": v.data_version,
             "error": v.error, "fileName": v.file_name,
-            "downloadable": v.status in DOWNLOADABLE_STATUSES and bool(v.blob_name)}
+            "downloadable": v.status in DOWNLOADABLE_STATUSES and bool(v.blob_name),
+            **({"approved": True, "approvedBy": v.approved_by, "approvedAt": v.approved_at.isoformat()}
+               if v.approved_version == v.version and v.approved_at else {"approved": False})}
 
 
 def regenerate_many(ctx: AppContext, tenant_id: str, selection: BulkRegenerateIn) -> list[FileRecord]:

@@ -72,6 +72,8 @@ class Action(StrEnum):
     INVOICES_READ = "invoices.read"  # Microsoft's invoices and totals: the partner's cost
     AUDIT_READ = "audit.read"
     SELF_READ = "self.read"  # `/me`: the caller's own roles and scopes, answered from its own standing
+    FILES_APPROVE = "files.approve"  # approve a file version for resellers and customers: partner admins only
+    WEBHOOKS_MANAGE = "webhooks.manage"  # scope: kind "webhook" (+ resellerId for a reseller's own endpoint)
 
 
 # What a partner reader may do. Not the audit log: who downloaded what is for partner admins.
@@ -220,6 +222,8 @@ def _reseller(action: Action, scope: Scope, reach: _Reach) -> bool:
         return _configures(action == Action.RULES_WRITE, scope.level, scope, reach)
     if action in (Action.IDENTIFIERS_READ, Action.IDENTIFIERS_WRITE):
         return _configures(action == Action.IDENTIFIERS_WRITE, scope.kind, scope, reach)
+    if action == Action.WEBHOOKS_MANAGE:  # its own endpoints, which receive only events about its own views
+        return scope.kind == "webhook" and scope.reseller_id in reach.resellers
     return False
 
 
@@ -299,6 +303,16 @@ class Access:
         """A reseller principal without partner roles: the one caller whose answers depend on its reach."""
         return (self.principal is not None and self.principal.role == Role.RESELLER
                 and not (self.roles & {Role.PARTNER_ADMIN, Role.PARTNER_READER}))
+
+    @property
+    def sees_unapproved(self) -> bool:
+        """Partners see every version; resellers and customers only approved ones."""
+        return bool(self.roles & {Role.PARTNER_ADMIN, Role.PARTNER_READER})
+
+    @property
+    def own_reseller_ids(self) -> list[str]:
+        """The MPN ids of a caller acting as a reseller (an endpoint it registers is scoped to them)."""
+        return sorted(self.principal.reseller_ids) if self.acts_as_reseller else []  # type: ignore[union-attr]
 
     def _resolved(self, action: Action) -> Reach:
         if not self.acts_as_reseller or action not in REACH_ACTIONS:

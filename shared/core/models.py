@@ -65,6 +65,8 @@ class FileStatus(StrEnum):
     AVAILABLE = "Available"
     FAILED = "Failed"
     NEEDS_REVIEW = "NeedsReview"  # made, with error findings, while VALIDATION_BLOCKS is on; still downloadable
+    # Never stored: what a reseller or customer is shown of a file with no approved version (shared/app/approval.py).
+    AWAITING_APPROVAL = "AwaitingApproval"
 
 
 SETTLED_STATUSES = (FileStatus.AVAILABLE, FileStatus.FAILED, FileStatus.NEEDS_REVIEW)
@@ -115,6 +117,9 @@ class TenantIn(ApiModel):
     )
     billing_anniversary_day: int | None = Field(default=None, ge=1, le=31)
     csv_format: CsvFormat | None = None
+    auto_approve: bool = Field(default=False, description=(
+        "Approve each new file version without error findings as soon as it is made (resellers and customers see "
+        "approved versions only)."))
 
 
 class Tenant(ApiModel):
@@ -124,6 +129,7 @@ class Tenant(ApiModel):
     client_secret_setting: str
     billing_anniversary_day: int | None = None
     csv_format: CsvFormat | None = None
+    auto_approve: bool = False
     created_at: datetime
     updated_at: datetime
 
@@ -246,6 +252,11 @@ class FileRecord(ApiModel):
     billing_period_start: date | None = None  # the invoice's billing period (month-over-month validation)
     # Validation findings of a partner-view file: {error, warning, info, byRule: {rule: {severity: n}}, kept}.
     findings: JsonObject | None = None
+    # The version resellers and customers see (a partner admin approved it, or auto-approval did); a newer version
+    # waits for approval while this one stays what they see.
+    approved_version: int | None = None
+    approved_by: str | None = None
+    approved_at: datetime | None = None
 
     def public(self, viewer: "View | str" = "partner") -> dict:
         """The API view for a caller who may see `viewer`'s figures (`Access.viewer`): internal bookkeeping (blob
@@ -346,6 +357,7 @@ class InvoiceState(ApiModel):
     revisions: dict[str, str] = {}  # file id -> manifest eTag that triggered its regeneration
     retries: dict[str, int] = {}  # file id -> automatic retries after transient failures
     pending: dict[str, Claim] = {}  # file id -> regeneration decided, maybe not yet done
+    announced: bool | None = None  # invoice.detected published (None: recorded before events existed)
 
 
 class BulkRegenerateIn(ApiModel):

@@ -19,6 +19,7 @@ from shared.core.models import Totals, View
 from shared.core.money import ZERO, arrow_sum
 from shared.core.names import NamesCollector
 from shared.core.reach import ReachCollector
+from shared.core.usage import UsageCollector
 from shared.core.validation import Validator
 from shared.core.views import check_view, project, select_lines
 
@@ -72,6 +73,7 @@ class FilePlan:
     validator: Validator | None = None  # partner-view files only: checks Microsoft's lines in the same pass
     reach: ReachCollector | None = None  # partner-view files only: which reseller serves which customer
     names: NamesCollector | None = None  # partner-view files only: what the lines call customers, subscriptions
+    usage: UsageCollector | None = None  # partner-view daily usage only: each customer's price per day (alerts)
     engine: MarginEngine = field(init=False)
 
     def __post_init__(self) -> None:
@@ -82,11 +84,15 @@ class FilePlan:
         """A segment (re)starts: whatever a broken attempt of it taught the validator is forgotten."""
         if self.validator is not None:
             self.validator.begin_segment()
+        if self.usage is not None:
+            self.usage.begin_segment()
 
     def end_segment(self) -> None:
         """The segment is complete: its findings and per-key state count from now on (like its totals)."""
         if self.validator is not None:
             self.validator.end_segment()
+        if self.usage is not None:
+            self.usage.end_segment()
 
     def process(self, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, Tally]:
         if self.validator is not None:
@@ -97,6 +103,8 @@ class FilePlan:
             self.names.add(batch)
         undated_before = self.engine.undated_rows
         lines = select_lines(self.layout, self.engine.apply(batch), self.view, self.reseller_id, self.customer_id)
+        if self.usage is not None:
+            self.usage.add(lines)
         lay = self.layout
         totals = Tally(rows=lines.num_rows, undated_lines=self.engine.undated_rows - undated_before)
         if lines.num_rows:

@@ -197,14 +197,10 @@ def test_retention_deletes_superseded_versions_only(sim_env, ctx, sim) -> None:
 # ---- HTTP ----------------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def routes() -> dict[str, Any]:
-    # The same auth level as function_app.app: registering a Blueprint fixes its routes' level for every app.
-    from functions import automation_api, timers
-
-    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
-    app.register_functions(automation_api.bp)
-    app.register_functions(timers.bp)
-    return {f.get_function_name(): f for f in app.get_functions()}
+def routes(functions) -> dict[str, Any]:
+    """The app's own functions: a second FunctionApp over the same Blueprints would index them with its own
+    default auth level, which the shared Blueprint objects then keep (test_access_routes saw `function`)."""
+    return functions
 
 
 def call(routes: dict[str, Any], name: str, method: str, route: dict[str, str], body: Any = None,

@@ -236,6 +236,10 @@ def test_a_resellers_customer_view_of_a_shared_customer_holds_only_its_own_lines
     assert call(functions, "get_file", "GET", route={"tenantId": tenant, "fileId": whole_id},
                 token=token).status_code == 404
     listed = json.loads(call(functions, "list_files", "GET", route={"tenantId": tenant}, token=token).get_body())
+    assert listed["items"] == []  # resellers list approved versions only
+    assert call(functions, "approve_file_version", "POST",
+                route={"tenantId": tenant, "fileId": made["id"], "version": "1"}).status_code == 200
+    listed = json.loads(call(functions, "list_files", "GET", route={"tenantId": tenant}, token=token).get_body())
     assert [f["id"] for f in listed["items"]] == [made["id"]]
 
 

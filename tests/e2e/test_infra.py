@@ -36,6 +36,8 @@ LOCAL_ONLY_SETTINGS = {
     # Development sign-in: a loopback token issuer, and switching token checks off (refused in Azure).
     "AUTH_LOCAL_ISSUER",
     "AUTH_DISABLED",
+    # The key of the development secret store (webhook secrets in Azurite); Azure uses WEBHOOK_KEY_VAULT_URL.
+    "WEBHOOK_SECRETS_KEY",
 }
 
 # App settings whose names look secret but whose values are not: the App Insights connection string only
@@ -50,6 +52,7 @@ IDENTITY_ROLES = {
     "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": ("Storage Table Data Contributor", "Microsoft.Storage/storageAccounts"),
     "3913510d-42f4-4e42-8a64-420c390055eb": ("Monitoring Metrics Publisher", "Microsoft.Insights/components"),
     "4633458b-17de-408a-b874-0445c86b69e6": ("Key Vault Secrets User", "Microsoft.KeyVault/vaults"),
+    "b86a8fe4-44ce-4948-aee5-eccb2c155cd7": ("Key Vault Secrets Officer", "Microsoft.KeyVault/vaults"),
 }
 
 _TREE_SITTER = Parser(Language(tree_sitter_bicep.language()))
@@ -588,7 +591,7 @@ def test_storage_names_match_the_code_defaults(templates):
     defaults = Settings.model_construct()
     assert defaults.files_container in names["containerNames"]
     q = defaults.generation_queue
-    assert names["queueNames"] == [q, f"{q}-poison", f"{q}-exports", f"{q}-exports-poison"]
+    assert names["queueNames"] == [q, f"{q}-poison", f"{q}-exports", f"{q}-exports-poison", defaults.webhook_queue]
     assert names["tableNames"] == [defaults.table_prefix + name for name in TABLE_NAMES]
 
 

@@ -49,7 +49,12 @@ IDENTIFIER_TARGETS["reseller"] += ("otherReseller",)
 TARGET_IDS["otherReseller"] = ("reseller", R2)
 FILE_ROUTES = {"get_file", "download", "list_findings", "download_findings", "regenerate", "list_file_versions",
                "download_file_version", "request_export", "list_exports", "get_export", "download_export"}
-LIST_ROUTES = {"list_tenants", "list_files", "list_margin_rules", "list_identifiers", "list_names"}
+LIST_ROUTES = {"list_tenants", "list_files", "list_margin_rules", "list_identifiers", "list_names", "list_usage_alerts"}
+
+# Webhook endpoints: the partner's, and those R1's and R2's reseller principals registered (each request makes a
+# fresh one, so deleting one changes nothing for the next).
+WEBHOOK_TARGETS = ("partnerHook", "R1hook", "R2hook")
+WEBHOOK_ROUTES = {"put_webhook", "get_webhook", "delete_webhook", "list_webhook_deliveries"}
 
 # route -> the targets it is called with ("tenant": the tenant as a whole)
 ROUTES: dict[str, tuple[str, ...]] = {
@@ -64,6 +69,12 @@ ROUTES: dict[str, tuple[str, ...]] = {
        for verb in ("put", "get")},
     **{name: ("list",) for name in LIST_ROUTES},
     "get_me": ("self",),  # the caller's own standing: every signed-in caller, checked item by item below
+    **{name: WEBHOOK_TARGETS for name in ("put_webhook", "get_webhook", "delete_webhook", "list_webhook_deliveries")},
+    "list_webhooks": ("ownHooks",),
+    "approve_file_version": ("tenant",),  # partner admins only, whatever the file
+    # a customer's consumption budget: like its customer-level rules
+    **{name: ("customerLevel", "otherCustomer", "sharedCustomer") for name in ("put_budget", "get_budget",
+                                                                              "delete_budget")},
 }
 
 
@@ -82,6 +93,10 @@ def may(role: str, action: Action, target: str) -> bool:
     if role == "reader":  # reads everything but the audit log (partner admins only), changes nothing
         return action in (Action.TENANT_READ, Action.PRINCIPALS_READ, Action.RULES_READ, Action.IDENTIFIERS_READ,
                           Action.FILES_REQUEST, Action.FILES_READ, Action.CHARGES_READ, Action.INVOICES_READ)
+    if action == Action.FILES_APPROVE:
+        return False  # partner admins only
+    if action == Action.WEBHOOKS_MANAGE:  # a reseller manages the endpoints it registered, nobody else's
+        return role == "reseller" and target in ("R1hook", "ownHooks")
     if role == "reseller":  # R1's reseller view; R1's lines of its customers; its customers' configuration
         if action == Action.CHARGES_READ:
             return target == "R1"
@@ -111,6 +126,8 @@ def expected(role: str, name: str, target: str) -> str:
         return "forbidden" if may(role, Action.FILES_READ, target) else "hidden"
     if name in ("delete_margin_rule", "patch_margin_rule"):
         return "hidden"
+    if name in WEBHOOK_ROUTES and role == "reseller":  # another's endpoint does not exist for it
+        return "hidden"
     return "forbidden"
 
 
@@ -125,7 +142,7 @@ def outcome(resp) -> str:
         detail = json.loads(resp.get_body()).get("detail", "")
         if detail.startswith("Tenant "):
             return "no tenant"
-        if detail.startswith(("Reconciliation file ", "Margin rule ")):
+        if detail.startswith(("Reconciliation file ", "Margin rule ", "Webhook ")):
             return "hidden"
     return "allowed"
 
@@ -133,7 +150,7 @@ def outcome(resp) -> str:
 # ---- the world -------------------------------------------------------------------------------------------------
 
 @pytest.fixture
-def world(sim_env, ctx, sim) -> dict[str, Any]:
+def world(sim_env, webhook_env, ctx, sim) -> dict[str, Any]:
     tenant = sim.tenant_id
     tenants.put_tenant(ctx, tenant, TenantIn(display_name="Sim", client_id=sim.client_id,
                                              client_secret_setting=SECRET_SETTING))
@@ -147,7 +164,8 @@ def world(sim_env, ctx, sim) -> dict[str, Any]:
     for target, (view, reseller, customer) in views.items():
         record = FileRecord(id=str(uuid.uuid4()), tenant_id=tenant, invoice_type="onetime", invoice_id=invoice,
                             view=view, reseller_id=reseller, customer_id=customer, status=FileStatus.AVAILABLE,
-                            created_at=utcnow(), file_name=f"{target}.csv", blob_name=f"{tenant}/{target}.csv")
+                            created_at=utcnow(), file_name=f"{target}.csv", blob_name=f"{tenant}/{target}.csv",
+                            approved_version=1, approved_by=OIDS["reader"], approved_at=utcnow())
         ctx.files.create(record)
         files[target] = record.id
     tokens = {"admin": token_for(tenant), "outsider": token_for(OTHER_TENANT)}
@@ -175,10 +193,20 @@ def _line_body(target: str, invoice: str) -> dict[str, Any]:
 def request_for(world: dict[str, Any], name: str, target: str) -> dict[str, Any]:
     t, invoice = world["tenant"], world["invoice"]
     base = {"route": {"tenantId": t}}
-    if name in FILE_ROUTES:
-        route = {"tenantId": t, "fileId": world["files"][target], "version": "1",
+    if name in FILE_ROUTES or name == "approve_file_version":
+        route = {"tenantId": t, "fileId": world["files"].get(target, world["files"]["partner"]), "version": "1",
                  "exportId": "e0000000-0000-4000-8000-00000000000e"}
         return {"route": route, "body": {"kind": "billing"} if name == "request_export" else None}
+    if name in WEBHOOK_ROUTES:
+        from shared.app import webhooks
+        from shared.core.notifications import WebhookIn
+
+        hook_id = f"{target}-{uuid.uuid4().hex[:8]}"
+        owners = {"partnerHook": [], "R1hook": [R1], "R2hook": [R2]}[target]
+        webhooks.put_webhook(world["ctx"], t, hook_id, WebhookIn(url="https://example.com/hook",
+                                                                  events=["file.approved"]), "o", owners)
+        body = {"url": "https://example.com/hook2", "events": ["file.approved"]} if name == "put_webhook" else None
+        return {"route": {"tenantId": t, "webhookId": hook_id}, "body": body}
     if name == "request_file":
         return {**base, "body": {"invoiceType": "onetime", "invoiceId": invoice, **_line_body(target, invoice)}}
     if name == "get_charges":
@@ -208,6 +236,14 @@ def request_for(world: dict[str, Any], name: str, target: str) -> dict[str, Any]
             {"level": level, "targetId": target_id, "percent": "1", "effectiveFrom": "2001-01-01",
              "productId": uuid.uuid4().hex[:12]}))
         return {"route": {"tenantId": t, "ruleId": rule.id}}
+    if name.endswith("_budget"):
+        if name != "put_budget":
+            from shared.app import alerts
+            from shared.core.usage import BudgetIn
+
+            alerts.put_budget(world["ctx"], t, target_id, BudgetIn(monthly_budget="100"))
+        body = {"monthlyBudget": "250.50", "spikePercent": "50"} if name == "put_budget" else None
+        return {"route": {"tenantId": t, "customerId": target_id}, "body": body}
     if name.endswith("_identifier"):
         kind = name.split("_")[1]
         ident = target_id
@@ -220,13 +256,15 @@ def request_for(world: dict[str, Any], name: str, target: str) -> dict[str, Any]
     route = {"tenantId": t, "objectId": "0d000000-0000-4000-8000-00000000000d"}
     if name == "import_identifiers_csv":
         return {"route": route, "raw": b"kind,id,internalId,name,poNumber\nreseller,1234567,R-1,,\n"}
+    if name == "list_webhooks":
+        return base
     if name in ("list_tenants", "get_me"):
         return {"route": {}}
     return {"route": route, "body": bodies.get(name)}
 
 
 METHODS = {"put": "PUT", "create": "POST", "request": "POST", "regenerate": "POST", "import": "POST",
-           "delete": "DELETE", "patch": "PATCH", "preview": "POST"}
+           "delete": "DELETE", "patch": "PATCH", "preview": "POST", "approve": "POST"}
 
 
 def _method(name: str) -> str:

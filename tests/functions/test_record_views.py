@@ -47,7 +47,8 @@ def world(app_env, ctx) -> dict:
             invoice_difference=None if failed else Decimal(0),
             unmapped=Unmapped(customer_lines=1, first_customer_id=C1), error=RAW if failed else None,
             transient=False if failed else None, reason=f"automatic retry 1 of 5 after: {RAW}" if failed else "requested",
-            findings={"error": 0, "warning": 1} if not failed else None))
+            findings={"error": 0, "warning": 1} if not failed else None,
+            approved_version=1, approved_by=OIDS["reseller"], approved_at=utcnow()))  # shown to them (approval)
     tokens = {role: token_for(TENANT, role=None, object_id=oid) for role, oid in OIDS.items()}
     tokens["admin"] = token_for(TENANT)
     return tokens

@@ -55,8 +55,9 @@ export interface FileRecord {
   status: string; version: number; reason: string; createdAt: string; completedAt?: string | null; rowCount?: number | null;
   progressRows?: number | null; totals?: Totals | null; currency?: string | null; error?: string | null; transient?: boolean | null;
   fileName?: string | null; billingPeriodStart?: string | null;
+  approvedVersion?: number | null; approvedBy?: string | null; approvedAt?: string | null;
 }
-export interface Version { version: number; reason: string; status: string; createdAt?: string; completedAt?: string; rowCount?: number; current?: boolean; dataVersion?: string | null }
+export interface Version { version: number; reason: string; status: string; createdAt?: string; completedAt?: string; rowCount?: number; current?: boolean; dataVersion?: string | null; approved?: boolean; approvedBy?: string | null; approvedAt?: string | null }
 export interface Rule { id: string; level: string; targetId: string; percent: string; effectiveFrom: string; effectiveTo?: string | null; productId?: string | null }
 export interface Identifier { kind: string; id: string; internalId?: string | null; name?: string | null; poNumber?: string | null }
 export interface CalendarEntry { fileType: string; periodStart: string; periodEnd: string; expectedDate: string; invoiceAppeared: boolean; invoiceIds: string[]; filesExist: boolean; late: boolean; files: { id: string; invoiceId: string; status: string; version: number }[] }

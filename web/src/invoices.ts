@@ -1,14 +1,17 @@
 // The Invoices page: per file type (tabs), Microsoft's invoices (partners) or the invoices the caller has files
 // of (resellers, customers), each with its files: Generate per view, live status (Queued → Processing with rows
 // so far → Available / Failed with the reason), Download, Regenerate, versions and a preview of the lines.
+// Approval: partners see whether a version is approved and partner admins approve it; resellers and customers
+// see approved versions only (a file nobody approved yet shows as awaiting approval, with nothing to download).
 
 import { call, problemText, type FileRecord, type Invoice, type Version } from "./api";
-import { csvFormat, isPartner, isReseller, state, tenantPath, typesFor } from "./state";
+import { csvFormat, isAdmin, isPartner, isReseller, state, tenantPath, typesFor } from "./state";
 import { announce, day, field, h, money, select, table } from "./ui";
 
 const SETTLED = new Set(["Available", "NeedsReview", "Failed"]);
 const DOWNLOADABLE = new Set(["Available", "NeedsReview"]);
 const REGENERABLE = new Set(["Available", "NeedsReview", "Failed"]);
+const AWAITING = "AwaitingApproval";  // a reseller's or customer's file with no approved version yet
 let currentType = "onetime";
 let invoices: Invoice[] = [];
 let files: FileRecord[] = [];
@@ -154,7 +157,24 @@ function statusText(f: FileRecord): string {
   if (f.status === "Processing") return `Processing: ${(f.progressRows ?? 0).toLocaleString("en-US")} rows so far`;
   if (f.status === "Failed") return `Failed: ${f.error || f.reason}`;
   if (f.status === "Available" || f.status === "NeedsReview") return `${f.status}: ${(f.rowCount ?? 0).toLocaleString("en-US")} rows`;
+  if (f.status === AWAITING) return "Awaiting the partner's approval";
   return f.status;
+}
+
+function approvalText(f: FileRecord): string {
+  if (!isPartner() || !DOWNLOADABLE.has(f.status)) return "";
+  if (f.approvedVersion === f.version) return `Approved by ${f.approvedBy === "automatic" ? "auto-approval" : f.approvedBy} on ${day(f.approvedAt || undefined)}`;
+  if (f.approvedVersion) return `Version ${f.approvedVersion} approved; version ${f.version} awaits approval`;
+  return "Awaits approval: resellers and customers do not see it yet";
+}
+
+async function approve(f: FileRecord, details: HTMLElement): Promise<void> {
+  try {
+    const record = await call<FileRecord>("POST", `${tenantPath()}/reconciliation-files/${f.id}/versions/${f.version}:approve`);
+    upsert(record);
+    replaceRow(record);
+    announce(`Version ${record.version} approved`);
+  } catch (err) { details.replaceChildren(h("p", { class: "error", role: "alert" }, problemText(err))); }
 }
 
 function fileRow(f: FileRecord): HTMLElement {
@@ -167,12 +187,16 @@ function fileRow(f: FileRecord): HTMLElement {
   const actions = h("div", { class: "actions" });
   const label = `${viewLabel(f)} file of invoice ${f.invoiceId}`;
   if (DOWNLOADABLE.has(f.status)) actions.append(h("button", { type: "button", "aria-label": `Download ${label}`, onclick: () => download(f, null, details) }, "Download"));
+  if (isAdmin() && DOWNLOADABLE.has(f.status) && f.approvedVersion !== f.version) actions.append(h("button", { type: "button", "aria-label": `Approve version ${f.version} of ${label}`, onclick: () => approve(f, details) }, "Approve"));
   if (REGENERABLE.has(f.status)) actions.append(h("button", { type: "button", class: "secondary", "aria-label": `Regenerate ${label}`, onclick: () => regenerate(f, details) }, "Regenerate"));
-  actions.append(h("button", { type: "button", class: "secondary", "aria-label": `Versions of ${label}`, onclick: () => versions(f, details) }, "Versions"));
-  actions.append(h("button", { type: "button", class: "secondary", "aria-label": `Lines of ${label}`, onclick: () => lines(f, details) }, "Lines"));
+  if (f.status !== AWAITING) {
+    actions.append(h("button", { type: "button", class: "secondary", "aria-label": `Versions of ${label}`, onclick: () => versions(f, details) }, "Versions"));
+    actions.append(h("button", { type: "button", class: "secondary", "aria-label": `Lines of ${label}`, onclick: () => lines(f, details) }, "Lines"));
+  }
   return h("article", { class: `file status-${f.status.toLowerCase()}`, id: `file-${f.id}`, "aria-label": label },
     h("div", { class: "file-head" }, h("strong", {}, viewLabel(f)), h("span", { class: "status", "data-status": f.status }, statusText(f)),
-      h("span", { class: "muted" }, `version ${f.version} · ${f.reason}`)),
+      ...(f.status === AWAITING ? [] : [h("span", { class: "muted" }, `version ${f.version} · ${f.reason}`)])),
+    approvalText(f) ? h("p", { class: "approval", "data-approved": String(f.approvedVersion === f.version) }, approvalText(f)) : null,
     totals, actions, details);
 }
 
@@ -195,6 +219,7 @@ function watch(id: string): void {
       if (!before || before.status !== f.status || before.progressRows !== f.progressRows) replaceRow(f);
       if (before?.status !== f.status) announce(`Invoice ${f.invoiceId}, ${viewLabel(f)}: ${f.status}`);
       if (SETTLED.has(f.status)) { polling.delete(id); return; }
+      if (f.status === AWAITING) { polling.set(id, window.setTimeout(tick, 15000)); return; }  // approval takes a person
     } catch { /* a transient network error: try again */ }
     polling.set(id, window.setTimeout(tick, 1000));
   };
@@ -226,8 +251,8 @@ async function regenerate(f: FileRecord, details: HTMLElement): Promise<void> {
 async function versions(f: FileRecord, details: HTMLElement): Promise<void> {
   try {
     const { items } = await call<{ items: (Version & { downloadable?: boolean })[] }>("GET", `${tenantPath()}/reconciliation-files/${f.id}/versions`);
-    details.replaceChildren(table(`Versions of the ${viewLabel(f)} file`, ["Version", "Why it was made", "Status", "Made", "Rows", ""],
-      items.map((v) => [String(v.version) + (v.current ? " (current)" : ""), v.reason, v.status, day(v.completedAt || v.createdAt),
+    details.replaceChildren(table(`Versions of the ${viewLabel(f)} file`, ["Version", "Why it was made", "Status", "Approved", "Made", "Rows", ""],
+      items.map((v) => [String(v.version) + (v.current ? " (current)" : ""), v.reason, v.status, v.approved ? `yes, ${day(v.approvedAt || undefined)}` : "no", day(v.completedAt || v.createdAt),
         v.rowCount != null ? v.rowCount.toLocaleString("en-US") : "—",
         v.downloadable ? h("button", { type: "button", class: "link", "aria-label": `Download version ${v.version}`, onclick: () => download(f, v.version, details) }, "Download") : ""])));
   } catch (err) { details.replaceChildren(h("p", { class: "error", role: "alert" }, problemText(err))); }

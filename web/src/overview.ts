@@ -1,6 +1,6 @@
 // Overview (partners and resellers): per month, cost vs reseller vs customer totals, and the top customers by
 // margin — drawn in inline SVG from the file records' totals the API returns to this caller (a reseller's
-// records carry no cost, so it has no cost bars).
+// records carry no cost, so it has no cost bars) — and the consumption alerts raised (budgets and spikes).
 
 import { call, problemText, type FileRecord } from "./api";
 import { isPartner, tenantPath } from "./state";
@@ -40,7 +40,19 @@ export async function overviewPage(main: HTMLElement): Promise<void> {
   main.append(h("h2", {}, "Top customers by margin"));
   main.append(top.length ? table("Customer total minus reseller total, summed over customer-view files", ["Customer", "Margin"],
     top.map(([c, m]) => [c, money(m)])) : h("p", { class: "empty" }, "No customer-view files yet."));
+
+  main.append(h("h2", {}, "Consumption alerts"));
+  try {
+    const { items } = await call<{ items: UsageAlert[] }>("GET", `${tenantPath()}/alerts`);
+    main.append(items.length ? table("Budgets exceeded and usage spikes, newest first", ["Customer", "Alert", "Month or day", "Usage", "Budget or average"],
+      items.map((a) => a.kind === "budgetExceeded"
+        ? [a.customerId, "Budget exceeded", a.key, money(a.data.spent, a.data.currency), money(a.data.budget, a.data.currency)]
+        : [a.customerId, `Spike (over ${a.data.spikePercent} %)`, a.key, money(a.data.amount, a.data.currency), money(a.data.trailingAverage, a.data.currency)]))
+      : h("p", { class: "empty" }, "No consumption alerts. Set a customer's monthly budget to be told when its Azure usage goes over it."));
+  } catch (err) { main.append(h("p", { class: "error", role: "alert" }, problemText(err))); }
 }
+
+interface UsageAlert { id: string; kind: string; customerId: string; key: string; raisedAt: string; data: Record<string, string | undefined> }
 
 function chart(rows: [string, Sums][]): HTMLElement {
   const series = SERIES.filter(([key]) => key !== "cost" || rows.some(([, s]) => s.hasCost));

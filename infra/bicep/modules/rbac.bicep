@@ -1,7 +1,8 @@
 // Role assignments. The app's managed identity gets data-plane roles only: blob, queue and table data on
 // the storage account (host storage, generated files, user-delegation SAS, queue, status tables), Monitoring
-// Metrics Publisher on Application Insights (Entra-authenticated telemetry) and Key Vault Secrets User on
-// the vault (Key Vault references). The deploying user, when given, gets the storage data roles (to look
+// Metrics Publisher on Application Insights (Entra-authenticated telemetry), Key Vault Secrets User on
+// the vault (Key Vault references) and Key Vault Secrets Officer on the webhook vault only (it creates and deletes
+// the webhook signing secrets). The deploying user, when given, gets the storage data roles (to look
 // at files, queues and tables, or run the app against the account) and Key Vault Secrets Officer (to add
 // Partner Center client secrets, and so that azd can read the signing key back on the next provision).
 // Assignment names are guid(scope, principal, role): stable, so re-provisioning is idempotent.
@@ -9,6 +10,8 @@
 param storageAccountName string
 param applicationInsightsName string
 param keyVaultName string
+@description('The vault of the webhook signing secrets, where the app writes them.')
+param webhookVaultName string
 param identityPrincipalId string
 
 @description('Object id of the deploying user or service principal; empty to skip its assignments.')
@@ -65,6 +68,20 @@ resource identitySecretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01
   scope: vault
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsUser)
+    principalId: identityPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource webhookVault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
+  name: webhookVaultName
+}
+
+resource identityWebhookSecretsOfficer 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(webhookVault.id, identityPrincipalId, roles.keyVaultSecretsOfficer)
+  scope: webhookVault
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsOfficer)
     principalId: identityPrincipalId
     principalType: 'ServicePrincipal'
   }
