@@ -14,7 +14,9 @@ of the tenant (`<prefix>Budget`, PartitionKey = tenant id, RowKey `slot-00`, `sl
   the cool-down before its next call and waits it out.
 - **Release** = one conditional write clearing `Holder` (re-read once if a cool-down changed the row meanwhile).
 - **Waiting** for a slot is bounded (`PC_SLOT_WAIT_SECONDS`, then a transient error) and backs off exponentially
-  with full jitter; a cool-down is slept through in one go.
+  with full jitter; a cool-down is slept through in one go. A waiter reserves the busy slot that frees soonest
+  (`Waiter`, for two seconds, renewed while it waits): nobody else claims it once free, so an instance that
+  releases and claims again at once cannot starve the others.
 
 Times are the instances' own clocks (UTC seconds since the epoch): Azure keeps them NTP-synchronised; a skew of a
 second shortens or lengthens a crashed holder's lease by as much.
@@ -45,6 +47,9 @@ log = logging.getLogger(__name__)
 TABLE = "Budget"
 BACKOFF_FIRST_SECONDS = 0.05
 BACKOFF_CAP_SECONDS = 2.0
+RESERVATION_SECONDS = 2.0  # a waiter's claim on the next free slot; renewed while it waits, so a gone waiter
+# blocks a free slot for at most this long
+RESERVED_CAP_SECONDS = 0.25  # a caller with a reservation looks often: its slot stays idle until it comes
 
 
 class SlotUnavailable(Exception):
@@ -58,9 +63,19 @@ class _Row:
     holder: str = ""
     expires_at: float = 0.0
     cool_down_until: float = 0.0
+    waiter: str = ""
+    waiter_until: float = 0.0
 
     def free(self, now: float) -> bool:
         return not self.holder or self.expires_at <= now
+
+    def reserved_for_another(self, me: str, now: float) -> bool:
+        return bool(self.waiter) and self.waiter != me and self.waiter_until > now
+
+    @classmethod
+    def of(cls, e: dict) -> "_Row":
+        return cls(e["RowKey"], e.metadata["etag"], e.get("Holder") or "", float(e.get("ExpiresAt") or 0.0),  # type: ignore[attr-defined]
+                   float(e.get("CoolDownUntil") or 0.0), e.get("Waiter") or "", float(e.get("WaiterUntil") or 0.0))
 
 
 @dataclass
@@ -97,23 +112,29 @@ class Budget:
     # --- claiming -------------------------------------------------------------------------------------------------
 
     def acquire(self, tenant: str) -> Slot:
-        """A slot of the tenant's budget, once any cool-down has passed. Raises SlotUnavailable after the wait."""
+        """A slot of the tenant's budget, once any cool-down has passed. Raises SlotUnavailable after the wait.
+
+        A caller that finds every slot busy reserves the next one to come free (`Waiter`, one write), so an
+        instance that releases and claims again at once cannot starve the others."""
+        me = f"{self.instance}:{uuid.uuid4().hex[:12]}"
         deadline = time.monotonic() + self.wait_seconds
         attempt = 0
         fresh = False
+        reserved = False
         while True:
             rows = None if fresh else self._cached(tenant)
             if rows is None:
                 rows, fresh = self._read(tenant), True
             now = self.clock()
             cool = max((r.cool_down_until for r in rows.values()), default=0.0)
-            free = [r for r in rows.values() if r.free(now)]
             if cool > now:
                 self._sleep(cool - now + random.uniform(0, BACKOFF_FIRST_SECONDS), deadline, tenant)
                 fresh = False
                 continue
+            free = [r for r in rows.values() if r.free(now) and not r.reserved_for_another(me, now)]
             if free:
-                slot = self._claim(tenant, random.choice(free), now)
+                mine = [r for r in free if r.waiter == me]
+                slot = self._claim(tenant, (mine or free)[0] if mine else random.choice(free), now, me)
                 if slot is not None:
                     return slot
                 fresh = False  # somebody changed the row: read again
@@ -124,9 +145,26 @@ class Budget:
             if not fresh:
                 fresh = True  # the cache may be stale: read before waiting
                 continue
-            self._sleep(self._backoff(attempt), deadline, tenant)
+            if not any(r.waiter == me and r.waiter_until > now for r in rows.values()):
+                reserved = self._reserve(tenant, rows, me, now)
+            self._sleep(self._backoff(attempt, RESERVED_CAP_SECONDS if reserved else BACKOFF_CAP_SECONDS),
+                        deadline, tenant)
             attempt += 1
             fresh = False
+
+    def _reserve(self, tenant: str, rows: dict[str, _Row], me: str, now: float) -> bool:
+        """Mark the busy slot that frees soonest (and is not reserved) as the next one for this caller."""
+        open_rows = [r for r in rows.values() if not r.reserved_for_another(me, now)]
+        if not open_rows:
+            return False
+        row = min(open_rows, key=lambda r: r.expires_at)
+        try:
+            self.table.update_entity(
+                {"PartitionKey": tenant, "RowKey": row.key, "Waiter": me, "WaiterUntil": now + RESERVATION_SECONDS},
+                mode=UpdateMode.MERGE, etag=row.etag, match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return False
+        return True
 
     def release(self, slot: Slot) -> None:
         """Give the slot back (idempotent). A lost lease (expired and taken) is left alone."""
@@ -153,7 +191,8 @@ class Budget:
                 except ResourceModifiedError:
                     stale = True
                     continue
-                self._remember(tenant, _Row(row.key, meta["etag"], row.holder, row.expires_at, until))
+                self._remember(tenant, _Row(row.key, meta["etag"], row.holder, row.expires_at, until, row.waiter,
+                                            row.waiter_until))
             if not stale:
                 break
         log.warning("Microsoft throttled tenant %s: every instance waits %.1fs", tenant, seconds)
@@ -174,8 +213,7 @@ class Budget:
         rows: dict[str, _Row] = {}
         for e in self._query(tenant):
             if e["RowKey"] in self._keys():
-                rows[e["RowKey"]] = _Row(e["RowKey"], e.metadata["etag"], e.get("Holder") or "",
-                                         float(e.get("ExpiresAt") or 0.0), float(e.get("CoolDownUntil") or 0.0))
+                rows[e["RowKey"]] = _Row.of(e)
         for key in self._keys():
             if key not in rows:
                 try:
@@ -183,9 +221,7 @@ class Budget:
                                                      "ExpiresAt": 0.0, "CoolDownUntil": 0.0})
                     rows[key] = _Row(key, meta["etag"])
                 except ResourceExistsError:
-                    e = self.table.get_entity(tenant, key)
-                    rows[key] = _Row(key, e.metadata["etag"], e.get("Holder") or "",
-                                     float(e.get("ExpiresAt") or 0.0), float(e.get("CoolDownUntil") or 0.0))
+                    rows[key] = _Row.of(self.table.get_entity(tenant, key))
         with self._lock:
             self._rows[tenant] = dict(rows)
         return rows
@@ -206,12 +242,12 @@ class Budget:
     def _keys(self) -> list[str]:
         return [f"slot-{i:02d}" for i in range(self.limit)]
 
-    def _claim(self, tenant: str, row: _Row, now: float) -> Slot | None:
-        holder = f"{self.instance}:{uuid.uuid4().hex[:12]}"
+    def _claim(self, tenant: str, row: _Row, now: float, holder: str) -> Slot | None:
         expires = now + self.lease_seconds
         try:
             meta = self.table.update_entity(
-                {"PartitionKey": tenant, "RowKey": row.key, "Holder": holder, "ExpiresAt": expires},
+                {"PartitionKey": tenant, "RowKey": row.key, "Holder": holder, "ExpiresAt": expires, "Waiter": "",
+                 "WaiterUntil": 0.0},
                 mode=UpdateMode.MERGE, etag=row.etag, match_condition=MatchConditions.IfNotModified)
         except (ResourceModifiedError, ResourceNotFoundError):
             with self._lock:
@@ -223,26 +259,26 @@ class Budget:
         return slot
 
     def _write_lease(self, slot: Slot, *, holder: str, expires_at: float) -> bool:
-        """Set the lease fields of the slot's row if it is still ours (re-reading once after a cool-down's write).
-        Returns False when the lease was lost. The caller holds slot.lock."""
-        for _ in range(3):
+        """Set the lease fields of the slot's row if it is still ours (re-reading after a cool-down's or a waiter's
+        write). Returns False when the lease was lost. The caller holds slot.lock."""
+        with self._lock:
+            seen = self._rows.get(slot.tenant, {}).get(slot.key) or _Row(slot.key, slot.etag)
+        for _ in range(5):
             try:
                 meta = self.table.update_entity(
                     {"PartitionKey": slot.tenant, "RowKey": slot.key, "Holder": holder, "ExpiresAt": expires_at},
                     mode=UpdateMode.MERGE, etag=slot.etag, match_condition=MatchConditions.IfNotModified)
             except ResourceModifiedError:
-                e = self.table.get_entity(slot.tenant, slot.key)
-                if (e.get("Holder") or "") != slot.holder:
+                seen = _Row.of(self.table.get_entity(slot.tenant, slot.key))
+                if seen.holder != slot.holder:
                     log.warning("lease %s/%s expired and was taken by another holder", slot.tenant, slot.key)
+                    self._remember(slot.tenant, seen)
                     return False
-                slot.etag = e.metadata["etag"]
+                slot.etag = seen.etag
                 continue
             slot.etag = meta["etag"]
-            cool = 0.0
-            with self._lock:
-                seen = self._rows.get(slot.tenant, {}).get(slot.key)
-                cool = seen.cool_down_until if seen else 0.0
-            self._remember(slot.tenant, _Row(slot.key, meta["etag"], holder, expires_at, cool))
+            self._remember(slot.tenant, _Row(slot.key, meta["etag"], holder, expires_at, seen.cool_down_until,
+                                             seen.waiter, seen.waiter_until))
             return True
         return False
 
@@ -283,8 +319,8 @@ class Budget:
     # --- waiting --------------------------------------------------------------------------------------------------
 
     @staticmethod
-    def _backoff(attempt: int) -> float:
-        return random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_FIRST_SECONDS * (2 ** attempt)))
+    def _backoff(attempt: int, cap: float = BACKOFF_CAP_SECONDS) -> float:
+        return random.uniform(0, min(cap, BACKOFF_FIRST_SECONDS * (2 ** attempt)))
 
     def _sleep(self, seconds: float, deadline: float, tenant: str) -> None:
         if time.monotonic() + seconds > deadline:
