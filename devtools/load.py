@@ -26,6 +26,7 @@ from typing import Any, Callable
 import requests
 
 ENDPOINTS = ("list files", "read record", "page charges")
+REQUEST_TIMEOUT_SECONDS = 230  # Azure's front end ends an HTTP trigger's request after 230 s: slower is a failure
 
 
 @dataclass
@@ -116,7 +117,7 @@ def _run_users(api: str, tenant: str, headers: dict[str, str], file_ids: list[st
                 params = {"type": "onetime", "pageSize": "25", **({"continuationToken": token} if token else {})}
             start = time.perf_counter()
             try:
-                resp = session.get(url, params=params, timeout=120)
+                resp = session.get(url, params=params, timeout=REQUEST_TIMEOUT_SECONDS)
             except requests.RequestException as exc:
                 with result.lock:
                     result.errors.append(f"{endpoint}: {type(exc).__name__}")
