@@ -171,3 +171,36 @@ def test_waiting_is_bounded(ctx) -> None:
     with pytest.raises(SlotUnavailable, match="within 0.5s"):
         a.acquire("tenant-c")
     assert time.monotonic() - start <= 0.6
+
+
+def test_a_waiter_is_not_starved_by_a_holder_that_claims_again_at_once(ctx) -> None:
+    """Instance A releases and claims its only slot again in a tight loop; instance B, waiting, reserves the slot
+    and gets it soon after (without the reservation B could wait its whole budget)."""
+    import threading
+
+    table = ctx.storage.table(budget_module.TABLE)
+    a = Budget(table, 1, lease_seconds=30, wait_seconds=10)
+    b = Budget(table, 1, lease_seconds=30, wait_seconds=10)
+    stop = threading.Event()
+
+    def busy() -> None:
+        while not stop.is_set():
+            try:
+                slot = a.acquire("tenant-d")
+            except SlotUnavailable:
+                continue
+            time.sleep(0.02)  # a short call
+            a.release(slot)
+
+    worker = threading.Thread(target=busy)
+    worker.start()
+    try:
+        time.sleep(0.3)
+        start = time.monotonic()
+        slot = b.acquire("tenant-d")
+        waited = time.monotonic() - start
+        b.release(slot)
+    finally:
+        stop.set()
+        worker.join(timeout=20)
+    assert waited < 2.0

@@ -104,7 +104,6 @@ class Budget:
         self.instance = f"{socket.gethostname()}:{os.getpid()}"
         self._rows: dict[str, dict[str, _Row]] = {}  # tenant -> what this process last saw
         self._lock = threading.Lock()
-        self._held: set[int] = set()
         self._slots: dict[int, Slot] = {}
         self._renewer: threading.Thread | None = None
         self._table_ready = False
@@ -134,7 +133,7 @@ class Budget:
             free = [r for r in rows.values() if r.free(now) and not r.reserved_for_another(me, now)]
             if free:
                 mine = [r for r in free if r.waiter == me]
-                slot = self._claim(tenant, (mine or free)[0] if mine else random.choice(free), now, me)
+                slot = self._claim(tenant, mine[0] if mine else random.choice(free), now, me)
                 if slot is not None:
                     return slot
                 fresh = False  # somebody changed the row: read again
