@@ -50,8 +50,10 @@ test: install chromium
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q
 
+# The pipeline's speed and memory, then load on the API while two large files generate (devtools/load.py).
 bench: install
 	$(BIN)/python -m devtools.bench
+	$(BIN)/python -m devtools.load --users 50 --seconds 60
 
 clean:
 	rm -rf $(VENV) node_modules web/node_modules web/dist .pytest_cache .run

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from .auth import Entra, Tokens
 from .exports import Exports
 from .faults import Faults
+from .gauge import Gauge
 from .messages import Reply, Request, failure, graph_error, json_reply, pc_error
 from .pc import PartnerCenter
 
@@ -29,19 +30,22 @@ class LoggedRequest:
     query: dict[str, str]
     headers: dict[str, str]  # selected request headers, names lower-cased
     status: int
+    received: float = 0.0  # time.time() when the request arrived (to count requests in a window)
 
 
 class App:
     def __init__(self, entra: Entra, pc: PartnerCenter, exports: Exports, tokens: Tokens, faults: Faults,
-                 requests: list[LoggedRequest]) -> None:
+                 requests: list[LoggedRequest], gauge: Gauge | None = None) -> None:
         self._entra = entra
         self._pc = pc
         self._exports = exports
         self._tokens = tokens
         self._faults = faults
         self._requests = requests
+        self.gauge = gauge or Gauge()
 
     def handle(self, request: Request) -> Reply:
+        received = time.time()
         if request.family == "control":
             return self._control(request)
         delay = self._faults.take_delay(request.path)
@@ -56,7 +60,7 @@ class App:
         self._decorate(request, reply)
         self._requests.append(LoggedRequest(request.method, request.path, dict(request.query),
                                             {h: request.headers[h] for h in _LOGGED_HEADERS if h in request.headers},
-                                            reply.status))
+                                            reply.status, received))
         return reply
 
     def _route(self, request: Request) -> Reply:

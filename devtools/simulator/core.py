@@ -21,6 +21,7 @@ from .auth import Entra, Tokens
 from .blobs import BlobStore
 from .exports import ExportOptions, Exports
 from .faults import Faults
+from .gauge import Gauge
 from .ledger import PERIODS, Expected, Ledger
 from .pc import PartnerCenter
 from .rows import Dataset, Row
@@ -46,6 +47,7 @@ class Simulator:
         self.faults = Faults(self.ledger)
         self.export_options = ExportOptions(export_polls, poll_retry_after, inline_manifest)
         self.requests: list[LoggedRequest] = []
+        self.gauge = Gauge()  # requests to Microsoft's data APIs in flight at once (`gauge.peak`)
         self._pc = PartnerCenter(self.ledger, self.faults)
         self._port = port
         self._workdir_arg = Path(workdir) if workdir else None
@@ -92,7 +94,7 @@ class Simulator:
         self._store = BlobStore(self.ledger, self.workdir, self._rows_per_blob, self._blob_strings_percent)
         exports = Exports(self.ledger, self.faults, self._store, self.base_url, self.export_options)
         server.app = App(Entra(self.world, tokens, self.base_url), self._pc, exports, tokens, self.faults,
-                         self.requests)
+                         self.requests, self.gauge)
         threading.Thread(target=server.serve_forever, name="pc-simulator", daemon=True).start()
         self._server = server
         return self

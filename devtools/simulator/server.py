@@ -35,7 +35,9 @@ class _Handler(BaseHTTPRequestHandler):
             headers={k.lower(): v for k, v in self.headers.items()},
             body=self.rfile.read(length) if length else b"",
         )
-        self._send(self.server.app.handle(request))
+        app = self.server.app
+        with app.gauge.track(request):  # until the answer's last byte: a streamed blob is in flight until then
+            self._send(app.handle(request))
 
     def _send(self, reply: Reply) -> None:
         body = reply.body

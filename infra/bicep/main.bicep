@@ -86,7 +86,7 @@ var filesContainerName = 'reconciliation-files'
 var generationQueueName = 'reconciliation-requests'
 var webhookQueueName = 'webhook-deliveries'
 var tablePrefix = 'recon'
-var tableNames = [for table in ['Tenants', 'Files', 'FileVersions', 'Invoices', 'MarginRules', 'Identifiers', 'Principals', 'Audit', 'ResellerReach', 'Exports', 'Names', 'RequestQuotas', 'Webhooks', 'Deliveries', 'Secrets', 'Budgets', 'Alerts']: '${tablePrefix}${table}']
+var tableNames = [for table in ['Tenants', 'Files', 'FileVersions', 'Invoices', 'MarginRules', 'Identifiers', 'Principals', 'Audit', 'ResellerReach', 'Exports', 'Names', 'RequestQuotas', 'Webhooks', 'Deliveries', 'Secrets', 'Budgets', 'Alerts', 'CallBudget']: '${tablePrefix}${table}']
 
 resource rg 'Microsoft.Resources/resourceGroups@2021-04-01' = {
   name: !empty(resourceGroupName) ? resourceGroupName : '${abbrs.resourceGroup}${environmentName}'
@@ -185,6 +185,9 @@ var appSettings = union({
   ONETIME_GRAPH_FROM: '2024-02-01'
   DAILY_USAGE_GRAPH_FROM: '2022-09-01'
   PC_MAX_CONCURRENCY: '4'
+  PC_TENANT_CONCURRENCY: '8'
+  PC_LEASE_SECONDS: '60'
+  PC_SLOT_WAIT_SECONDS: '300'
   PC_MAX_RETRIES: '8'
   PC_RETRY_BUDGET_SECONDS: '300'
   PC_BACKOFF_BASE_SECONDS: '1'

@@ -63,6 +63,12 @@ class Settings(BaseSettings):
 
     # Throttling and faults when calling Microsoft.
     pc_max_concurrency: int = Field(default=4, ge=1, le=64, alias="PC_MAX_CONCURRENCY")
+    # The budget shared by every instance (shared/adapters/partner_center/budget.py): calls at once per partner
+    # tenant across all instances (0: only the per-instance limit), a lease's lifetime (renewed while a call runs;
+    # a crashed holder's slot frees after it) and how long a call may wait for a slot before a transient failure.
+    pc_tenant_concurrency: int = Field(default=8, ge=0, le=64, alias="PC_TENANT_CONCURRENCY")
+    pc_lease_seconds: float = Field(default=60.0, ge=0.5, le=3600, alias="PC_LEASE_SECONDS")
+    pc_slot_wait_seconds: float = Field(default=300.0, gt=0, alias="PC_SLOT_WAIT_SECONDS")
     pc_max_retries: int = Field(default=8, ge=0, le=50, alias="PC_MAX_RETRIES")
     pc_retry_budget_seconds: float = Field(default=300.0, gt=0, alias="PC_RETRY_BUDGET_SECONDS")
     pc_backoff_base_seconds: float = Field(default=1.0, gt=0, alias="PC_BACKOFF_BASE_SECONDS")

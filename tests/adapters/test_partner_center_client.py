@@ -78,9 +78,9 @@ def test_retry_after_is_honoured(sim_env, sim, monkeypatch) -> None:
     c = client(sim, monkeypatch)
     slept: list[float] = []
     c.t.sleep = slept.append
-    sim.faults.throttle(2, retry_after=3)
+    sim.faults.throttle(2, retry_after=1)  # the shared budget's cool-down waits it out for real too
     assert c.get_invoice(g_invoice(sim))["id"]
-    assert slept == [3.0, 3.0]
+    assert slept == [1.0, 1.0]
 
 
 def test_server_errors_back_off_with_jitter_under_the_cap(sim_env, sim, monkeypatch) -> None:

@@ -5,7 +5,10 @@
 - 429 and 5xx are retried, honouring Retry-After, otherwise with capped exponential backoff and full jitter, within
   a total budget per request; the same MS-RequestId is sent on every retry of one logical request (Partner Center
   uses it for idempotency).
-- At most `PC_MAX_CONCURRENCY` calls per partner tenant run at once in this process.
+- At most `PC_MAX_CONCURRENCY` calls per partner tenant run at once in this process (a semaphore: the cheap first
+  gate), and at most `PC_TENANT_CONCURRENCY` across every instance (`budget.py`: lease rows in Table Storage, taken
+  only when a call really starts). A 429 with Retry-After cools the tenant down on every instance. A streamed
+  response (an export blob) keeps its slot until it is closed.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import random
 import threading
 import time
 import uuid
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, Callable
@@ -23,7 +27,9 @@ from typing import Any, Callable
 import msal
 from msal.exceptions import MsalError
 import requests
+from azure.core.exceptions import AzureError
 
+from shared.adapters.partner_center.budget import Budget, SlotUnavailable, budget_for
 from shared.adapters.settings import PUBLIC_AUTHORITY, Settings
 from shared.core.boundaries import is_secret_setting_name
 
@@ -147,6 +153,25 @@ class Transport:
     def __post_init__(self) -> None:
         self.session.verify = ca_bundle()
         self._semaphore = tenant_semaphore(self.creds.tenant_id, self.settings.pc_max_concurrency)
+        self.budget: Budget | None = budget_for(self.settings)
+
+    def _gate(self) -> ExitStack:
+        """Enter this process's semaphore, then (only then) claim a slot of the tenant's shared budget."""
+        gate = ExitStack()
+        gate.enter_context(self._semaphore)
+        if self.budget is not None:
+            budget = self.budget
+            try:
+                slot = budget.acquire(self.creds.tenant_id)
+            except SlotUnavailable as exc:
+                gate.close()
+                raise PartnerCenterError(str(exc), transient=True) from exc
+            except AzureError as exc:
+                gate.close()
+                raise PartnerCenterError(f"Could not reach the shared call budget in Table Storage "
+                                         f"({type(exc).__name__}); retry later.", transient=True) from exc
+            gate.callback(_quietly, budget.release, slot)
+        return gate
 
     def token(self, scope: str) -> str:
         """An access token from MSAL's cache or Entra. Entra throttles and fails too: those are retried."""
@@ -191,19 +216,28 @@ class Transport:
                 hdrs["Authorization"] = f"Bearer {self.token(scope)}"
             hdrs.update(headers or {})
             wait: float | None
+            gate = self._gate()
             try:
-                with self._semaphore:
-                    response = self.session.request(method, url, headers=hdrs, stream=stream,
-                                                    timeout=self.settings.pc_timeout_seconds, **kwargs)
+                response = self.session.request(method, url, headers=hdrs, stream=stream,
+                                                timeout=self.settings.pc_timeout_seconds, **kwargs)
             except (requests.ConnectionError, requests.Timeout) as exc:
+                gate.close()
                 response, wait, reason = None, None, type(exc).__name__
+            except BaseException:
+                gate.close()
+                raise
             else:
-                if response.status_code < 400:
-                    return response
-                if response.status_code not in RETRYABLE:
-                    return response  # the caller decides what a 4xx means
+                if response.status_code < 400 or response.status_code not in RETRYABLE:
+                    if stream:
+                        _release_on_close(response, gate)  # the body is still to come: keep the slot
+                    else:
+                        gate.close()
+                    return response  # a 4xx: the caller decides what it means
+                gate.close()
                 wait, reason = retry_after_seconds(response), f"HTTP {response.status_code}"
                 response.close()
+                if response.status_code == 429 and wait and self.budget is not None:
+                    _quietly(self.budget.cool_down, self.creds.tenant_id, wait)
             if wait is None:
                 wait = self.backoff(attempt)
             attempt += 1
@@ -213,6 +247,28 @@ class Transport:
                     "attempts (retry budget spent).", status=getattr(response, "status_code", None), transient=True)
             log.warning("retrying %s %s after %s in %.1fs (attempt %d)", method, _path(url), reason, wait, attempt)
             self.sleep(wait)
+
+
+def _release_on_close(response: requests.Response, gate: ExitStack) -> None:
+    """Leave the gate when the caller closes the streamed response (`with response:` does), not before."""
+    close = response.close
+
+    def close_and_release() -> None:
+        try:
+            close()
+        finally:
+            gate.close()
+
+    response.close = close_and_release  # type: ignore[method-assign]
+
+
+def _quietly(action: Callable[..., Any], *args: Any) -> None:
+    """Releasing a slot or spreading a cool-down must not fail the call: the lease expires by itself."""
+    try:
+        action(*args)
+    except AzureError:
+        log.warning("shared call budget: %s failed; the lease expires by itself", getattr(action, "__name__", ""),
+                    exc_info=True)
 
 
 def _path(url: str) -> str:
