@@ -16,7 +16,7 @@ from typing import Any, Callable, TypeVar
 import azure.functions as func
 from pydantic import BaseModel, ValidationError
 
-from functions.routes import BY_NAME, ROUTES, Route
+from functions.routes import BY_NAME, CSV, ROUTES, Route
 from shared.adapters.audit import client_address, forwarded_chain
 from shared.adapters.auth import acting_as
 from shared.app import file_requests
@@ -213,6 +213,8 @@ def api(route: Route) -> Callable[[Handler], Handler]:
                     guard.access.require_standing()
                 if not scoped:
                     guard.require(Scope())
+                if route.body is not None and route.body != CSV:  # bounded before any record is read for it
+                    bounded_body(req)
                 token = _guard.set(guard)
                 try:
                     with acting_as(caller):
@@ -273,14 +275,21 @@ def _path(url: str) -> str:
     return urlsplit(url).path
 
 
-def parse_body(req: func.HttpRequest, model: type[M]) -> M:
-    """A JSON object body as `model`. Size (413) and nesting depth (400) are checked before the body is parsed:
-    Python's parser recurses once per level, and a body of nested brackets made it fail with a 500."""
+def bounded_body(req: func.HttpRequest) -> bytes:
+    """The JSON body, refused before it is parsed when too large (413) or nested too deep (400): Python's parser
+    recurses once per level, and a body of nested brackets made it fail with a 500."""
     body = req.get_body() or b""
     if len(body) > MAX_BODY_BYTES:
         raise Problem(413, "Request too large", f"The body is larger than {MAX_BODY_BYTES} bytes.")
     if json_depth(body) > MAX_JSON_DEPTH:
         raise bad_request(f"The body nests deeper than {MAX_JSON_DEPTH} levels.", "body")
+    return body
+
+
+def parse_body(req: func.HttpRequest, model: type[M]) -> M:
+    """A JSON object body as `model`. Size (413) and nesting depth (400) are checked before the body is parsed:
+    Python's parser recurses once per level, and a body of nested brackets made it fail with a 500."""
+    body = bounded_body(req)
     try:
         data = json.loads(body or b"null", parse_float=Decimal)  # a number in a body never becomes a float
     except (ValueError, UnicodeDecodeError):
