@@ -20,7 +20,7 @@ from azure.storage.queue import QueueClient, TextBase64EncodePolicy, TextBase64D
 from shared.adapters.settings import Settings
 
 TABLE_NAMES = ("Tenants", "Files", "FileVersions", "Invoices", "MarginRules", "Identifiers", "Principals", "Audit",
-               "ResellerReach")
+               "ResellerReach", "Snapshots")
 
 
 class Storage:

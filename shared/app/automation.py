@@ -26,7 +26,7 @@ from shared.core import availability
 
 from shared.adapters import invoices
 
-from shared.app import file_requests
+from shared.app import file_requests, ingest
 from shared.core.columns import FileType
 from shared.app.context import AppContext
 from shared.adapters.invoices import InvoiceSummary
@@ -286,6 +286,7 @@ def follow_revisions(ctx: AppContext, client: PartnerCenterClient, state: Invoic
         etag = etags[record.invoice_type]
         if not etag or etag == record.data_version or state.revisions.get(record.id) == etag:
             continue
+        ingest.note_revision(ctx, state.tenant_id, state.invoice_id, record.invoice_type, etag)  # next ingest: new
         reason = f"Microsoft revised the data (eTag {etag})"
 
         def note(fresh: InvoiceState, file_id: str = record.id, etag: str = etag) -> bool:

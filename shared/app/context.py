@@ -17,6 +17,7 @@ from shared.adapters.reach_index import ReachIndex
 from shared.adapters.repositories import FileRepository, TenantRepository
 from shared.adapters.sas import DownloadLinks
 from shared.adapters.settings import Settings, get_settings
+from shared.adapters.snapshot_store import SnapshotStore
 from shared.adapters.storage import Storage
 
 
@@ -65,6 +66,10 @@ class AppContext:
     @cached_property
     def audit(self) -> AuditLog:
         return AuditLog(self.storage)
+
+    @cached_property
+    def snapshots(self) -> SnapshotStore:
+        return SnapshotStore(self.storage)
 
 
 _context: AppContext | None = None
