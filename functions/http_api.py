@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import urlencode
 
 import azure.functions as func
 
@@ -177,4 +178,10 @@ def get_charges(req: func.HttpRequest) -> func.HttpResponse:
     scope = access.require_lines(scope)
     page = file_requests.get_charges(get_context(), tenant_id, invoice_id, scope, page_size(req),
                                req.params.get("continuationToken") or None)
+    if "pending" in page:  # no snapshot yet: its ingest is queued; poll the same URL
+        pending = page["pending"]
+        query = urlencode({k: v for k, v in req.params.items() if k != "continuationToken"})
+        location = f"/api/tenants/{tenant_id}/invoices/{invoice_id}/charges?{query}"
+        return json_response(pending, 202, headers={"Location": location,
+                                                   "Retry-After": str(pending["retryAfter"])})
     return json_response(page)

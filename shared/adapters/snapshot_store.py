@@ -110,9 +110,13 @@ def version_key(data_version: str | None) -> str:
     return f"{readable}-{hashlib.sha256(data_version.encode()).hexdigest()[:12]}"
 
 
+def invoice_prefix(tenant_id: str, invoice_id: str, invoice_type: str) -> str:
+    """Where every snapshot (data version) of an invoice's lines of one type lives."""
+    return f"{ROOT}/tenant={tenant_id.lower()}/invoice={invoice_id.upper()}/type={invoice_type}/"
+
+
 def snapshot_prefix(tenant_id: str, invoice_id: str, invoice_type: str, data_version: str | None) -> str:
-    return (f"{ROOT}/tenant={tenant_id.lower()}/invoice={invoice_id.upper()}/type={invoice_type}/"
-            f"version={version_key(data_version)}")
+    return f"{invoice_prefix(tenant_id, invoice_id, invoice_type)}version={version_key(data_version)}"
 
 
 def _row_key(invoice_id: str, invoice_type: str) -> str:

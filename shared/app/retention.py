@@ -19,6 +19,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from shared.app.context import AppContext
 from shared.core.models import FileRecord
 from shared.adapters.repositories import VersionRepository, utcnow
+from shared.adapters.snapshot_store import invoice_prefix
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 class RetentionRun:
     deleted: list[tuple[str, int]] = field(default_factory=list)  # (file id, version)
     blobs_deleted: int = 0
+    snapshots_deleted: list[str] = field(default_factory=list)
 
 
 def superseded_at(version: FileRecord, later: Iterable[FileRecord]) -> datetime | None:
@@ -80,6 +82,27 @@ def purge_tenant(ctx: AppContext, tenant_id: str, cutoff: datetime, run: Retenti
             run.deleted.append((file_id, version.version))
             log.info("retention deleted version %d of %s", version.version, file_id,
                      extra={"tenant": tenant_id, "file": file_id, "invoice": version.invoice_id})
+    purge_snapshots(ctx, tenant_id, run)
+
+
+def purge_snapshots(ctx: AppContext, tenant_id: str, run: RetentionRun, now: datetime | None = None) -> None:
+    """Delete the invoice snapshots that nothing refers to any more: no kept file version (current or older)
+    was made from them, and none is the newest Ready snapshot of its invoice and type. Nothing of an invoice and
+    type whose ingest is under way is touched (its new parts have no reference yet)."""
+    now = now or utcnow()
+    keep = {v.snapshot_id for v in VersionRepository(ctx.storage).list(tenant_id)}
+    keep |= {f.snapshot_id for f in ctx.files.list(tenant_id)}
+    busy: set[str] = set()
+    for record in ctx.snapshots.list(tenant_id):
+        keep.add(record.snapshot_id)
+        if record.lease_until is not None and record.lease_until > now or record.status == "Ingesting":
+            busy.add(invoice_prefix(tenant_id, record.invoice_id, record.invoice_type))
+    for snapshot_id in sorted(ctx.snapshots.snapshot_ids(tenant_id) - keep):
+        if any(snapshot_id.startswith(prefix) for prefix in busy):
+            continue
+        run.blobs_deleted += ctx.snapshots.delete(snapshot_id)
+        run.snapshots_deleted.append(snapshot_id)
+        log.info("retention deleted snapshot %s", snapshot_id, extra={"tenant": tenant_id})
 
 
 def delete_blobs(ctx: AppContext, version: FileRecord) -> int:
