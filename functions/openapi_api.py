@@ -137,6 +137,10 @@ def document() -> dict[str, Any]:
             op["responses"]["202" if method == "post" and name != "create_margin_rule" and name != "import_identifiers_csv"
                             else "201" if name == "create_margin_rule" else "200"] = {
                 "description": "OK", "content": {"application/json": {"schema": schema}}}
+        if name == "get_charges":  # the invoice's lines are being ingested: poll Location after Retry-After
+            op["responses"]["202"] = {"description": "Ingest queued; poll Location", "content": {"application/json": {
+                "schema": {"type": "object", "properties": {"status": {"type": "string"},
+                                                            "retryAfter": {"type": "integer"}}}}}}
         for status in ("400", "401", "403", "404", "409") if path not in ANONYMOUS_PATHS else ():
             op["responses"][status] = problem
         if path in ANONYMOUS_PATHS:

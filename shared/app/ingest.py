@@ -41,6 +41,7 @@ LEASE = timedelta(minutes=5)  # renewed as lines arrive; a dead ingest is taken 
 QUEUED_FOR = timedelta(minutes=2)  # an ingest the charges API queued: no second message meanwhile
 RENEW_EVERY = timedelta(seconds=20)
 WAIT_SECONDS = 15  # how long a file that waits for another worker's ingest sleeps before it looks again
+MAX_WAIT_SECONDS = 120
 
 
 class SnapshotBusy(Exception):
@@ -101,7 +102,7 @@ def ensure(ctx: AppContext, tenant_id: str, invoice_id: str, file_type: FileType
             if snapshot is not None:
                 return snapshot
         if record.ingesting(now):
-            raise SnapshotBusy(min(WAIT_SECONDS, max(1, int((record.lease_until - now).total_seconds()) + 1)))
+            raise SnapshotBusy(_wait_for(record, now))
     record = record or new_record(tenant_id, invoice_id, file_type.value)
     record.status, record.lease_until, record.started_at = SnapshotStatus.INGESTING, now + LEASE, now
     record.attempts += 1
@@ -121,6 +122,13 @@ def ensure(ctx: AppContext, tenant_id: str, invoice_id: str, file_type: FileType
         except Conflict:
             log.warning("snapshot %s %s changed meanwhile; not marking it failed", invoice_id, file_type.value)
         raise
+
+
+def _wait_for(record: SnapshotRecord, now) -> int:
+    """How long a waiter sleeps: WAIT_SECONDS at first, then half the time the ingest has run so far (at most
+    MAX_WAIT_SECONDS), so fifty files waiting for a ten-minute ingest do not wake every few seconds."""
+    elapsed = (now - record.started_at).total_seconds() if record.started_at else 0
+    return int(min(MAX_WAIT_SECONDS, max(WAIT_SECONDS, elapsed / 2)))
 
 
 def _ingest(ctx: AppContext, record: SnapshotRecord, state: dict[str, Any],

@@ -108,3 +108,19 @@ def test_charges_in_a_reseller_view_hide_the_partners_cost(functions, tenant, si
     bad = call(functions, "get_charges", "GET", route=route,
                params={"type": "usage", "view": "customer", "customerId": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"})
     assert bad.status_code == 400
+
+
+def test_the_first_page_of_an_invoice_without_a_snapshot_is_202_with_a_location(functions, tenant, sim,
+                                                                                 ctx) -> None:
+    invoice = next(i["id"] for i in sim.invoices() if i["id"].startswith("G") and i["documentType"] == "invoice")
+    route, params = {"tenantId": tenant, "invoiceId": invoice}, {"type": "dailyratedusage", "pageSize": "10"}
+    seen = len(sim.requests)
+    resp = call(functions, "get_charges", "GET", route=route, params=params)
+    assert resp.status_code == 202, resp.get_body()
+    assert resp.headers["Location"] == f"/api/tenants/{tenant}/invoices/{invoice}/charges?type=dailyratedusage" \
+                                       "&pageSize=10"
+    assert int(resp.headers["Retry-After"]) > 0 and json.loads(resp.get_body())["status"] == "Queued"
+    assert sim.counts(seen)["export"] == 0  # never an export inside the request
+    assert run_queue(ctx) == 1
+    resp = call(functions, "get_charges", "GET", route=route, params=params)
+    assert resp.status_code == 200 and len(json.loads(resp.get_body())["items"]) == 10

@@ -259,3 +259,27 @@ def test_retention_deletes_snapshots_no_kept_version_refers_to(sim_env, ctx, sim
     assert run.deleted == [(fid, 1)] and run.snapshots_deleted == [old]
     assert ctx.snapshots.snapshot_ids(tenant) == {new} and ctx.snapshots.load(old) is None
     assert file_requests.download_link(ctx, tenant, fid)  # the current version and its snapshot stay
+
+
+def test_the_prefix_reads_as_one_hive_partitioned_parquet_table(sim_env, ctx, sim, tmp_path) -> None:
+    """What an external table over the prefix sees (ADX, Spark, Fabric are not here: Arrow's dataset reader is)."""
+    import pyarrow.dataset as ds
+
+    tenant, inv = register(ctx, sim), invoice_id(sim)
+    snapshot = ingest.ensure(ctx, tenant, inv, FileType.DAILY)
+    files = []
+    for blob in ctx.storage.files.list_blobs(name_starts_with="snapshots/"):
+        target = tmp_path / blob.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(ctx.storage.files.get_blob_client(blob.name).download_blob().readall())
+        if blob.name.endswith(".parquet"):
+            files.append(str(target))
+    table = ds.dataset(files, format="parquet", partitioning="hive",
+                       partition_base_dir=str(tmp_path / "snapshots")).to_table()
+    assert table.num_rows == snapshot.manifest["rows"]
+    assert set(table.column("invoice").to_pylist()) == {inv} and set(table.column("type").to_pylist()) == \
+        {"dailyratedusage"}
+    total = table.column("BillingPreTaxTotal")
+    assert str(total.type) == "decimal128(38, 28)"
+    assert sum((v for v in total.to_pylist() if v is not None), Decimal(0)) == \
+        Decimal(snapshot.manifest["sums"]["BillingPreTaxTotal"]) == sim.expected(inv, "dailyratedusage").cost_total
