@@ -13,7 +13,7 @@ import logging
 import os
 import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import IO, Any, Iterator
 
 import pyarrow as pa
@@ -31,6 +31,8 @@ ROW_GROUP_ROWS = 16_384  # a charges page starts at its row group: ~16k lines de
 READ_BATCH_ROWS = 6_144
 V1_PART_ROWS = 50_000  # v1 pages (2,000 lines each) are gathered into parts of about this many lines
 UPLOAD_CONCURRENCY = 4
+UPLOADS_IN_FLIGHT = 2
+EXACT = Context(prec=100)  # sums of decimal128(38, 28) values, never rounded (the default context keeps 28 digits)
 
 
 def part_name(part: int, file: int) -> str:
@@ -59,7 +61,9 @@ class PartWriter:
         self._schema: pa.Schema | None = None
         self._tmp: IO[bytes] | None = None
         self._held: list[pa.RecordBatch] = []
-        self._segment_files: list[dict[str, Any]] = []
+        # a part uploads while the next one is parsed (at most UPLOADS_IN_FLIGHT; each a temporary file on disk)
+        self._pool = ThreadPoolExecutor(max_workers=UPLOADS_IN_FLIGHT, thread_name_prefix="part-upload")
+        self._uploads: list[tuple[str, Future[None]]] = []
 
     # ---- the Writer protocol ----------------------------------------------------------------------------------
     def begin_segment(self, index: int) -> None:
@@ -80,7 +84,8 @@ class PartWriter:
             for batch in self._held:
                 self._write(batch)
             self._held = []
-            if self._part is not None and self._part["rows"] >= self.gather_rows:
+            written = self._part["rows"] + (self._file["rows"] if self._writer is not None else 0)
+            if written >= self.gather_rows:
                 self._close_part()
         else:
             self._close_part()
@@ -89,14 +94,32 @@ class PartWriter:
         self._held = []
         if not self.gather_rows:
             self._drop_file()
-            for f in self._part["files"] if self._part else []:
-                self.container.get_blob_client(f"{self.snapshot_id}/{f['name']}").delete_blob()
+            names = {f"{self.snapshot_id}/{f['name']}" for f in self._part["files"]} if self._part else set()
+            for name, upload in self._uploads:
+                if name in names:
+                    upload.exception()  # wait for it, whatever its outcome, before deleting what it wrote
+            for name in names:
+                blob = self.container.get_blob_client(name)
+                if blob.exists():
+                    blob.delete_blob()
+            self._uploads = [(n, u) for n, u in self._uploads if n not in names]
             self._part = None
 
     def finish(self, metadata: dict[str, str]) -> None:
-        """The last gathered part is written (the manifest is the caller's: it knows the invoice)."""
-        if self._part is not None:
-            self._close_part()
+        """The last gathered part is written and every upload is done (their errors surface here); the manifest
+        is the caller's: it knows the invoice."""
+        try:
+            if self._part is not None:
+                self._close_part()
+            for _, upload in self._uploads:
+                upload.result()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop (also after a failure): uploads under way finish, nothing new starts."""
+        self._drop_file()
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
     # ---- parts and files --------------------------------------------------------------------------------------
     def _open_part(self) -> None:
@@ -117,8 +140,8 @@ class PartWriter:
         self._file["rows"] += batch.num_rows
         for column in self.decimal_columns:
             if column in batch.schema.names:
-                self._file["sums"][column] = self._file["sums"].get(column, Decimal(0)) + decimal_sum(
-                    batch.column(column))
+                self._file["sums"][column] = EXACT.add(self._file["sums"].get(column, Decimal(0)),
+                                                       decimal_sum(batch.column(column)))
 
     def _close_file(self) -> None:
         if self._writer is None:
@@ -127,14 +150,22 @@ class PartWriter:
         tmp, self._writer, self._tmp = self._tmp, None, None
         assert tmp is not None
         tmp.seek(0)
-        blob = self.container.get_blob_client(f"{self.snapshot_id}/{self._file['name']}")
-        blob.upload_blob(tmp, overwrite=True, max_concurrency=UPLOAD_CONCURRENCY)
-        tmp.close()
+        name = f"{self.snapshot_id}/{self._file['name']}"
+        pending = [u for _, u in self._uploads if not u.done()]
+        if len(pending) >= UPLOADS_IN_FLIGHT:
+            pending[0].exception()  # bounded: wait for the oldest before queuing another
+        self._uploads.append((name, self._pool.submit(self._upload, tmp, name)))
         part = self._part
         part["files"].append(self._file)
         part["rows"] += self._file["rows"]
         for column, value in self._file["sums"].items():
-            part["sums"][column] = part["sums"].get(column, Decimal(0)) + value
+            part["sums"][column] = EXACT.add(part["sums"].get(column, Decimal(0)), value)
+
+    def _upload(self, tmp: IO[bytes], name: str) -> None:
+        try:
+            self.container.get_blob_client(name).upload_blob(tmp, overwrite=True, max_concurrency=UPLOAD_CONCURRENCY)
+        finally:
+            tmp.close()
 
     def _drop_file(self) -> None:
         if self._writer is not None:
@@ -163,7 +194,7 @@ def total_sums(parts: list[dict[str, Any]]) -> dict[str, str]:
     sums: dict[str, Decimal] = {}
     for part in parts:
         for column, value in part["sums"].items():
-            sums[column] = sums.get(column, Decimal(0)) + Decimal(value)
+            sums[column] = EXACT.add(sums.get(column, Decimal(0)), Decimal(value))
     return {k: str(v) for k, v in sums.items()}
 
 

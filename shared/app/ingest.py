@@ -176,6 +176,7 @@ def _ingest(ctx: AppContext, record: SnapshotRecord, state: dict[str, Any],
         indexer.finish()
     except BaseException:
         indexer.close()
+        writer.close()
         raise
     billing_start = _billing_start(invoice)
     previous = previous_summary(ctx, record.tenant_id, file_type, billing_start, record.invoice_id)
