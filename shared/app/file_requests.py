@@ -224,4 +224,5 @@ def get_charges(ctx: AppContext, tenant_id: str, invoice_id: str, scope: Charges
     loaded = ctx.snapshots.get(tenant.tenant_id, invoice_id, file_type.value)
     status = loaded[0] if loaded else None
     return {"pending": {"status": status.status.value if status else "Queued",
-                        "rows": status.rows if status else None, "retryAfter": CHARGES_RETRY_SECONDS}}
+                        "rows": status.rows if status else None, "lastError": status.error if status else None,
+                        "retryAfter": CHARGES_RETRY_SECONDS}}

@@ -249,7 +249,9 @@ def request(ctx: AppContext, tenant_id: str, invoice_id: str, file_type: FileTyp
 
 
 def handle_message(ctx: AppContext, payload: Any) -> None:
-    """An ingest queued by the charges API. Busy: another worker is on it (its waiters look again)."""
+    """An ingest queued by the charges API. Busy: another worker is on it (its waiters look again). A failure is
+    on the record (Failed, with its reason, shown to the polling client), whose next poll queues it again: the
+    message is not retried by the queue."""
     try:
         msg = IngestMessage.model_validate(payload)
     except ValidationError:
@@ -259,8 +261,9 @@ def handle_message(ctx: AppContext, payload: Any) -> None:
         ensure(ctx, msg.tenantId, msg.invoiceId, msg.invoiceType)
     except SnapshotBusy:
         log.info("ingest of %s %s already under way", msg.invoiceId, msg.invoiceType.value)
-    except NotIngestible as exc:
-        log.warning("cannot ingest %s %s: %s", msg.invoiceId, msg.invoiceType.value, exc)
+    except Exception as exc:  # noqa: BLE001  (recorded on the snapshot record by ensure)
+        log.warning("ingest of %s %s failed: %s", msg.invoiceId, msg.invoiceType.value, exc,
+                    extra={"tenant": msg.tenantId, "invoice": msg.invoiceId})
 
 
 def previous_summary(ctx: AppContext, tenant_id: str, file_type: FileType, start: date | None,

@@ -283,3 +283,18 @@ def test_the_prefix_reads_as_one_hive_partitioned_parquet_table(sim_env, ctx, si
     assert str(total.type) == "decimal128(38, 28)"
     assert sum((v for v in total.to_pylist() if v is not None), Decimal(0)) == \
         Decimal(snapshot.manifest["sums"]["BillingPreTaxTotal"]) == sim.expected(inv, "dailyratedusage").cost_total
+
+
+def test_a_failed_ingest_for_the_charges_api_is_shown_and_queued_again_by_the_next_poll(sim_env, ctx, sim) -> None:
+    tenant, inv = register(ctx, sim), invoice_id(sim)
+    scope = ChargesScope.model_validate({"invoiceType": "onetime"})
+    sim.faults.no_data(inv)
+    assert file_requests.get_charges(ctx, tenant, inv, scope, 10, None)["pending"]["status"] == "Queued"
+    assert run_queue(ctx) == 1  # the ingest fails; the message is done with (the record says why)
+    record, _ = ctx.snapshots.get(tenant, inv, "onetime")
+    assert record.status == "Failed" and "no data" in record.error.lower()
+    sim.faults.reset()
+    pending = file_requests.get_charges(ctx, tenant, inv, scope, 10, None)["pending"]
+    assert pending["status"] == "Queued" and "no data" in pending["lastError"].lower()
+    assert run_queue(ctx) == 1
+    assert len(file_requests.get_charges(ctx, tenant, inv, scope, 10, None)["items"]) == 10
