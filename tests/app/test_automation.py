@@ -199,7 +199,8 @@ def test_retention_deletes_superseded_versions_only(sim_env, ctx, sim) -> None:
 def routes() -> dict[str, Any]:
     from functions import automation_api, timers
 
-    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)  # as function_app.py: registering the shared Blueprints here sets their auth level for the whole session
+    # as function_app.py: registering the shared Blueprints here sets their auth level for the whole session
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
     app.register_functions(automation_api.bp)
     app.register_functions(timers.bp)
     return {f.get_function_name(): f for f in app.get_functions()}
