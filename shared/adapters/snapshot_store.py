@@ -59,6 +59,7 @@ class SnapshotRecord(BaseModel):
     snapshot_id: str | None = None
     data_version: str | None = None
     wanted: str | None = None
+    wanted_operation: str | None = None  # the poller's export of `wanted` (a Graph operation URL, no secret in it)
     lease_until: datetime | None = None
     started_at: datetime | None = None
     fetched_at: datetime | None = None

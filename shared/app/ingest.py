@@ -22,18 +22,19 @@ from pydantic import BaseModel, ValidationError
 
 from shared.app.builder import build
 from shared.app.context import AppContext
-from shared.core.columns import FileType, layout_for
+from shared.core.columns import FileType, Layout, layout_for
 from shared.core.models import DataSource, FileStatus, View
 from shared.core.reach import ReachCollector
 from shared.core.reconcile import Totals
 from shared.core.validation import Validator
 from shared.adapters.invoices import client_for, file_types_of
-from shared.adapters.partner_center.transport import NotFound
+from shared.adapters.partner_center.client import Manifest, PartnerCenterClient
+from shared.adapters.partner_center.transport import NotFound, PartnerCenterError
 from shared.adapters.repositories import utcnow
 from shared.adapters.snapshot_parts import V1_PART_ROWS, PartWriter, total_sums
 from shared.adapters.snapshot_store import (FINDINGS, MANIFEST, SUMMARY, Conflict, Snapshot, SnapshotRecord,
                                             SnapshotStatus, new_record, snapshot_prefix)
-from shared.adapters.sources import choose_source
+from shared.adapters.sources import GraphExportSource, choose_source
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,7 @@ def ensure(ctx: AppContext, tenant_id: str, invoice_id: str, file_type: FileType
         return _ingest(ctx, record, state, progress)
     except BaseException as exc:
         record.status, record.lease_until = SnapshotStatus.FAILED, None
+        record.wanted_operation = None  # a retry starts a fresh export
         record.error = str(exc)[:500] or type(exc).__name__
         try:
             store.replace(record, state["etag"])
@@ -146,7 +148,10 @@ def _ingest(ctx: AppContext, record: SnapshotRecord, state: dict[str, Any],
         raise NotIngestible(f"Microsoft has no invoice {record.invoice_id} for this tenant.")
     if file_type not in file_types_of(invoice):
         raise NotIngestible(f"Invoice {record.invoice_id} has no {file_type.value} charges.")
-    source = choose_source(client, layout, invoice, settings)  # a Graph export starts here (its eTag)
+    if record.stale() and record.wanted_operation:
+        source = _revised_source(client, layout, record)  # the export the poller's check made, read again
+    else:
+        source = choose_source(client, layout, invoice, settings)  # a Graph export starts here (its eTag)
     if record.ready() and source.data_version == record.data_version:
         # the poller saw another eTag, but Microsoft's export is the one kept: nothing new to fetch
         return _mark_ready(ctx, record, state, record.snapshot_id, record.rows)  # type: ignore[arg-type]
@@ -197,12 +202,30 @@ def _ingest(ctx: AppContext, record: SnapshotRecord, state: dict[str, Any],
     return _mark_ready(ctx, record, state, snapshot_id, result.totals.rows, source.data_version, started)
 
 
+def _revised_source(client: PartnerCenterClient, layout: Layout, record: SnapshotRecord) -> GraphExportSource:
+    """The revised data from the poller's own export (its operation read again: no second export). If that
+    operation is gone, or its links expire later (a refresh), a new export is made as usual."""
+    operation = [record.wanted_operation]
+
+    def export() -> Manifest:
+        op = operation.pop() if operation else None
+        if op:
+            try:
+                return client.wait_for_export(op)
+            except PartnerCenterError as exc:
+                log.info("the poller's export of %s could not be read again (%s); exporting anew",
+                         record.invoice_id, exc)
+        return client.export(layout.file_type.value, record.invoice_id)
+
+    return GraphExportSource(client, layout, export)
+
+
 def _mark_ready(ctx: AppContext, record: SnapshotRecord, state: dict[str, Any], snapshot_id: str,
                 rows: int | None, data_version: str | None = None, fetched_at=None) -> Snapshot:
     if fetched_at is not None:
         record.data_version, record.fetched_at = data_version, fetched_at
     record.status, record.snapshot_id, record.rows = SnapshotStatus.READY, snapshot_id, rows
-    record.lease_until = record.wanted = record.error = None
+    record.lease_until = record.wanted = record.wanted_operation = record.error = None
     state["etag"] = ctx.snapshots.replace(record, state["etag"])
     snapshot = ctx.snapshots.load(snapshot_id)
     if snapshot is None:
@@ -210,20 +233,22 @@ def _mark_ready(ctx: AppContext, record: SnapshotRecord, state: dict[str, Any], 
     return snapshot
 
 
-def note_revision(ctx: AppContext, tenant_id: str, invoice_id: str, file_type: FileType, etag: str) -> bool:
-    """The poller saw Microsoft's export at `etag`: when the kept snapshot is older, the next ingest fetches it.
-    Returns whether the snapshot is stale (ETag-guarded; repeating it changes nothing)."""
+def note_revision(ctx: AppContext, tenant_id: str, invoice_id: str, file_type: FileType, etag: str,
+                  operation: str | None = None) -> bool:
+    """The poller saw Microsoft's export at `etag`: when the kept snapshot is older, the next ingest fetches it,
+    from that same export (`operation`) while it can be read. Returns whether the snapshot is stale (ETag-guarded;
+    repeating it changes nothing)."""
     loaded = ctx.snapshots.get(tenant_id, invoice_id, file_type.value)
     if loaded is None:
         return False
     record, etag_row = loaded
-    if record.data_version == etag or record.wanted == etag:
+    if record.data_version == etag or (record.wanted == etag and record.wanted_operation == operation):
         return record.stale()
-    record.wanted = etag
+    record.wanted, record.wanted_operation = etag, operation
     try:
         ctx.snapshots.replace(record, etag_row)
     except Conflict:
-        return note_revision(ctx, tenant_id, invoice_id, file_type, etag)
+        return note_revision(ctx, tenant_id, invoice_id, file_type, etag, operation)
     log.info("snapshot of %s %s is stale: Microsoft's eTag is now %s", invoice_id, file_type.value, etag,
              extra={"tenant": tenant_id, "invoice": invoice_id})
     return True

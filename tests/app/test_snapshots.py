@@ -116,13 +116,13 @@ def test_a_revised_etag_makes_exactly_one_more_snapshot_and_old_files_stay(sim_e
     automation.poll(ctx, NOW)  # the eTag check sees the revision
     drain(ctx)
     counts = sim.counts(before)
-    assert counts["export"] == 2, counts  # the poller's check, and the one ingest of the new data version
+    assert counts["export"] == 1, counts  # the poller's check; the ingest reads that same export's operation
     (second,) = files_of(ctx, tenant, inv)
     assert second.version == 2 and second.status == FileStatus.AVAILABLE
     assert second.snapshot_id != first.snapshot_id and second.data_version != first.data_version
     request(ctx, tenant, inv, invoice_type="dailyratedusage", format=FileFormat.PARQUET)
     drain(ctx)
-    assert sim.counts(before)["export"] == 2  # a new file uses the newest snapshot, already there
+    assert sim.counts(before)["export"] == 1  # a new file uses the newest snapshot, already there
     old = ctx.files.list_versions(tenant, first.id)[0]
     assert old.snapshot_id == first.snapshot_id and ctx.snapshots.load(first.snapshot_id) is not None
     assert ctx.snapshots.snapshot_ids(tenant) == {first.snapshot_id, second.snapshot_id}
@@ -298,3 +298,17 @@ def test_a_failed_ingest_for_the_charges_api_is_shown_and_queued_again_by_the_ne
     assert pending["status"] == "Queued" and "no data" in pending["lastError"].lower()
     assert run_queue(ctx) == 1
     assert len(file_requests.get_charges(ctx, tenant, inv, scope, 10, None)["items"]) == 10
+
+
+def test_a_revision_whose_export_cannot_be_read_again_is_exported_anew(sim_env, ctx, sim) -> None:
+    tenant, inv = register(ctx, sim), invoice_id(sim)
+    first = ingest.ensure(ctx, tenant, inv, FileType.ONETIME)
+    sim.faults.revise(inv)
+    gone = f"{sim.base_url}/v1.0/reports/partners/billing/operations/00000000-0000-4000-8000-000000000000"
+    assert ingest.note_revision(ctx, tenant, inv, FileType.ONETIME, "an eTag the poller saw", gone)
+    seen = len(sim.requests)
+    second = ingest.ensure(ctx, tenant, inv, FileType.ONETIME)
+    assert second.id != first.id and second.data_version != first.data_version
+    assert sim.counts(seen)["export"] == 1  # the operation was gone (404): one new export
+    record, _ = ctx.snapshots.get(tenant, inv, "onetime")
+    assert record.wanted is None and record.wanted_operation is None and record.snapshot_id == second.id
