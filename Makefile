@@ -51,7 +51,7 @@ test: install chromium
 	$(BIN)/python -m pytest -q
 
 bench: install
-	$(BIN)/python -m devtools.bench
+	$(BIN)/python -m devtools.bench $(if $(ROWS),--rows $(ROWS))
 
 clean:
 	rm -rf $(VENV) node_modules web/node_modules web/dist .pytest_cache .run

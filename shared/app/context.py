@@ -20,6 +20,7 @@ from shared.adapters.reach_index import ReachIndex
 from shared.adapters.repositories import FileRepository, TenantRepository
 from shared.adapters.sas import DownloadLinks
 from shared.adapters.settings import Settings, get_settings
+from shared.adapters.snapshot_store import SnapshotStore
 from shared.adapters.storage import Storage
 
 
@@ -80,6 +81,10 @@ class AppContext:
     @cached_property
     def exports(self) -> ExportRepository:
         return ExportRepository(self.storage)
+
+    @cached_property
+    def snapshots(self) -> SnapshotStore:
+        return SnapshotStore(self.storage)
 
 
 _context: AppContext | None = None
