@@ -167,7 +167,7 @@ class Worker:
         reach = ReachCollector(layout) if live else None  # partner views see every reseller's lines
         plan = FilePlan(layout, ctx.rules.list(tenant.tenant_id), ctx.identifiers.mappings(tenant.tenant_id),
                         record.view, record.reseller_id, record.customer_id, validator=validator, reach=reach,
-                        names=NamesCollector(layout) if live else None)
+                        names=NamesCollector(layout) if partner else None)  # the margins page's names
         record.billing_period_start = _billing_start(invoice)
         writer = writer_for(record.format, sink, csv_format, layout.date_columns,
                             columns_for(layout, record.view))

@@ -24,7 +24,6 @@ from shared.app.context import AppContext
 from shared.core.columns import FileType, Layout, layout_for
 from shared.core.models import DataSource, FileStatus, View
 from shared.core.money import Decimal
-from shared.core.names import NamesCollector
 from shared.core.reach import ReachCollector
 from shared.core.reconcile import Tally
 from shared.core.validation import Validator, add_months
@@ -66,12 +65,10 @@ class IngestMessage(BaseModel):
 
 @dataclass
 class IngestPlan:
-    """The builder's plan while ingesting: Microsoft's lines pass unchanged; validation, reach and names look at
-    them."""
+    """The builder's plan while ingesting: Microsoft's lines pass unchanged; validation and reach look at them."""
 
     validator: Validator
     reach: ReachCollector
-    names: NamesCollector
 
     def begin_segment(self) -> None:
         self.validator.begin_segment()
@@ -82,7 +79,6 @@ class IngestPlan:
     def process(self, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, Totals]:
         self.validator.check(batch)
         self.reach.add(batch)
-        self.names.add(batch)
         return batch, Tally(rows=batch.num_rows)
 
 
@@ -164,7 +160,6 @@ def _ingest(ctx: AppContext, record: SnapshotRecord, state: dict[str, Any],
                         gather_rows=V1_PART_ROWS if source.kind == DataSource.V1 else 0)
     validator = Validator(layout, invoice_id=record.invoice_id, cap=settings.validation_max_findings)
     reach = ReachCollector(layout)
-    names = NamesCollector(layout)
     indexer = ctx.reach.writer(record.tenant_id)
     renewed = {"at": utcnow()}
 
@@ -180,11 +175,10 @@ def _ingest(ctx: AppContext, record: SnapshotRecord, state: dict[str, Any],
 
     started = utcnow()
     try:
-        result = build(source, IngestPlan(validator, reach, names), writer, progress=on_progress)
+        result = build(source, IngestPlan(validator, reach), writer, progress=on_progress)
         writer.finish({})
         indexer.submit(reach.drain())
         indexer.finish()
-        ctx.names.record(record.tenant_id, names.entries())  # the names the margins page offers
     except BaseException:
         indexer.close()
         writer.close()
