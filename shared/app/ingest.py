@@ -3,8 +3,10 @@
 The first work that needs the lines (a file, the charges API) makes the snapshot; everything after reads it. Charge
 validation and the reseller reach index run here, once, over Microsoft's lines. Two workers that need the same
 snapshot at once: the ETag-guarded record lets one ingest; the other gets `SnapshotBusy` and looks again later (a
-delayed copy of its queue message, never a busy loop). A dead ingest's lease runs out and the next worker takes
-over; a crash half way leaves parts that the retry overwrites (deterministic names) and no manifest, so nothing
+delayed copy of its queue message, never a busy loop). The lease is renewed by a heartbeat thread
+(shared/app/heartbeat.py), also while Microsoft's export is still being made (minutes without a line); a dead
+ingest's lease runs out and the next worker takes over (the old one, if it still runs, learns it from its heartbeat
+and steps aside as a waiter); a crash half way leaves parts that the retry overwrites (deterministic names) and no manifest, so nothing
 half-made is ever read.
 """
 
@@ -21,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from shared.app.builder import build
 from shared.app.context import AppContext
+from shared.app.heartbeat import Heartbeat, LeaseLost
 from shared.core.columns import FileType, Layout, layout_for
 from shared.core.models import DataSource, FileStatus, View
 from shared.core.money import Decimal
@@ -38,9 +41,8 @@ from shared.adapters.sources import GraphExportSource, choose_source
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(minutes=5)  # renewed as lines arrive; a dead ingest is taken over after it
+LEASE = timedelta(minutes=5)  # renewed by a heartbeat; a dead ingest is taken over after it
 QUEUED_FOR = timedelta(minutes=2)  # an ingest the charges API queued: no second message meanwhile
-RENEW_EVERY = timedelta(seconds=20)
 WAIT_SECONDS = 15  # how long a file that waits for another worker's ingest sleeps before it looks again
 MAX_WAIT_SECONDS = 120
 
@@ -112,18 +114,28 @@ def ensure(ctx: AppContext, tenant_id: str, invoice_id: str, file_type: FileType
         etag = store.replace(record, etag) if etag else store.create(record)
     except Conflict:  # another worker claimed it a moment ago
         raise SnapshotBusy(WAIT_SECONDS)
-    state = {"etag": etag}
+    beat = Heartbeat(store, record, etag, LEASE, rows_field="rows", name=f"snapshot {invoice_id} {file_type.value}")
     try:
-        return _ingest(ctx, record, state, progress)
-    except BaseException as exc:
-        record.status, record.lease_until = SnapshotStatus.FAILED, None
-        record.wanted_operation = None  # a retry starts a fresh export
-        record.error = str(exc)[:500] or type(exc).__name__
-        try:
-            store.replace(record, state["etag"])
-        except Conflict:
-            log.warning("snapshot %s %s changed meanwhile; not marking it failed", invoice_id, file_type.value)
+        with beat:
+            return _ingest(ctx, record, beat, progress)
+    except LeaseLost:
+        if beat.lost:  # another worker took this ingest over: wait for it like any other waiter
+            raise SnapshotBusy(WAIT_SECONDS) from None
+        _fail(ctx, record, beat.etag, "the file's attempt was taken over")
         raise
+    except BaseException as exc:
+        _fail(ctx, record, beat.etag, str(exc)[:500] or type(exc).__name__)
+        raise
+
+
+def _fail(ctx: AppContext, record: SnapshotRecord, etag: str, reason: str) -> None:
+    record.status, record.lease_until = SnapshotStatus.FAILED, None
+    record.wanted_operation = None  # a retry starts a fresh export
+    record.error = reason
+    try:
+        ctx.snapshots.replace(record, etag)
+    except Conflict:
+        log.warning("snapshot %s %s changed meanwhile; not marking it failed", record.invoice_id, record.invoice_type)
 
 
 def _wait_for(record: SnapshotRecord, now) -> int:
@@ -133,7 +145,7 @@ def _wait_for(record: SnapshotRecord, now) -> int:
     return int(min(MAX_WAIT_SECONDS, max(WAIT_SECONDS, elapsed / 2)))
 
 
-def _ingest(ctx: AppContext, record: SnapshotRecord, state: dict[str, Any],
+def _ingest(ctx: AppContext, record: SnapshotRecord, beat: Heartbeat,
             progress: Callable[[int], None] | None) -> Snapshot:
     store, settings = ctx.snapshots, ctx.settings
     tenant = ctx.tenants.get(record.tenant_id)
@@ -154,21 +166,17 @@ def _ingest(ctx: AppContext, record: SnapshotRecord, state: dict[str, Any],
         source = choose_source(client, layout, invoice, settings)  # a Graph export starts here (its eTag)
     if record.ready() and source.data_version == record.data_version:
         # the poller saw another eTag, but Microsoft's export is the one kept: nothing new to fetch
-        return _mark_ready(ctx, record, state, record.snapshot_id, record.rows)  # type: ignore[arg-type]
+        return _mark_ready(ctx, record, beat, record.snapshot_id, record.rows)  # type: ignore[arg-type]
     snapshot_id = snapshot_prefix(record.tenant_id, record.invoice_id, file_type.value, source.data_version)
     writer = PartWriter(store.container, snapshot_id, tuple(sorted(layout.decimal_columns)),
                         gather_rows=V1_PART_ROWS if source.kind == DataSource.V1 else 0)
     validator = Validator(layout, invoice_id=record.invoice_id, cap=settings.validation_max_findings)
     reach = ReachCollector(layout)
     indexer = ctx.reach.writer(record.tenant_id)
-    renewed = {"at": utcnow()}
 
     def on_progress(rows: int) -> None:
-        now = utcnow()
-        if now - renewed["at"] >= RENEW_EVERY:
-            record.lease_until, record.rows = now + LEASE, rows
-            state["etag"] = store.replace(record, state["etag"])
-            renewed["at"] = now
+        beat.rows = rows  # shown with the next renewal
+        beat.check()  # taken over: stop here
         indexer.submit(reach.drain())
         if progress is not None:
             progress(rows)
@@ -199,7 +207,7 @@ def _ingest(ctx: AppContext, record: SnapshotRecord, state: dict[str, Any],
     store.write_json(snapshot_id, MANIFEST, manifest)  # last: a snapshot is there once its manifest is
     log.info("snapshot %s: %d rows in %d parts", snapshot_id, result.totals.rows, len(parts),
              extra={"tenant": record.tenant_id, "invoice": record.invoice_id})
-    return _mark_ready(ctx, record, state, snapshot_id, result.totals.rows, source.data_version, started)
+    return _mark_ready(ctx, record, beat, snapshot_id, result.totals.rows, source.data_version, started)
 
 
 def _revised_source(client: PartnerCenterClient, layout: Layout, record: SnapshotRecord) -> GraphExportSource:
@@ -220,13 +228,19 @@ def _revised_source(client: PartnerCenterClient, layout: Layout, record: Snapsho
     return GraphExportSource(client, layout, export)
 
 
-def _mark_ready(ctx: AppContext, record: SnapshotRecord, state: dict[str, Any], snapshot_id: str,
+def _mark_ready(ctx: AppContext, record: SnapshotRecord, beat: Heartbeat, snapshot_id: str,
                 rows: int | None, data_version: str | None = None, fetched_at=None) -> Snapshot:
+    beat.check()
+    etag = beat.stop()  # the heartbeat writes no more: the Ready write is the last of this ingest
     if fetched_at is not None:
         record.data_version, record.fetched_at = data_version, fetched_at
     record.status, record.snapshot_id, record.rows = SnapshotStatus.READY, snapshot_id, rows
     record.lease_until = record.wanted = record.wanted_operation = record.error = None
-    state["etag"] = ctx.snapshots.replace(record, state["etag"])
+    try:
+        beat.etag = ctx.snapshots.replace(record, etag)
+    except Conflict as exc:  # another worker took the ingest over at the last moment: its result counts
+        beat.lost = True
+        raise LeaseLost(f"snapshot {record.invoice_id} {record.invoice_type} was taken over") from exc
     snapshot = ctx.snapshots.load(snapshot_id)
     if snapshot is None:
         raise RuntimeError(f"snapshot {snapshot_id} has no manifest")

@@ -7,6 +7,7 @@ import io
 import threading
 import time
 from collections import Counter
+from datetime import timedelta
 from decimal import Decimal
 
 import pyarrow.parquet as pq
@@ -166,6 +167,29 @@ def test_two_workers_needing_the_same_new_snapshot_make_one_ingest(sim_env, ctx,
     assert all(ctx.files.get(tenant, i)[0].attempts == 1 for i in ids)
     assert sim.counts(seen)["export"] == 1
     assert len(ctx.snapshots.snapshot_ids(tenant)) == 1
+
+
+def test_an_ingest_keeps_its_lease_while_microsofts_export_is_made(sim_env, ctx, sim, monkeypatch) -> None:
+    """Microsoft takes minutes to make an export, and no line arrives meanwhile: the ingest's heartbeat renews its
+    lease all the same, so a second worker that needs the snapshot waits instead of starting a second export.
+    (Renewed only as lines arrived, the lease lapsed during the export and the second worker ingested too.)"""
+    monkeypatch.setattr(ingest, "LEASE", timedelta(seconds=1))
+    tenant, inv = register(ctx, sim), invoice_id(sim)
+    sim.faults.slow(1, delay=3.0, path_prefix="/v1.0/reports")  # the export: three leases long
+    seen = len(sim.requests)
+    made: list = []
+    first = threading.Thread(target=lambda: made.append(ingest.ensure(ctx, tenant, inv, FileType.DAILY)))
+    first.start()
+    deadline = time.monotonic() + 30
+    while (ctx.snapshots.get(tenant, inv, "dailyratedusage") or (None,))[0] is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    time.sleep(1.5)  # the claim-time lease has run out by now
+    with pytest.raises(ingest.SnapshotBusy):
+        ingest.ensure(ctx, tenant, inv, FileType.DAILY)
+    first.join(60)
+    assert made and made[0].manifest["rows"] == sim.expected(inv, "dailyratedusage").rows
+    assert sim.counts(seen)["export"] == 1
 
 
 def test_charges_without_a_snapshot_queue_an_ingest_and_answer_pending(sim_env, ctx, sim) -> None:
