@@ -52,7 +52,7 @@ test: install chromium
 
 # The pipeline's speed and memory, then load on the API while two large files generate (devtools/load.py).
 bench: install
-	$(BIN)/python -m devtools.bench
+	$(BIN)/python -m devtools.bench $(if $(ROWS),--rows $(ROWS))
 	$(BIN)/python -m devtools.load --users 50 --seconds 60
 
 clean:

@@ -3,12 +3,16 @@
 For each N (default 250,000 and 1,000,000 rows) the simulator publishes a daily rated usage export of N rows;
 then, each in its own process so peak memory is its own:
 - the floor: download the same gzip JSON-lines blobs and write CSV with pyarrow alone (no decimals, no storage);
-- the pipeline: the real worker path (export -> exact-decimal parsing -> margin rules for every reseller and
-  half the customers, identifiers for every subscription -> CSV blocks staged in Azurite -> commit -> file
-  record), exactly what the queue trigger runs.
-It prints rows per second and peak resident memory for both, and their ratio.
+- ingest: the invoice snapshot, as the worker makes it (export -> download -> exact-decimal parsing -> charge
+  validation -> reseller reach index -> Parquet parts and manifest in Azurite);
+- the partner file: the real worker path from that snapshot (margin rules for every reseller and half the
+  customers, identifiers for every subscription -> CSV blocks staged in Azurite -> commit -> file record), exactly
+  what the queue trigger runs once the snapshot exists; then a reseller view of the same snapshot (daily rated
+  usage has no customer views); each makes no call to Microsoft;
+- charges: the first page and a middle page (2,000 lines) read from the snapshot.
+It prints rows per second, each step's time against the floor's, and peak resident memory.
 
-    python -m devtools.bench [--rows 250000,1000000]
+    python -m devtools.bench [--rows 250000,1000000]      (make bench ROWS=5000000)
 
 BENCH_AZURITE_IN_MEMORY=1 keeps Azurite's data in its memory instead of on disk (Azurite shares the two cores
 with the pipeline; this shows how much of the time is Azurite's own).
@@ -66,14 +70,9 @@ def run_floor(info: dict, invoice_id: str) -> dict:
     return {"rows": rows, "seconds": time.perf_counter() - start, "peak_rss_mb": peak_rss_mb()}
 
 
-def run_pipeline(info: dict, invoice_id: str) -> dict:
-    import json as _json
-
-    from shared.app import file_requests, tenants
+def _context():
     from shared.app.context import AppContext
-    from shared.app.generation import Worker
     from shared.adapters.memory import configure_memory
-    from shared.core.models import FileRequest, TenantIn
     from shared.adapters.settings import Settings
     from shared.adapters.storage import Storage
 
@@ -81,21 +80,84 @@ def run_pipeline(info: dict, invoice_id: str) -> dict:
     settings = Settings()  # type: ignore[call-arg]
     storage = Storage(settings)
     storage.ensure()
-    ctx = AppContext(settings, storage)
+    return AppContext(settings, storage)
+
+
+def run_ingest(info: dict, invoice_id: str) -> dict:
+    """The snapshot: Microsoft's export fetched, parsed, validated, indexed and stored as Parquet."""
+    from shared.app import ingest, tenants
+    from shared.core.columns import FileType
+    from shared.core.models import TenantIn
+
+    ctx = _context()
     tenants.put_tenant(ctx, info["tenant_id"], TenantIn(display_name="bench", client_id=info["client_id"],
-                                                        client_secret_setting="PC_SECRET_BENCH"))
+                                                  client_secret_setting="PC_SECRET_BENCH"))
     rules = configure_margins(ctx, info, invoice_id)
-    record, _ = file_requests.request_file(ctx, info["tenant_id"],
-                                     FileRequest(invoice_type="dailyratedusage", invoice_id=invoice_id))
+    start = time.perf_counter()
+    snapshot = ingest.ensure(ctx, info["tenant_id"], invoice_id, FileType.DAILY)
+    seconds = time.perf_counter() - start
+    return {"rows": snapshot.manifest["rows"], "seconds": seconds, "peak_rss_mb": peak_rss_mb(), "rules": rules,
+            "parts": len(snapshot.files)}
+
+
+def run_derive(info: dict, invoice_id: str, view: str) -> dict:
+    """A file from the existing snapshot: the partner file, or a reseller view (no call to Microsoft)."""
+    import json as _json
+
+    from shared.app import file_requests
+    from shared.app.generation import Worker
+    from shared.core.models import FileRequest
+
+    ctx = _context()
+    fields = {}
+    if view == "reseller":
+        fields = {"view": "reseller", "reseller_id": next(r.target_id for r in ctx.rules.list(info["tenant_id"])
+                                                          if r.level.value == "reseller")}
+    record, created = file_requests.request_file(ctx, info["tenant_id"],
+                                           FileRequest(invoice_type="dailyratedusage", invoice_id=invoice_id,
+                                                       **fields))
+    if not created:  # run again on the same storage: a new version
+        record = file_requests.regenerate(ctx, record.tenant_id, record.id, "bench")
     message = _json.dumps({"tenantId": record.tenant_id, "fileId": record.id, "version": record.version})
     start = time.perf_counter()
     Worker(ctx).handle(message, 1)
     seconds = time.perf_counter() - start
     done, _ = ctx.files.get(record.tenant_id, record.id)
     if done.status != "Available":
-        raise SystemExit(f"pipeline failed: {done.error}")
-    return {"rows": done.row_count, "seconds": seconds, "peak_rss_mb": peak_rss_mb(), "rules": rules,
-            "cost": str(done.totals.cost), "reseller": str(done.totals.reseller), "customer": str(done.totals.customer)}
+        raise SystemExit(f"{view} file failed: {done.error}")
+    import pyarrow as pa
+
+    return {"rows": done.row_count, "seconds": seconds, "peak_rss_mb": peak_rss_mb(),
+            "arrow_peak_mb": pa.default_memory_pool().max_memory() / 2**20, "cost": str(done.totals.cost), "reseller": str(done.totals.reseller), "customer": str(done.totals.customer)}
+
+
+def run_charges(info: dict, invoice_id: str) -> dict:
+    """The first page and a middle page of 2,000 lines, read from the snapshot."""
+    from shared.app import charges, file_requests
+    from shared.core.models import ChargesScope
+
+    ctx = _context()
+    scope = ChargesScope.model_validate({"invoiceType": "dailyratedusage"})
+    start = time.perf_counter()
+    file_requests.get_charges(ctx, info["tenant_id"], invoice_id, scope, 2000, None)
+    cold_s = time.perf_counter() - start  # the process's first request: imports, connections, caches
+    if os.environ.get("BENCH_PROFILE"):
+        import cProfile
+        cProfile.runctx("file_requests.get_charges(ctx, info['tenant_id'], invoice_id, scope, 2000, None)",
+                        globals(), locals(), os.environ["BENCH_PROFILE"])
+    start = time.perf_counter()
+    first = file_requests.get_charges(ctx, info["tenant_id"], invoice_id, scope, 2000, None)
+    first_s = time.perf_counter() - start
+    snapshot = ctx.snapshots.load(ctx.snapshots.get(info["tenant_id"], invoice_id, "dailyratedusage")[0].snapshot_id)
+    middle_file = len(snapshot.files) // 2
+    token = charges.sign_token(ctx.settings, {"snap": snapshot.id, "scope": ["partner", None, None],
+                                              "f": middle_file, "r": snapshot.files[middle_file]["rows"] // 2})
+    start = time.perf_counter()
+    middle = file_requests.get_charges(ctx, info["tenant_id"], invoice_id, scope, 2000, token)
+    middle_s = time.perf_counter() - start
+    assert len(first["items"]) == len(middle["items"]) == 2000, (len(first["items"]), len(middle["items"]))
+    return {"cold_ms": cold_s * 1000, "first_ms": first_s * 1000, "middle_ms": middle_s * 1000,
+            "peak_rss_mb": peak_rss_mb()}
 
 
 def configure_margins(ctx, info: dict, invoice_id: str) -> int:
@@ -147,8 +209,12 @@ def bench(rows: int, azurite) -> dict:
         invoice_id = _latest_g_invoice(info)
         _child("floor", info, invoice_id, env)  # warm-up: the simulator writes its blobs once
         floor = _child("floor", info, invoice_id, env)
-        pipeline = _child("pipeline", info, invoice_id, env)
-        return {"rows": rows, "floor": floor, "pipeline": pipeline}
+        ingested = _child("ingest", info, invoice_id, env)
+        partner = _child("partner", info, invoice_id, env)
+        reseller = _child("reseller", info, invoice_id, env)
+        pages = _child("charges", info, invoice_id, env)
+        return {"rows": rows, "floor": floor, "ingest": ingested, "partner": partner, "reseller": reseller,
+                "charges": pages}
     finally:
         sim.terminate()
         sim.wait(30)
@@ -171,22 +237,33 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         info = json.loads(args.info)
-        result = run_floor(info, args.invoice) if args.child == "floor" else run_pipeline(info, args.invoice)
-        print(json.dumps(result))
+        runs = {"floor": run_floor, "ingest": run_ingest, "charges": run_charges,
+                "partner": lambda i, inv: run_derive(i, inv, "partner"),
+                "reseller": lambda i, inv: run_derive(i, inv, "reseller")}
+        print(json.dumps(runs[args.child](info, args.invoice)))
         return
     from devtools.azurite import Azurite
 
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
-    print(f"{'rows':>10} | {'floor rows/s':>12} {'floor MB':>9} | {'pipeline rows/s':>15} {'pipeline MB':>11} "
-          f"| {'time ratio':>10} | margin rules")
+    print("time: seconds (x the floor's time); MB: the step's peak resident memory; charges: 2,000-line pages on a "
+          "warm process (its first request, cold, is printed after the row)")
+    print(f"{'rows':>10} | {'floor':>14} | {'ingest':>20} | {'partner file':>20} | {'reseller view':>20} | "
+          f"{'charges first / middle':>22} | rules")
     with Azurite(in_memory=os.environ.get("BENCH_AZURITE_IN_MEMORY") == "1") as azurite:
         for n in [int(x) for x in args.rows.split(",")]:
             r = bench(n, azurite)
-            f, p = r["floor"], r["pipeline"]
-            assert p["rows"] == n and f["rows"] == n, r
-            print(f"{n:>10,} | {n / f['seconds']:>12,.0f} {f['peak_rss_mb']:>9.0f} | "
-                  f"{n / p['seconds']:>15,.0f} {p['peak_rss_mb']:>11.0f} | {p['seconds'] / f['seconds']:>9.2f}x | "
-                  f"{p['rules']}", flush=True)
+            f = r["floor"]
+            assert f["rows"] == n and r["ingest"]["rows"] == n and r["partner"]["rows"] == n, r
+
+            def step(p: dict) -> str:
+                return f"{p['seconds']:>5.1f}s ({p['seconds'] / f['seconds']:.2f}x) {p['peak_rss_mb']:>4.0f}MB"
+
+            c = r["charges"]
+            print(f"{n:>10,} | {f['seconds']:>5.1f}s {f['peak_rss_mb']:>4.0f}MB | {step(r['ingest']):>20} | "
+                  f"{step(r['partner']):>20} | {step(r['reseller']):>20} | "
+                  f"{c['first_ms']:>7.0f} ms / {c['middle_ms']:>5.0f} ms {c['peak_rss_mb']:>4.0f}MB | "
+                  f"{r['ingest']['rules']}  (cold first page {c['cold_ms']:.0f} ms; {r['ingest']['parts']} parts)",
+                  flush=True)
 
 
 if __name__ == "__main__":

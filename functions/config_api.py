@@ -67,6 +67,7 @@ def patch_margin_rule(req: func.HttpRequest) -> func.HttpResponse:
     (the rule's ETag from the list or from this route): 428 without it, 412 when the rule changed meanwhile."""
     tenant = _tenant(req)
     rule_id = route_guid(req, "ruleId")
+    body = parse_body(req, MarginRuleEnd)  # a malformed body is a 400 whatever the rule (it says nothing about it)
     rule = pricing_admin.get_rule(get_context(), tenant, rule_id)
     access_for(req)[1].require(Scope.rule(rule.level, rule.target_id, rule.owner_reseller_id),
                                hidden=not_found(f"Margin rule {rule_id}"))
@@ -75,7 +76,6 @@ def patch_margin_rule(req: func.HttpRequest) -> func.HttpResponse:
         raise Problem(428, "Precondition required", "Send the rule's ETag in If-Match (from the rule list), so a "
                       "change made meanwhile is not overwritten.", errors=[{"field": "If-Match",
                                                                             "message": "required"}])
-    body = parse_body(req, MarginRuleEnd)
     changed, new_etag = pricing_admin.end_date_rule(get_context(), tenant, rule, body.effective_to, etag)
     return json_response({**changed.model_dump(mode="json", by_alias=True), "etag": new_etag},
                          headers={"ETag": new_etag})

@@ -17,8 +17,9 @@ bp = func.Blueprint()
 
 @handles(bp)
 def request_export(req: func.HttpRequest) -> func.HttpResponse:
+    body = parse_body(req, ExportIn)  # a malformed body is a 400 whatever the file (it says nothing about it)
     record = readable_file(req)
-    export, created = exports.request_export(get_context(), record, parse_body(req, ExportIn))
+    export, created = exports.request_export(get_context(), record, body)
     url = location("get_export", tenantId=record.tenant_id, fileId=record.id, exportId=export.id)
     return json_response(export.public(), 202 if created else 200, headers={"Location": url})
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import urlencode
 
 import azure.functions as func
 
@@ -143,4 +144,10 @@ def get_charges(req: func.HttpRequest) -> func.HttpResponse:
         approval.require_approved_file(get_context(), tenant_id, invoice_id, scope)
     page = file_requests.get_charges(get_context(), tenant_id, invoice_id, scope, page_size(req),
                                req.params.get("continuationToken") or None)
+    if "pending" in page:  # no snapshot yet: its ingest is queued; poll the same URL
+        pending = page["pending"]
+        query = urlencode({k: v for k, v in req.params.items() if k != "continuationToken"})
+        poll = location("get_charges", tenantId=tenant_id, invoiceId=invoice_id) + f"?{query}"
+        return json_response(pending, 202, headers={"Location": poll,
+                                                   "Retry-After": str(pending["retryAfter"])})
     return json_response(page)

@@ -52,6 +52,10 @@ PROBLEM = {"description": "RFC 9457 problem", "content": {"application/problem+j
     "$ref": "#/components/schemas/Problem"}}}}
 LINK = {"description": "With Accept: application/json, the link as JSON", "content": {"application/json": {
     "schema": {"type": "object", "properties": {"url": {"type": "string"}, "expiresAt": {"type": "string"}}}}}}
+PENDING = {"description": "Not ready yet (an invoice's lines are being ingested): poll Location after Retry-After",
+           "content": {"application/json": {"schema": {"type": "object", "properties": {
+               "status": {"type": "string"}, "rows": {"type": "integer"}, "retryAfter": {"type": "integer"},
+               "lastError": {"type": "string"}}}}}}
 
 
 def _operation(route: Route, keys: dict[Any, Any]) -> dict[str, Any]:
@@ -78,6 +82,8 @@ def _operation(route: Route, keys: dict[Any, Any]) -> dict[str, Any]:
         if route.many:
             schema = {"type": "object", "properties": {"items": {"type": "array", "items": schema}}}
         op["responses"][ok] = {"description": "OK", "content": {"application/json": {"schema": schema}}}
+    if route.pending:  # the data is being fetched (an invoice's lines ingested): poll Location after Retry-After
+        op["responses"]["202"] = PENDING
     if route.action is None:
         op["security"] = []
     else:

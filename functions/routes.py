@@ -47,7 +47,8 @@ class Route:
     """One HTTP function. `action` None: anonymous (no token, no policy). `scoped`: the handler narrows the action
     to a scope it learns from the body, a stored record or list items; otherwise the action is checked on the whole
     tenant before the handler runs. `response` None: no JSON body (`status` says which: 204, or 302 to a link);
-    `many`: the response is `{"items": [response, ...]}`; `quota`: the route may answer 429 (FILE_REQUESTS_PER_HOUR)."""
+    `many`: the response is `{"items": [response, ...]}`; `quota`: the route may answer 429 (FILE_REQUESTS_PER_HOUR);
+    `pending`: the route may answer 202 with Location and Retry-After while its data is being fetched."""
 
     name: str
     method: str
@@ -61,6 +62,7 @@ class Route:
     status: int = 200
     query: dict[str, dict[str, Any]] = field(default_factory=dict)
     quota: bool = False  # counts against a reseller's or customer's hourly quota (429 with Retry-After)
+    pending: bool = False  # 202 + Location while the data is fetched (charges: the invoice's snapshot is ingested)
 
     @property
     def openapi_path(self) -> str:
@@ -120,7 +122,7 @@ ROUTES: list[Route] = [
           many=True),
     Route("get_charges", "GET", T + "/invoices/{invoiceId}/charges", "A page of an invoice's charges",
           A.CHARGES_READ, SCOPED, response=OBJECT,
-          query={"type": STR, **PAGE, "view": STR, "resellerId": MPN, "customerId": GUID}),
+          query={"type": STR, **PAGE, "view": STR, "resellerId": MPN, "customerId": GUID}, pending=True),
     # monthly automation (automation_api)
     Route("put_automation", "PUT", T + "/automation", "Monthly automation settings", A.TENANT_WRITE,
           body=AutomationIn, response=AutomationSettings),

@@ -7,6 +7,7 @@ import shutil
 import ssl
 import tempfile
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -137,6 +138,12 @@ class Simulator:
             raise KeyError(f"invoice {invoice_id} has no {file_type} data")
         return ds
 
+    def counts(self, since: int = 0) -> Counter[str]:
+        """Microsoft requests by kind, from log entry `since` on (`len(sim.requests)` taken earlier): `export`
+        (POST …/export, one Graph export started), `page` (a v1 line-item page), `blob` (an export blob
+        downloaded), `invoice` (GET one v1 invoice). Retries count each time they were sent."""
+        return Counter(kind for r in self.requests[since:] if (kind := request_kind(r.method, r.path)))
+
     def expected(self, invoice_id: str, file_type: str) -> Expected:
         return self.ledger.expected(self._dataset(invoice_id, file_type))
 
@@ -148,3 +155,17 @@ class Simulator:
         if period not in PERIODS:
             raise ValueError(f"period must be one of {PERIODS}")
         return self.ledger.expected(self.ledger.unbilled[period][FileType(file_type)])
+
+
+def request_kind(method: str, path: str) -> str | None:
+    """What a logged request was, for counting calls to Microsoft (see Simulator.counts)."""
+    parts = path.strip("/").split("/")
+    if method == "POST" and parts[-1] == "export":
+        return "export"
+    if parts[0] == "blobs":
+        return "blob"
+    if parts[0] == "v1" and len(parts) >= 3 and parts[1] == "invoices" and "lineitems" in parts:
+        return "page"
+    if parts[0] == "v1" and len(parts) == 3 and parts[1] == "invoices" and parts[2] != "unbilled":
+        return "invoice"
+    return None

@@ -31,7 +31,7 @@ from datetime import date, datetime, timedelta
 
 from shared.adapters import invoices
 
-from shared.app import events, file_requests, invoice_calendar, tenants
+from shared.app import events, file_requests, ingest, invoice_calendar, tenants
 from shared.core.columns import FileType
 from shared.app.context import AppContext
 from shared.adapters.invoices import InvoiceSummary
@@ -48,7 +48,7 @@ from shared.core.models import (
     InvoiceState,
     View,
 )
-from shared.adapters.partner_center.client import PartnerCenterClient
+from shared.adapters.partner_center.client import Manifest, PartnerCenterClient
 from shared.adapters.partner_center.transport import PartnerCenterError
 from shared.core.problems import Problem
 from shared.adapters.repositories import (
@@ -337,13 +337,16 @@ def follow_revisions(ctx: AppContext, client: PartnerCenterClient, state: Invoic
     """Regenerate, once per new eTag, each Graph-made file whose export Microsoft has revised since."""
     candidates = [f for f in files if f.invoice_type in REVISABLE_TYPES and f.status in DOWNLOADABLE_STATUSES
                   and f.source is not None and f.source.value == "graph"]
-    etags: dict[FileType, str | None] = {}
+    exports: dict[FileType, Manifest | None] = {}
     for record in candidates:
-        if record.invoice_type not in etags:
-            etags[record.invoice_type] = current_etag(client, record.invoice_type, state.invoice_id)
-        etag = etags[record.invoice_type]
+        if record.invoice_type not in exports:
+            exports[record.invoice_type] = current_export(client, record.invoice_type, state.invoice_id)
+        export = exports[record.invoice_type]
+        etag = export.etag if export is not None else None
         if not etag or etag == record.data_version or state.revisions.get(record.id) == etag:
             continue
+        # the snapshot is stale; its next ingest reads this export (its operation), not a new one
+        ingest.note_revision(ctx, state.tenant_id, state.invoice_id, record.invoice_type, etag, export.operation)
         reason = f"Microsoft revised the data (eTag {etag})"
         events.data_revised(ctx, record, etag)
 
@@ -360,10 +363,10 @@ def follow_revisions(ctx: AppContext, client: PartnerCenterClient, state: Invoic
                      extra={"tenant": state.tenant_id, "file": record.id, "invoice": state.invoice_id})
 
 
-def current_etag(client: PartnerCenterClient, file_type: FileType, invoice_id: str) -> str | None:
-    """The eTag of Microsoft's export now (None when it cannot be had right now; the next run asks again)."""
+def current_export(client: PartnerCenterClient, file_type: FileType, invoice_id: str) -> Manifest | None:
+    """Microsoft's export now, for its eTag (None when it cannot be had right now; the next run asks again)."""
     try:
-        return client.export(file_type.value, invoice_id).etag or None
+        return client.export(file_type.value, invoice_id)
     except PartnerCenterError as exc:
         log.warning("could not check %s %s for revisions: %s", file_type.value, invoice_id, exc)
         return None

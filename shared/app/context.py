@@ -21,6 +21,7 @@ from shared.adapters.repositories import FileRepository, TenantRepository
 from shared.adapters.sas import DownloadLinks
 from shared.adapters.settings import Settings, get_settings
 from shared.adapters.secrets import SecretStore, secret_store
+from shared.adapters.snapshot_store import SnapshotStore
 from shared.adapters.storage import Storage
 from shared.adapters.webhook_store import DeliveryRepository, WebhookRepository
 
@@ -95,6 +96,10 @@ class AppContext:
     def secrets(self) -> SecretStore:
         """Built on first use: SecretsNotConfigured when neither Key Vault nor a local key is set."""
         return secret_store(self.settings, self.storage)
+
+    @cached_property
+    def snapshots(self) -> SnapshotStore:
+        return SnapshotStore(self.storage)
 
 
 _context: AppContext | None = None

@@ -12,7 +12,7 @@ import logging
 import uuid
 from datetime import datetime, timedelta
 
-from shared.app import charges
+from shared.app import charges, ingest
 from shared.app.downloads import current_link
 from shared.app.tenants import require_tenant
 
@@ -26,6 +26,7 @@ from shared.adapters.partner_center.transport import NotFound, PartnerCenterErro
 from shared.core.models import SETTLED_STATUSES, UNBILLED_PREFIX, ChargesScope, FileFormat, FileRecord, FileRequest, FileStatus, View
 from shared.core.problems import Problem, bad_request, conflict, not_found
 from shared.adapters.repositories import Conflict, utcnow
+from shared.adapters.snapshot_store import invoice_prefix
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ FILE_ID_NAMESPACE = uuid.UUID("6b1f1c52-2f7e-4c1e-9d0e-6a8e3c9f4b21")
 # A Queued version whose message has not been sent again for this long is presumed lost and re-queued (the
 # generation queue delivers within seconds; a worker holding a file renews its lease every few seconds).
 REQUEUE_AFTER = timedelta(minutes=5)
+CHARGES_RETRY_SECONDS = 5  # how soon a client polls again while an invoice's lines are being ingested
 
 
 # ---- files ---------------------------------------------------------------------------------------------------
@@ -220,17 +222,36 @@ def list_invoices(ctx: AppContext, tenant_id: str) -> list[InvoiceSummary]:
 
 def get_charges(ctx: AppContext, tenant_id: str, invoice_id: str, scope: ChargesScope, page_size: int,
                 token: str | None) -> dict:
-    """A page of an invoice's charges, with the columns, margins and view a file of the same request has."""
+    """A page of an invoice's charges, with the columns, margins and view a file of the same request has.
+
+    Read from the invoice's snapshot. Without one, the invoice is checked with Microsoft, an ingest is queued and
+    the answer is `{"pending": …}` (HTTP 202: poll again): never a Microsoft export inside an HTTP request."""
     tenant = require_tenant(ctx, tenant_id)
     file_type = scope.invoice_type
+    invoice_id = invoice_id.upper()
     _check_view(FileRequest(invoice_id=invoice_id, **scope.model_dump()))
-    client = invoices.client_for(tenant, ctx.settings)
     plan = FilePlan(layout_for(file_type), ctx.rules.list(tenant.tenant_id),
                     ctx.identifiers.mappings(tenant.tenant_id), scope.view, scope.reseller_id, scope.customer_id)
+    if token:
+        snap_id, file, row = charges.token_start(ctx.settings, token,
+                                                 invoice_prefix(tenant.tenant_id, invoice_id, file_type.value), plan)
+        snapshot = ctx.snapshots.load(snap_id)
+        if snapshot is None:
+            raise bad_request("These charges were replaced by newer data from Microsoft; start again without a "
+                              "token.", "continuationToken")
+        return charges.charges_page(ctx.storage.files, ctx.settings, snapshot, plan, page_size, file, row)
+    snapshot = ingest.current(ctx, tenant.tenant_id, invoice_id, file_type)
+    if snapshot is not None:
+        return charges.charges_page(ctx.storage.files, ctx.settings, snapshot, plan, page_size)
     try:
-        invoice = client.get_invoice(invoice_id.upper())
-        if file_type not in invoices.file_types_of(invoice):
-            raise bad_request(f"Invoice {invoice_id} has no {file_type.value} charges.", "type")
-        return charges.charges_page(client, ctx.settings, invoice, plan, page_size, token)
+        invoice = invoices.client_for(tenant, ctx.settings).get_invoice(invoice_id)
     except PartnerCenterError as exc:
         raise _microsoft_problem(exc)
+    if file_type not in invoices.file_types_of(invoice):
+        raise bad_request(f"Invoice {invoice_id} has no {file_type.value} charges.", "type")
+    ingest.request(ctx, tenant.tenant_id, invoice_id, file_type)
+    loaded = ctx.snapshots.get(tenant.tenant_id, invoice_id, file_type.value)
+    status = loaded[0] if loaded else None
+    return {"pending": {"status": status.status.value if status else "Queued",
+                        "rows": status.rows if status else None, "lastError": status.error if status else None,
+                        "retryAfter": CHARGES_RETRY_SECONDS}}

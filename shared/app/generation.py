@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pydantic import BaseModel, ValidationError
 
-from shared.app import alerts, approval, events
+from shared.app import alerts, approval, events, ingest
 from shared.app.builder import build
 from shared.app.heartbeat import Heartbeat, LeaseLost
+from shared.app.ingest import NotIngestible, SnapshotBusy
 from shared.core.columns import FileType, layout_for
 from shared.app.context import AppContext
 from shared.core.money import Decimal, exact_sum, to_decimal
@@ -35,13 +36,15 @@ from shared.core.usage import UsageCollector
 from shared.core.reconcile import FilePlan
 from shared.core.reconcile import Tally
 from shared.core.views import columns_for
-from shared.adapters.invoices import client_for, file_types_of
+from shared.adapters.invoices import client_for
 from shared.adapters.partner_center.transport import NotFound, PartnerCenterError
 from shared.adapters.microsoft_json import BadValue
 from shared.adapters.repositories import Conflict, utcnow
-from shared.adapters.sources import DataChanged, choose_source, unbilled_source
-from shared.core.validation import Report, Validator, add_months
+from shared.adapters.sources import DataChanged, unbilled_source
+from shared.core.validation import Report, Validator
 from shared.adapters.file_writers import BlockBlobSink, TooManyRows, writer_for
+from shared.adapters.snapshot_parts import SnapshotSource
+from shared.adapters.snapshot_store import FINDINGS, SUMMARY, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,10 @@ class Worker:
     ctx: AppContext
 
     def handle(self, body: str, dequeue_count: int = 1) -> None:
+        payload = ingest.payload_of(body)
+        if payload is not None:  # an ingest the charges API queued (same queue, same worker)
+            ingest.handle_message(self.ctx, payload)
+            return
         try:
             msg = GenerationMessage.model_validate_json(body)
         except ValidationError:
@@ -103,7 +110,11 @@ class Worker:
             log.warning("attempt %d of file %s v%d was taken over by another; its blobs are discarded",
                         record.attempts, record.id, record.version, extra=extra)
             return
-        except (PermanentFailure, NotFound, BadValue, TooManyRows) as exc:
+        except SnapshotBusy as busy:  # another worker is ingesting this invoice's lines: wait for it, not race it
+            self._release(record, heartbeat.etag)
+            self._look_again_later(body, busy.retry_after)
+            return
+        except (PermanentFailure, NotFound, BadValue, TooManyRows, NotIngestible) as exc:
             self._finish_failed(record, heartbeat.etag, str(exc), transient=False)
             return
         except (PartnerCenterError, DataChanged) as exc:
@@ -127,38 +138,8 @@ class Worker:
         tenant = ctx.tenants.get(record.tenant_id)
         if tenant is None:
             raise PermanentFailure(f"Tenant {record.tenant_id} is not registered any more.")
-        client = client_for(tenant, ctx.settings, correlation_id=record.id)
         layout = layout_for(record.invoice_type)
-        if record.invoice_id.startswith(UNBILLED_PREFIX):
-            invoice, source = unbilled_source(client, layout, record)
-        else:
-            try:
-                invoice = client.get_invoice(record.invoice_id)
-            except NotFound:
-                raise PermanentFailure(f"Microsoft has no invoice {record.invoice_id} for this tenant.")
-            if layout.file_type not in file_types_of(invoice):
-                raise PermanentFailure(f"Invoice {record.invoice_id} has no {layout.file_type.value} charges.")
-            source = choose_source(client, layout, invoice, ctx.settings)
-        record.source = source.kind
-        record.data_version = source.data_version
-        blob_name = blob_name_for(record)
-        sink = BlockBlobSink(ctx.storage.files.get_blob_client(blob_name), ctx.settings.block_size_bytes)
-        csv_format = record.csv_format or CsvFormat()
-        partner = record.view == View.PARTNER
-        validator = Validator(layout, invoice_id=record.invoice_id, cap=ctx.settings.validation_max_findings) \
-            if partner else None
-        reach = ReachCollector(layout) if partner else None  # partner views see every reseller's lines
-        usage = UsageCollector(layout) if partner and layout.file_type == FileType.DAILY else None  # alerts
-        plan = FilePlan(layout, ctx.rules.list(tenant.tenant_id), ctx.identifiers.mappings(tenant.tenant_id),
-                        record.view, record.reseller_id, record.customer_id, validator=validator, reach=reach,
-                        names=NamesCollector(layout) if partner else None, usage=usage)
-        record.billing_period_start = _billing_start(invoice)
-        writer = writer_for(record.format, sink, csv_format, layout.date_columns,
-                            columns_for(layout, record.view))
-
-        # which reseller serves which customer: written beside the streaming, done before the file is Available
-        # (a failure retries the whole message; indexing again is harmless)
-        indexer = ctx.reach.writer(record.tenant_id) if reach is not None else None
+        indexer = None
 
         def progress(rows: int) -> None:
             """Hand the rows so far to the heartbeat (it shows them and renews the lease on its own pace), stop
@@ -168,6 +149,36 @@ class Worker:
             heartbeat.check()
             if indexer is not None:
                 indexer.submit(reach.drain())  # type: ignore[union-attr]
+
+        snapshot: Snapshot | None = None
+        if record.invoice_id.startswith(UNBILLED_PREFIX):  # changes every day: read live, never kept
+            client = client_for(tenant, ctx.settings, correlation_id=record.id)
+            invoice, source = unbilled_source(client, layout, record)
+        else:  # the invoice's snapshot: Microsoft is asked only if there is none yet (or a newer eTag)
+            snapshot = ingest.ensure(ctx, record.tenant_id, record.invoice_id, record.invoice_type, progress)
+            invoice, source = snapshot.invoice, SnapshotSource(ctx.storage.files, snapshot)
+        record.source = source.kind
+        record.data_version = source.data_version
+        record.snapshot_id = snapshot.id if snapshot is not None else None
+        blob_name = blob_name_for(record)
+        sink = BlockBlobSink(ctx.storage.files.get_blob_client(blob_name), ctx.settings.block_size_bytes)
+        csv_format = record.csv_format or CsvFormat()
+        partner = record.view == View.PARTNER
+        live = partner and snapshot is None  # a snapshot was validated and indexed once, when it was ingested
+        validator = Validator(layout, invoice_id=record.invoice_id, cap=ctx.settings.validation_max_findings) \
+            if live else None
+        reach = ReachCollector(layout) if live else None  # partner views see every reseller's lines
+        usage = UsageCollector(layout) if partner and layout.file_type == FileType.DAILY else None  # alerts
+        plan = FilePlan(layout, ctx.rules.list(tenant.tenant_id), ctx.identifiers.mappings(tenant.tenant_id),
+                        record.view, record.reseller_id, record.customer_id, validator=validator, reach=reach,
+                        names=NamesCollector(layout) if partner else None, usage=usage)  # margins page, alerts
+        record.billing_period_start = _billing_start(invoice)
+        writer = writer_for(record.format, sink, csv_format, layout.date_columns,
+                            columns_for(layout, record.view))
+
+        # which reseller serves which customer: written beside the streaming, done before the file is Available
+        # (a failure retries the whole message; indexing again is harmless)
+        indexer = ctx.reach.writer(record.tenant_id) if reach is not None else None
 
         try:
             result = build(source, plan, writer, progress=progress)
@@ -182,7 +193,8 @@ class Worker:
                 indexed = background.submit(indexer.finish)  # while the file is committed
             ctx.storage.files.get_blob_client(snapshot_name_for(blob_name)).upload_blob(
                 json.dumps(plan.snapshot(), indent=1, default=str).encode(), overwrite=True)
-            report = self._validate(record, validator, invoice, blob_name) if validator is not None else None
+            report = self._validate(record, validator, invoice, blob_name) if validator is not None else \
+                _copy_findings(ctx, snapshot, blob_name) if partner and snapshot is not None else None
             writer.finish({"tenant": record.tenant_id, "file": record.id, "version": str(record.version),
                            "rows": str(result.totals.rows)})
             if indexed is not None:
@@ -205,10 +217,23 @@ class Worker:
             raise LeaseLost(f"file {record.id} v{record.version} was finished by another attempt") from exc
         self.ctx.files.record_version(record)  # after a crash just before it, the settled path repairs it
 
+    def _release(self, record: FileRecord, etag: str) -> None:
+        """Back to Queued without spending an attempt: this delivery waits for another worker's ingest (it wrote
+        no blob yet, so its attempt number is free again). Its delayed message is sent right after: a crash in
+        between leaves a Queued file that the poller sends again after REQUEUE_AFTER."""
+        record.status, record.started_at, record.lease_until = FileStatus.QUEUED, None, None
+        record.attempts = max(0, record.attempts - 1)
+        record.enqueued_at = utcnow()
+        try:
+            self.ctx.files.replace(record, etag)
+        except Conflict:
+            pass
+
     def _validate(self, record: FileRecord, validator: Validator, invoice: dict, blob_name: str) -> Report:
         """Finish the validation that ran alongside the file; store findings.csv and summary.json beside it."""
         ctx = self.ctx
-        previous = self._previous_summary(record)
+        previous = ingest.previous_summary(ctx, record.tenant_id, record.invoice_type, record.billing_period_start,
+                                           record.invoice_id)
         report = validator.finish(invoice, previous, Decimal(str(ctx.settings.validation_change_threshold_percent)))
         folder = blob_name.rsplit("/", 1)[0]
         ctx.storage.files.get_blob_client(findings_name_for(blob_name)).upload_blob(report.csv_bytes(),
@@ -217,26 +242,6 @@ class Worker:
             json.dumps({**validator.summary(), "billingPeriodStart": _iso(record.billing_period_start)},
                        indent=1).encode(), overwrite=True)
         return report
-
-    def _previous_summary(self, record: FileRecord) -> dict | None:
-        """summary.json of the previous month's Available (or NeedsReview) partner-view file of the same type."""
-        start = record.billing_period_start
-        if start is None:
-            return None
-        wanted = add_months(start, -1)
-        candidates = [r for status in (FileStatus.AVAILABLE, FileStatus.NEEDS_REVIEW)
-                      for r in self.ctx.files.list(record.tenant_id, invoice_type=record.invoice_type.value,
-                                                   view=View.PARTNER.value, status=status.value)
-                      if r.id != record.id and r.blob_name and r.billing_period_start
-                      and (r.billing_period_start.year, r.billing_period_start.month) == (wanted.year, wanted.month)]
-        for prior in sorted(candidates, key=lambda r: r.completed_at or r.created_at, reverse=True):
-            try:
-                data = self.ctx.storage.files.get_blob_client(
-                    prior.blob_name.rsplit("/", 1)[0] + "/summary.json").download_blob().readall()
-                return {**json.loads(data), "invoiceId": prior.invoice_id}
-            except Exception:  # an older version made before summaries existed: nothing to compare
-                log.info("no summary for previous file %s", prior.id)
-        return None
 
     @staticmethod
     def _record_result(record: FileRecord, totals: Tally, invoice: dict, report: Report | None = None,
@@ -324,6 +329,27 @@ class Worker:
 
     def _look_again_later(self, body: str, seconds: float) -> None:
         self.ctx.storage.queue().send_message(body, visibility_timeout=int(min(seconds, 7 * 24 * 3600)))
+
+
+@dataclass
+class _SnapshotReport:
+    """The validation of a snapshot, as a partner-view file's record carries it."""
+
+    counts: dict
+
+    def totals(self) -> dict:
+        return self.counts
+
+
+def _copy_findings(ctx: AppContext, snapshot: Snapshot, blob_name: str) -> _SnapshotReport | None:
+    """A partner-view file carries its snapshot's findings.csv and summary.json beside it, as it always did."""
+    folder = blob_name.rsplit("/", 1)[0]
+    for name, target in ((FINDINGS, findings_name_for(blob_name)), (SUMMARY, folder + "/summary.json")):
+        data = ctx.snapshots.read_bytes(snapshot.id, name)
+        if data is not None:
+            ctx.storage.files.get_blob_client(target).upload_blob(data, overwrite=True)
+    counts = snapshot.manifest.get("findings")
+    return _SnapshotReport(counts) if counts is not None else None
 
 
 def file_name_for(record: FileRecord, extension: str = "csv") -> str:

@@ -5,6 +5,9 @@ lapse while the worker still ran, and a duplicate delivery took the file over. H
 every third of the lease (and shows the rows so far), with the same ETag-guarded write as every other status
 change. If that write finds the record changed, another attempt owns the file now: the heartbeat stops and the
 worker learns it at its next `check()` (and at the latest from its own final, guarded, record write).
+
+The same heartbeat keeps an invoice snapshot's ingest lease (shared/app/ingest.py): waiting for Microsoft's export
+takes minutes with no line arriving, and a lapsed ingest lease would start a second export elsewhere.
 """
 
 from __future__ import annotations
@@ -12,9 +15,9 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import timedelta
+from typing import Any, Protocol
 
-from shared.adapters.repositories import Conflict, FileRepository, utcnow
-from shared.core.models import FileRecord
+from shared.adapters.repositories import Conflict, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -25,18 +28,29 @@ class LeaseLost(Exception):
     """The record changed under this attempt: another attempt took the file over."""
 
 
-class Heartbeat:
-    """Owns the record's ETag while the attempt runs: every record write of the attempt goes through it."""
+class GuardedStore(Protocol):
+    """Where the leased record lives: an ETag-guarded replace (Conflict when it changed)."""
 
-    def __init__(self, files: FileRepository, record: FileRecord, etag: str, lease: timedelta) -> None:
-        self.files, self.record, self.lease = files, record, lease
+    def replace(self, record: Any, etag: str) -> str: ...
+
+
+class Heartbeat:
+    """Owns the record's ETag while the attempt runs: every record write of the attempt goes through it.
+    `rows_field` names the record's field that shows the rows so far (a file's `progress_rows`, a snapshot's
+    `rows`); `name` what the logs call it."""
+
+    def __init__(self, files: GuardedStore, record: Any, etag: str, lease: timedelta,
+                 rows_field: str = "progress_rows", name: str | None = None) -> None:
+        self.files, self.record, self.lease, self.rows_field = files, record, lease, rows_field
+        self.name = name or f"file {record.id} v{record.version}"
         self.etag = etag
         self.rows = 0
         self.every = min(PROGRESS_EVERY, lease / 3)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._failure: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name=f"lease-{record.id[:8]}", daemon=True)
+        self.lost = False  # this record was taken over by another attempt (set with the LeaseLost it raises)
+        self._thread = threading.Thread(target=self._run, name=f"lease-{self.name[:24]}", daemon=True)
 
     def __enter__(self) -> Heartbeat:
         self._thread.start()
@@ -50,10 +64,11 @@ class Heartbeat:
             try:
                 self.beat()
             except Conflict:
-                self._failure = LeaseLost(f"file {self.record.id} v{self.record.version} was taken over")
+                self.lost = True
+                self._failure = LeaseLost(f"{self.name} was taken over")
                 return
             except Exception as exc:  # a storage hiccup: try again next beat (the lease has two beats to spare)
-                log.warning("could not renew the lease of file %s: %s", self.record.id, exc)
+                log.warning("could not renew the lease of %s: %s", self.name, exc)
             except BaseException as exc:  # the attempt is dying: the worker raises it at its next check
                 self._failure = exc
                 return
@@ -64,7 +79,8 @@ class Heartbeat:
             if self._stop.is_set():
                 return
             now = utcnow()
-            self.record.progress_rows, self.record.lease_until = self.rows, now + self.lease
+            setattr(self.record, self.rows_field, self.rows)
+            self.record.lease_until = now + self.lease
             self.etag = self.files.replace(self.record, self.etag)
 
     def check(self) -> None:

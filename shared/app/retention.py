@@ -12,6 +12,9 @@ Orphans: an attempt that lost (a lapsed lease, a crash after its commit) may lea
 they are older than ORPHAN_GRACE (no attempt runs that long), the run deletes every blob of a kept file whose
 folder is not the folder of a version the file record or its history names.
 
+Snapshots: an invoice snapshot (Microsoft's lines as Parquet) is deleted once no kept file version, current or
+older, was made from it and it is not the newest Ready snapshot of its invoice and type.
+
 Each tenant, and each file, is its own step: a failure is logged and counted, and the others go on.
 """
 
@@ -27,6 +30,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from shared.app.context import AppContext
 from shared.core.models import FileRecord, FileStatus
 from shared.adapters.repositories import VersionRepository, utcnow
+from shared.adapters.snapshot_store import invoice_prefix
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +44,7 @@ class RetentionRun:
     blobs_deleted: int = 0
     orphans_deleted: int = 0
     failures: int = 0  # tenants or files whose step failed (logged); the others went on
+    snapshots_deleted: list[str] = field(default_factory=list)
 
 
 def superseded_at(version: FileRecord, later: Iterable[FileRecord]) -> datetime | None:
@@ -80,11 +85,12 @@ def purge(ctx: AppContext, now: datetime | None = None) -> RetentionRun:
         try:
             purge_tenant(ctx, tenant.tenant_id, cutoff, run)
             sweep_orphans(ctx, tenant.tenant_id, now - ORPHAN_GRACE, run)
+            purge_snapshots(ctx, tenant.tenant_id, run, now)  # after the versions: theirs may now be unreferenced
         except Exception:
             run.failures += 1
             log.exception("retention failed for tenant %s", tenant.tenant_id, extra={"tenant": tenant.tenant_id})
-    log.info("retention removed %d versions (%d blobs), %d orphaned blobs; %d failures", len(run.deleted),
-             run.blobs_deleted, run.orphans_deleted, run.failures)
+    log.info("retention removed %d versions (%d blobs), %d orphaned blobs, %d snapshots; %d failures",
+             len(run.deleted), run.blobs_deleted, run.orphans_deleted, len(run.snapshots_deleted), run.failures)
     return run
 
 
@@ -138,6 +144,26 @@ def sweep_orphans(ctx: AppContext, tenant_id: str, older_than: datetime, run: Re
 
 def _folder(blob_name: str | None) -> str:
     return blob_name.rsplit("/", 1)[0] + "/" if blob_name else ""
+
+
+def purge_snapshots(ctx: AppContext, tenant_id: str, run: RetentionRun, now: datetime | None = None) -> None:
+    """Delete the invoice snapshots that nothing refers to any more: no kept file version (current or older)
+    was made from them, and none is the newest Ready snapshot of its invoice and type. Nothing of an invoice and
+    type whose ingest is under way is touched (its new parts have no reference yet)."""
+    now = now or utcnow()
+    keep = {v.snapshot_id for v in VersionRepository(ctx.storage).list(tenant_id)}
+    keep |= {f.snapshot_id for f in ctx.files.list(tenant_id)}
+    busy: set[str] = set()
+    for record in ctx.snapshots.list(tenant_id):
+        keep.add(record.snapshot_id)
+        if record.lease_until is not None and record.lease_until > now or record.status == "Ingesting":
+            busy.add(invoice_prefix(tenant_id, record.invoice_id, record.invoice_type))
+    for snapshot_id in sorted(ctx.snapshots.snapshot_ids(tenant_id) - keep):
+        if any(snapshot_id.startswith(prefix) for prefix in busy):
+            continue
+        run.blobs_deleted += ctx.snapshots.delete(snapshot_id)
+        run.snapshots_deleted.append(snapshot_id)
+        log.info("retention deleted snapshot %s", snapshot_id, extra={"tenant": tenant_id})
 
 
 def delete_blobs(ctx: AppContext, version: FileRecord) -> int:

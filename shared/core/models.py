@@ -242,6 +242,7 @@ class FileRecord(ApiModel):
         "totals and have no margin; each is an error finding (MISSING_COST) in the partner view."))
     source: DataSource | None = None
     data_version: str | None = None
+    snapshot_id: str | None = None  # the invoice snapshot (blob prefix) this version's lines were read from
     attempts: int = 0
     error: str | None = None
     transient: bool | None = None  # for a Failed file: whether a later attempt may succeed (the poller retries)

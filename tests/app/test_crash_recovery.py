@@ -16,7 +16,7 @@ from datetime import timedelta
 import pytest
 import requests
 
-from shared.app import automation, file_requests, generation, retention, versions
+from shared.app import automation, file_requests, generation, heartbeat, retention, versions
 from shared.adapters.repositories import utcnow
 from shared.app.context import AppContext
 from shared.core.models import AutomationIn, FileRequest, FileStatus
@@ -40,10 +40,12 @@ from tests.app.test_generation import invoice_id, register
 
 @pytest.fixture
 def fast(sim, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Minutes become a second: the worker's lease (renewed three times as often) and the time after which a
-    Queued file with no message is sent again; Microsoft's export asks to poll again at once."""
+    """Minutes become a second: the worker's lease (renewed every 20 ms: a regeneration from the invoice's
+    snapshot asks nothing of Microsoft and is over in a fraction of a second, yet renews at least once) and the
+    time after which a Queued file with no message is sent again; Microsoft's export asks to poll again at once."""
     monkeypatch.setattr(sim.export_options, "retry_after", 0)
     monkeypatch.setattr(generation, "LEASE", timedelta(seconds=0.6))
+    monkeypatch.setattr(heartbeat, "PROGRESS_EVERY", timedelta(seconds=0.02))
     monkeypatch.setattr(file_requests, "REQUEUE_AFTER", timedelta(seconds=1))
 
 

@@ -17,7 +17,8 @@ from functions.http_support import ROUTE_POLICY
 from shared.core.models import FileRecord, FileStatus, TenantIn
 from shared.core.access import Action, PrincipalIn, Role
 from shared.adapters.repositories import utcnow
-from shared.app import tenants
+from shared.app import ingest, tenants
+from shared.core.columns import FileType
 from tests.conftest import SECRET_SETTING, call, token_for
 
 OTHER_TENANT = "bbbbbbbb-2222-4000-8000-0000000000bb"
@@ -159,6 +160,7 @@ def world(sim_env, webhook_env, ctx, sim) -> dict[str, Any]:
     ctx.principals.put(tenant, OIDS["customer"], PrincipalIn(role=Role.CUSTOMER, customer_ids=[C1]))
     ctx.reach.record(tenant, REACH)
     invoice = next(i["id"] for i in sim.invoices() if i["id"].startswith("G") and i["documentType"] == "invoice")
+    ingest.ensure(ctx, tenant, invoice, FileType.ONETIME)  # charges are read from the invoice's snapshot
     views = {target: _line_scope(target) for target in LINE_TARGETS}
     files = {}
     for target, (view, reseller, customer) in views.items():

@@ -263,7 +263,11 @@ async function lines(f: FileRecord, details: HTMLElement): Promise<void> {
   if (f.resellerId) params.set("resellerId", f.resellerId);
   if (f.customerId) params.set("customerId", f.customerId);
   try {
-    const page = await call<{ items: Record<string, unknown>[] }>("GET", `${tenantPath()}/invoices/${f.invoiceId}/charges?${params}`);
+    const page = await call<{ items?: Record<string, unknown>[]; retryAfter?: number }>("GET", `${tenantPath()}/invoices/${f.invoiceId}/charges?${params}`);
+    if (!page.items) {  // 202: the invoice's lines are being fetched from Microsoft (its snapshot is queued)
+      details.replaceChildren(h("p", { role: "status" }, `Microsoft's lines are being fetched; try again in ${page.retryAfter ?? 5} seconds.`));
+      return;
+    }
     const columns = [...new Set(page.items.flatMap((item) => Object.keys(item)))];
     const grid = table(`First ${page.items.length} lines, ${viewLabel(f)} view`, columns,
       page.items.map((item) => columns.map((c) => item[c] == null ? "" : String(item[c]))), "lines");

@@ -11,7 +11,7 @@ import tempfile
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import IO, Any, Iterator
 from urllib.parse import parse_qs, urlsplit
@@ -54,6 +54,7 @@ class Manifest:
     etag: str
     blobs: tuple[ExportBlob, ...]
     expires_at: datetime | None
+    operation: str | None = None  # the export's operation URL: reading it again gives this manifest, no new export
 
 
 # v1 (provider, invoicelineitemtype) per file type; seek paging for onetime, offset paging otherwise.
@@ -161,7 +162,7 @@ class PartnerCenterClient:
             op = response.json()
             status = str(op.get("status", "")).lower()
             if status in ("succeeded", "completed"):
-                return self._manifest(op)
+                return replace(self._manifest(op), operation=operation_url)
             if status == "failed":
                 err = op.get("error") or {}
                 message = str(err.get("message", ""))
