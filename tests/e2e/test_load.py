@@ -25,5 +25,7 @@ def test_no_5xx_under_concurrent_users_while_files_generate(sim, sim_env, issuer
     assert result.server_errors == 0, result.table()
     assert result.errors == []
     assert all(len(result.latencies[e]) > 0 for e in ENDPOINTS)  # every endpoint was really exercised
-    assert {s for (_, s) in result.statuses} == {200}, result.table()
+    # 202: the charges' first page while the invoice's snapshot is being ingested (it answers 200 once it is Ready)
+    assert {s for (_, s) in result.statuses} <= {200, 202}, result.table()
+    assert result.statuses[("page charges", 200)] > 0, result.table()  # the snapshot became Ready and was paged
     assert len(checks) == 2 and all(c.exact for c in checks), [c.line() for c in checks]
