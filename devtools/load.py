@@ -71,16 +71,18 @@ class LoadResult:
 
 
 def run_users(api: str, tenant: str, headers: dict[str, str], file_ids: list[str], charge_invoice: str,
-              users: int, seconds: float) -> LoadResult:
+              users: int, seconds: float, charges_grace: float = 0) -> LoadResult:
     """The users in a process of their own (spawned), so the client's threads do not compete for the server's
-    interpreter lock: the latencies are the server's, not the load generator's."""
+    interpreter lock: the latencies are the server's, not the load generator's. With `charges_grace`, the users go
+    on past `seconds` (for at most that many more) until the charges have answered a page (200): the snapshot
+    the first request queued is ingested behind the files being generated, and how soon depends on the machine."""
     from concurrent.futures import ProcessPoolExecutor
     import multiprocessing
 
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         raw = pool.submit(_users_in_process, api, tenant, headers, file_ids, charge_invoice, users,
-                          seconds).result(timeout=seconds + 600)
-    result = LoadResult(users, seconds)
+                          seconds, charges_grace).result(timeout=seconds + charges_grace + 600)
+    result = LoadResult(users, raw["seconds"])
     for endpoint, values in raw["latencies"].items():
         result.latencies[endpoint].extend(values)
     for (endpoint, status), n in raw["statuses"]:
@@ -91,22 +93,30 @@ def run_users(api: str, tenant: str, headers: dict[str, str], file_ids: list[str
 
 def _users_in_process(*args: Any) -> dict[str, Any]:
     r = _run_users(*args)
-    return {"latencies": dict(r.latencies), "statuses": list(r.statuses.items()), "errors": r.errors}
+    return {"latencies": dict(r.latencies), "statuses": list(r.statuses.items()), "errors": r.errors,
+            "seconds": r.seconds}
 
 
 def _run_users(api: str, tenant: str, headers: dict[str, str], file_ids: list[str], charge_invoice: str,
-               users: int, seconds: float) -> LoadResult:
-    """`users` threads, each a closed loop of random requests among the three endpoints, for `seconds`."""
+               users: int, seconds: float, charges_grace: float = 0) -> LoadResult:
+    """`users` threads, each a closed loop of random requests among the three endpoints, for `seconds` (and up to
+    `charges_grace` more while no charges page has answered 200)."""
     result = LoadResult(users, seconds)
     base = f"{api}/tenants/{tenant}"
-    stop = time.monotonic() + seconds
+    began = time.monotonic()
+    stop, hard_stop = began + seconds, began + seconds + charges_grace
+    paged = threading.Event()
+
+    def going() -> bool:
+        now = time.monotonic()
+        return now < stop or (now < hard_stop and not paged.is_set())
 
     def user(n: int) -> None:
         rng = random.Random(n)
         session = requests.Session()
         session.headers.update(headers)
         token: str | None = None  # this user's place in the charges
-        while time.monotonic() < stop:
+        while going():
             endpoint = rng.choice(ENDPOINTS)
             if endpoint == "list files":
                 url, params = f"{base}/reconciliation-files", {}
@@ -125,6 +135,7 @@ def _run_users(api: str, tenant: str, headers: dict[str, str], file_ids: list[st
             result.record(endpoint, resp.status_code, time.perf_counter() - start)
             if endpoint == "page charges" and resp.status_code == 200:
                 token = resp.json().get("continuationToken")
+                paged.set()
         session.close()
 
     threads = [threading.Thread(target=user, args=(n,), name=f"user-{n}") for n in range(users)]
@@ -132,6 +143,7 @@ def _run_users(api: str, tenant: str, headers: dict[str, str], file_ids: list[st
         t.start()
     for t in threads:
         t.join()
+    result.seconds = time.monotonic() - began
     return result
 
 
@@ -195,11 +207,12 @@ class Check:
 
 def load_while_generating(api: str, tenant: str, headers: dict[str, str], invoices: list[str],
                           expected: Callable[[str], Any], users: int, seconds: float,
-                          generation_timeout: float = 900) -> tuple[LoadResult, list[Check]]:
+                          generation_timeout: float = 900,
+                          charges_grace: float = 0) -> tuple[LoadResult, list[Check]]:
     """Ask for the daily rated usage files of `invoices`, put the load on while they generate, then check them
     against `expected(invoice_id)` (the simulator's `Expected`)."""
     file_ids = [request_file(api, tenant, headers, inv) for inv in invoices]
-    result = run_users(api, tenant, headers, file_ids, invoices[0], users, seconds)
+    result = run_users(api, tenant, headers, file_ids, invoices[0], users, seconds, charges_grace)
     checks = []
     for invoice_id, file_id in zip(invoices, file_ids):
         record = wait_available(api, tenant, headers, file_id, generation_timeout)
@@ -244,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--charges-grace", type=float, default=300,
+                        help="go on past --seconds, for at most this long, until the charges have answered a page")
     parser.add_argument("--rows", type=int, default=300_000, help="daily rated usage rows per simulator invoice")
     args = parser.parse_args(argv)
     from devtools.stack import Stack
@@ -258,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
               f"of {' and '.join(invoices)} ({args.rows:,} rows each) generate", flush=True)
         result, checks = load_while_generating(stack.api, tenant, headers, invoices,
                                                lambda inv: stack.sim.expected(inv, "dailyratedusage"),
-                                               args.users, args.seconds)
+                                               args.users, args.seconds, charges_grace=args.charges_grace)
         print(result.table())
         for check in checks:
             print(check.line())

@@ -20,12 +20,15 @@ def test_no_5xx_under_concurrent_users_while_files_generate(sim, sim_env, issuer
         invoices = [i["id"] for i in sim.invoices() if i["id"].startswith("G") and i["documentType"] == "invoice"][:2]
         result, checks = load_while_generating(stack.api, tenant, headers, invoices,
                                                lambda inv: sim.expected(inv, "dailyratedusage"),
-                                               users=10, seconds=10, generation_timeout=180)
+                                               users=10, seconds=10, generation_timeout=180,
+                                               charges_grace=170)
     print(result.table())
     assert result.server_errors == 0, result.table()
     assert result.errors == []
     assert all(len(result.latencies[e]) > 0 for e in ENDPOINTS)  # every endpoint was really exercised
     # 202: the charges' first page while the invoice's snapshot is being ingested (it answers 200 once it is Ready)
     assert {s for (_, s) in result.statuses} <= {200, 202}, result.table()
-    assert result.statuses[("page charges", 200)] > 0, result.table()  # the snapshot became Ready and was paged
+    # the snapshot became Ready and was paged while the users were still on (they go on up to 170 s past the ten
+    # for it: on a slow machine the One Time snapshot waits behind the two daily usage files in the queue)
+    assert result.statuses[("page charges", 200)] > 0, result.table()
     assert len(checks) == 2 and all(c.exact for c in checks), [c.line() for c in checks]
