@@ -7,17 +7,26 @@ identity-based settings (`AzureWebJobsStorage__blobServiceUri` / `__queueService
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from functools import cached_property
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from azure.core.credentials import TokenCredential
-from azure.core.exceptions import ResourceExistsError
+from azure.core.exceptions import ResourceExistsError, ServiceRequestError, ServiceResponseError
 from azure.data.tables import TableClient, TableServiceClient
 from azure.storage.blob import BlobServiceClient, ContainerClient
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy, TextBase64DecodePolicy
 
 from shared.adapters.settings import Settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+OUTAGE_PATIENCE_SECONDS = 90.0  # how long a settling write waits for storage to come back (an outage, a failover)
+OUTAGE_FIRST_WAIT_SECONDS = 1.0
+OUTAGE_MAX_WAIT_SECONDS = 10.0
 
 TABLE_NAMES = ("Tenants", "Files", "FileVersions", "Invoices", "MarginRules", "Identifiers", "Principals", "Audit",
                "ResellerReach", "Exports", "Names", "RequestQuotas", "Webhooks", "Deliveries", "Secrets", "Budgets",
@@ -104,3 +113,22 @@ def _ignore_exists(create: Any) -> None:
         create()
     except ResourceExistsError:
         pass
+
+
+def through_outage(write: Callable[[], T], what: str, patience: float = OUTAGE_PATIENCE_SECONDS) -> T:
+    """Run a write that settles a piece of work (a lease released, a failure recorded), waiting through a storage
+    outage: storage that cannot be reached (connection refused, reset, timed out) is tried again with a growing
+    pause for up to `patience` seconds. Without it, a worker whose storage went away for a moment would leave its
+    lease held until it expires (minutes) and every retry would wait for it. Any answer from storage (a conflict,
+    a 404) is passed on at once: only an unreachable service is waited for."""
+    deadline = time.monotonic() + patience
+    wait = OUTAGE_FIRST_WAIT_SECONDS
+    while True:
+        try:
+            return write()
+        except (ServiceRequestError, ServiceResponseError) as exc:
+            if time.monotonic() + wait > deadline:
+                raise
+            log.warning("storage unreachable while %s (%s); trying again in %.0f s", what, type(exc).__name__, wait)
+            time.sleep(wait)
+            wait = min(wait * 2, OUTAGE_MAX_WAIT_SECONDS)

@@ -41,6 +41,7 @@ from shared.adapters.partner_center.transport import NotFound, PartnerCenterErro
 from shared.adapters.microsoft_json import BadValue
 from shared.adapters.repositories import Conflict, utcnow
 from shared.adapters.sources import DataChanged, unbilled_source
+from shared.adapters.storage import through_outage
 from shared.core.validation import Report, Validator
 from shared.adapters.file_writers import BlockBlobSink, TooManyRows, writer_for
 from shared.adapters.snapshot_parts import SnapshotSource
@@ -225,7 +226,7 @@ class Worker:
         record.attempts = max(0, record.attempts - 1)
         record.enqueued_at = utcnow()
         try:
-            self.ctx.files.replace(record, etag)
+            through_outage(lambda: self.ctx.files.replace(record, etag), f"releasing file {record.id}")
         except Conflict:
             pass
 
@@ -294,7 +295,7 @@ class Worker:
         record.error = reason
         record.lease_until = None
         try:
-            self.ctx.files.replace(record, etag)
+            through_outage(lambda: self.ctx.files.replace(record, etag), f"releasing file {record.id}")
         except Conflict:
             pass
 

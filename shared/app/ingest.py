@@ -38,6 +38,7 @@ from shared.adapters.snapshot_parts import V1_PART_ROWS, PartWriter, total_sums
 from shared.adapters.snapshot_store import (FINDINGS, MANIFEST, SUMMARY, Conflict, Snapshot, SnapshotRecord,
                                             SnapshotStatus, new_record, snapshot_prefix)
 from shared.adapters.sources import GraphExportSource, choose_source
+from shared.adapters.storage import through_outage
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,8 @@ def _fail(ctx: AppContext, record: SnapshotRecord, etag: str, reason: str) -> No
     record.wanted_operation = None  # a retry starts a fresh export
     record.error = reason
     try:
-        ctx.snapshots.replace(record, etag)
+        through_outage(lambda: ctx.snapshots.replace(record, etag),
+                       f"recording the failed ingest of {record.invoice_id} {record.invoice_type}")
     except Conflict:
         log.warning("snapshot %s %s changed meanwhile; not marking it failed", record.invoice_id, record.invoice_type)
 

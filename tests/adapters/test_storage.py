@@ -96,3 +96,57 @@ def test_download_link_expires(ctx: AppContext) -> None:
     url, expiry = ctx.links.url_for("t/old.csv", "old.csv", minutes=15, now=long_ago)
     assert expiry < datetime.now(timezone.utc)
     assert requests.get(url, timeout=10).status_code == 403
+
+
+# ---- through_outage: settling writes wait for storage to come back ------------------------------------------------
+
+def test_a_settling_write_waits_through_an_outage_and_lands(monkeypatch) -> None:
+    from azure.core.exceptions import ServiceRequestError
+
+    from shared.adapters import storage as storage_module
+
+    pauses: list[float] = []
+    monkeypatch.setattr(storage_module.time, "sleep", pauses.append)
+    calls = iter([ServiceRequestError("refused"), ServiceRequestError("refused"), "etag-3"])
+
+    def write() -> str:
+        outcome = next(calls)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    assert storage_module.through_outage(write, "a test write") == "etag-3"
+    assert pauses == [1.0, 2.0]  # growing pauses between the tries
+
+
+def test_a_settling_write_gives_up_after_its_patience(monkeypatch) -> None:
+    from azure.core.exceptions import ServiceRequestError
+
+    from shared.adapters import storage as storage_module
+
+    clock = [0.0]
+    monkeypatch.setattr(storage_module.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(storage_module.time, "sleep", lambda s: clock.__setitem__(0, clock[0] + s))
+    tries = []
+
+    def write() -> None:
+        tries.append(clock[0])
+        raise ServiceRequestError("refused")
+
+    with pytest.raises(ServiceRequestError):
+        storage_module.through_outage(write, "a test write", patience=20)
+    assert clock[0] <= 20 and tries == [0.0, 1.0, 3.0, 7.0, 15.0]
+
+
+def test_an_answer_from_storage_is_not_waited_for(monkeypatch) -> None:
+    from azure.core.exceptions import ResourceModifiedError
+
+    from shared.adapters import storage as storage_module
+
+    monkeypatch.setattr(storage_module.time, "sleep", lambda s: pytest.fail("waited for a conflict"))
+
+    def write() -> None:
+        raise ResourceModifiedError("412")
+
+    with pytest.raises(ResourceModifiedError):
+        storage_module.through_outage(write, "a test write")
