@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from functools import partial
 from urllib.parse import urlencode
 
 import azure.functions as func
@@ -60,8 +61,8 @@ def get_tenant(req: func.HttpRequest) -> func.HttpResponse:
 def request_file(req: func.HttpRequest) -> func.HttpResponse:
     tenant_id, access = access_for(req)
     body = access.require_lines(parse_body(req, FileRequest))
-    file_requests.take_quota(get_context(), tenant_id, access.viewer, access.caller.object_id)
-    record, created = file_requests.request_file(get_context(), tenant_id, body)
+    charge = partial(file_requests.take_quota, get_context(), tenant_id, access.viewer, access.caller.object_id)
+    record, created = file_requests.request_file(get_context(), tenant_id, body, charge)
     return json_response(approval.public_for(get_context(), record, access.viewer, not access.sees_unapproved()),
                          202 if created else 200,
                          headers={"Location": location("get_file", tenantId=tenant_id, fileId=record.id)})
@@ -115,8 +116,8 @@ def download_findings(req: func.HttpRequest) -> func.HttpResponse:
 def regenerate(req: func.HttpRequest) -> func.HttpResponse:
     current, etag = loaded_file(req)
     guard = access_for(req)[1]
-    file_requests.take_quota(get_context(), current.tenant_id, guard.viewer, guard.caller.object_id)
-    record = file_requests.new_version(get_context(), current, etag)
+    charge = partial(file_requests.take_quota, get_context(), current.tenant_id, guard.viewer, guard.caller.object_id)
+    record = file_requests.new_version(get_context(), current, etag, charge=charge)
     return json_response(approval.public_for(get_context(), record, guard.viewer, not guard.sees_unapproved()), 202,
                          headers={"Location": location("get_file", tenantId=record.tenant_id, fileId=record.id)})
 

@@ -11,6 +11,7 @@ import json
 import logging
 import uuid
 from datetime import datetime, timedelta
+from typing import Callable
 
 from shared.app import charges, ingest
 from shared.app.downloads import current_link
@@ -78,14 +79,19 @@ def take_quota(ctx: AppContext, tenant_id: str, viewer: View | str, object_id: s
         ctx.quotas.take(tenant_id, object_id)
 
 
-def request_file(ctx: AppContext, tenant_id: str, req: FileRequest) -> tuple[FileRecord, bool]:
-    """Queue a file; returns (record, created). An identical earlier request returns its record."""
+def request_file(ctx: AppContext, tenant_id: str, req: FileRequest,
+                 charge: Callable[[], None] | None = None) -> tuple[FileRecord, bool]:
+    """Queue a file; returns (record, created). An identical earlier request returns its record. `charge` (the
+    caller's quota, `take_quota`) is called only for a request that is valid and makes new work: a refused
+    request, or one answered with the existing file, costs nothing."""
     tenant = require_tenant(ctx, tenant_id)
     _check_view(req)
     if req.format == FileFormat.XLSX:
         _check_fits_a_sheet(ctx, tenant.tenant_id, req)
     if req.format.value == "csv" and req.csv_format is None and tenant.csv_format is not None:
         req = req.model_copy(update={"csv_format": tenant.csv_format})
+    if charge is not None and ctx.files.get(tenant.tenant_id, file_id_for(tenant.tenant_id, req)) is None:
+        charge()  # a 429 here creates nothing
     record = FileRecord(
         id=file_id_for(tenant.tenant_id, req), tenant_id=tenant.tenant_id, invoice_type=req.invoice_type,
         invoice_id=req.invoice_id.upper(), view=req.view, reseller_id=req.reseller_id,
@@ -176,11 +182,15 @@ def regenerate(ctx: AppContext, tenant_id: str, file_id: str, reason: str = "reg
     return new_version(ctx, *get_file(ctx, tenant_id, file_id), reason=reason)
 
 
-def new_version(ctx: AppContext, record: FileRecord, etag: str, reason: str = "regenerated on request") -> FileRecord:
-    """`regenerate` for a file already loaded (with the ETag it was read at): a concurrent change is a 409."""
+def new_version(ctx: AppContext, record: FileRecord, etag: str, reason: str = "regenerated on request",
+                charge: Callable[[], None] | None = None) -> FileRecord:
+    """`regenerate` for a file already loaded (with the ETag it was read at): a concurrent change is a 409.
+    `charge` (the caller's quota) is called once the regeneration is allowed, so a 409 costs nothing."""
     if record.status not in SETTLED_STATUSES:
         raise conflict(f"The file is {record.status}; it can be regenerated once it is settled (Available, "
                        "NeedsReview or Failed).")
+    if charge is not None:
+        charge()
     ctx.files.record_version(record)  # idempotent: the settled version is in the history before it is replaced
     record = record.model_copy(deep=True)
     record.version += 1

@@ -62,6 +62,9 @@ def test_a_reseller_and_a_customer_are_held_to_the_hourly_quota(world, functions
     assert problem(refused)["status"] == 429 and f"At most {LIMIT} file requests" in problem(refused)["detail"]
     retry_after = int(refused.headers["Retry-After"])
     assert 1 <= retry_after <= 3600
+    settled, etag = ctx.files.get(world["tenant"], record.id)
+    settled.status = FileStatus.AVAILABLE  # a regeneration it may make (a Queued file answers 409, for free)
+    ctx.files.replace(settled, etag)
     assert call(functions, "regenerate", "POST", route={"tenantId": world["tenant"], "fileId": record.id},
                 token=world["reseller"]).status_code == 429
     # one principal's quota is its own: the customer still has all of its own
@@ -87,3 +90,25 @@ def test_partner_admins_their_bulk_regeneration_and_the_timer_are_not_counted(wo
     invoice = str(sim.faults.publish_next_invoice()["id"])
     automation.poll(ctx, datetime(2026, 12, 9, 6, 0, tzinfo=UTC))
     assert ctx.files.list(world["tenant"], invoice_id=invoice), "the poller queued the new invoice's files"
+
+
+def test_refused_and_repeated_requests_cost_nothing(world, functions, ctx) -> None:
+    """Only a request that makes new work counts: a 400, the same request again (200, the same file) and a
+    regeneration refused with 409 leave the quota as it was."""
+    reseller = {"view": "reseller", "resellerId": R1}
+    for _ in range(LIMIT + 2):  # another reseller's lines: refused before any work
+        refused = _request(functions, world, world["reseller"], 1, view="reseller", resellerId="7654321")
+        assert refused.status_code in (400, 403), refused.get_body()
+        bad = _request(functions, world, world["reseller"], 1, view="partner")  # a view it may not ask for
+        assert bad.status_code in (400, 403), bad.get_body()
+    first = _request(functions, world, world["reseller"], 1, **reseller)
+    assert first.status_code == 202
+    file_id = json.loads(first.get_body())["id"]
+    for _ in range(LIMIT + 2):
+        assert _request(functions, world, world["reseller"], 1, **reseller).status_code == 200  # the same file
+        queued = call(functions, "regenerate", "POST", route={"tenantId": world["tenant"], "fileId": file_id},
+                      token=world["reseller"])
+        assert queued.status_code == 409  # still Queued: nothing to regenerate yet
+    # one request spent so far: LIMIT - 1 more new files, then 429
+    statuses = [_request(functions, world, world["reseller"], n, **reseller).status_code for n in range(2, LIMIT + 2)]
+    assert statuses == [202] * (LIMIT - 1) + [429]
