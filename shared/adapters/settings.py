@@ -165,3 +165,9 @@ def get_settings() -> Settings:
 def reset_settings() -> None:
     """Forget the cached settings (tests and the development host change the environment)."""
     get_settings.cache_clear()
+
+
+def ca_bundle() -> str | bool:
+    """The TLS roots outgoing HTTPS trusts: REQUESTS_CA_BUNDLE / SSL_CERT_FILE when set (corporate proxies, the
+    simulator's test CA), else True (requests' default, certifi's roots)."""
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE") or True

@@ -11,14 +11,16 @@ import socket
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
-import requests
+import certifi
+import urllib3
 from azure.core.exceptions import ResourceNotFoundError
 from standardwebhooks.webhooks import Webhook as Signer
 
 from shared.adapters.repositories import GuardedTable, from_entity, to_entity
+from shared.adapters.settings import ca_bundle
 from shared.adapters.storage import Storage
 from shared.core.notifications import Delivery, Webhook, public_address
 
@@ -116,18 +118,54 @@ class RefusedAddress(Exception):
     """The endpoint's name resolves to a loopback, private or link-local address (outside development)."""
 
 
-def _check_resolves_public(url: str) -> None:
+def _checked_address(url: str, allowed: Callable[[str], bool] | None) -> str:
+    """The one address the delivery will connect to: the name is resolved once, every address it has is checked
+    (outside development: public only), and the connection goes to the first of them. Resolving again to connect
+    would let a name answer a public address to the check and a private one to the connection (DNS rebinding)."""
     parts = urlsplit(url)
-    infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
-    for info in infos:
-        if not public_address(str(info[4][0])):
-            raise RefusedAddress(f"{parts.hostname} resolves to a non-public address")
+    if not parts.hostname:
+        raise RefusedAddress("the URL has no host")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    infos = socket.getaddrinfo(parts.hostname, port, proto=socket.IPPROTO_TCP)
+    addresses = [str(info[4][0]) for info in infos]
+    if not addresses:
+        raise RefusedAddress(f"{parts.hostname} does not resolve")
+    if allowed is not None and not all(allowed(a) for a in addresses):
+        raise RefusedAddress(f"{parts.hostname} resolves to a non-public address")
+    return addresses[0]
+
+
+def _post_pinned(url: str, address: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
+    """POST to `address`, speaking to the URL's host: its name in the Host header, in TLS's SNI and in the
+    certificate check (the roots `settings.ca_bundle` names, as for every outgoing call). No redirects, no retries
+    here."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+    limits = urllib3.Timeout(connect=timeout, read=timeout)
+    pool: urllib3.HTTPConnectionPool
+    if parts.scheme == "https":
+        pool = urllib3.HTTPSConnectionPool(address, port, timeout=limits, retries=False, cert_reqs="CERT_REQUIRED",
+                                           ca_certs=_roots(), server_hostname=parts.hostname,
+                                           assert_hostname=parts.hostname)
+    else:
+        pool = urllib3.HTTPConnectionPool(address, port, timeout=limits, retries=False)
+    with pool:
+        resp = pool.urlopen("POST", target, body=body, headers={**headers, "Host": str(host)}, redirect=False,
+                            retries=False)
+        return resp.status
+
+
+def _roots() -> str:
+    roots = ca_bundle()
+    return roots if isinstance(roots, str) else certifi.where()
 
 
 def send(url: str, secret: str, webhook_id: str, payload: str, timeout: float, allow_private: bool,
-         session: requests.Session | None = None, now: datetime | None = None) -> Outcome:
-    """POST the signed CloudEvent. Standard Webhooks headers; no redirects followed; any answer but 2xx, a timeout
-    or a connection error is a failure to retry."""
+         now: datetime | None = None, allowed: Callable[[str], bool] = public_address) -> Outcome:
+    """POST the signed CloudEvent to the address checked for it (`_checked_address`). Standard Webhooks headers;
+    no redirects followed; any answer but 2xx, a timeout or a connection error is a failure to retry."""
     started = time.monotonic()
     stamp = now or datetime.now(timezone.utc)
     headers = {"Content-Type": "application/cloudevents+json; charset=utf-8", "webhook-id": webhook_id,
@@ -135,15 +173,13 @@ def send(url: str, secret: str, webhook_id: str, payload: str, timeout: float, a
                "webhook-signature": Signer(secret).sign(webhook_id, stamp, payload),
                "User-Agent": "csp-reconciliation-webhooks/1"}
     try:
-        if not allow_private:
-            _check_resolves_public(url)
-        resp = (session or requests).post(url, data=payload.encode(), headers=headers, timeout=timeout,
-                                          allow_redirects=False)
-        outcome = Outcome(resp.status_code, None, _ms(started))
-        return outcome if outcome.ok else Outcome(resp.status_code, f"HTTP {resp.status_code}", outcome.duration_ms)
-    except requests.Timeout:
+        address = _checked_address(url, None if allow_private else allowed)
+        status = _post_pinned(url, address, payload.encode(), headers, timeout)
+        outcome = Outcome(status, None, _ms(started))
+        return outcome if outcome.ok else Outcome(status, f"HTTP {status}", outcome.duration_ms)
+    except urllib3.exceptions.TimeoutError:
         return Outcome(None, f"no answer within {timeout:g} s", _ms(started))
-    except (requests.RequestException, OSError, RefusedAddress) as exc:
+    except (urllib3.exceptions.HTTPError, OSError, RefusedAddress) as exc:
         return Outcome(None, f"{type(exc).__name__}: {str(exc)[:200]}", _ms(started))
 
 

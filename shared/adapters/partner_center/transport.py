@@ -30,7 +30,7 @@ import requests
 from azure.core.exceptions import AzureError
 
 from shared.adapters.partner_center.budget import Budget, SlotUnavailable, budget_for
-from shared.adapters.settings import PUBLIC_AUTHORITY, Settings
+from shared.adapters.settings import PUBLIC_AUTHORITY, Settings, ca_bundle
 from shared.core.boundaries import is_secret_setting_name
 
 log = logging.getLogger(__name__)
@@ -59,11 +59,6 @@ class NoDataAvailable(PartnerCenterError):
 
     def __init__(self, message: str = "Microsoft reports no data available for this invoice yet.") -> None:
         super().__init__(message, transient=True)
-
-
-def ca_bundle() -> str | bool:
-    """Honour REQUESTS_CA_BUNDLE / SSL_CERT_FILE (corporate proxies, the simulator's test CA)."""
-    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE") or True
 
 
 _semaphores: dict[str, threading.BoundedSemaphore] = {}
