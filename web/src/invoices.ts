@@ -258,14 +258,24 @@ async function versions(f: FileRecord, details: HTMLElement): Promise<void> {
   } catch (err) { details.replaceChildren(h("p", { class: "error", role: "alert" }, problemText(err))); }
 }
 
-async function lines(f: FileRecord, details: HTMLElement): Promise<void> {
+const LINES_POLLS = 40;  // a 202 is asked again at its Retry-After, this many times at most (~10 minutes)
+
+async function lines(f: FileRecord, details: HTMLElement, polls = 0): Promise<void> {
   const params = new URLSearchParams({ type: f.invoiceType, view: f.view, pageSize: "20" });
   if (f.resellerId) params.set("resellerId", f.resellerId);
   if (f.customerId) params.set("customerId", f.customerId);
   try {
     const page = await call<{ items?: Record<string, unknown>[]; retryAfter?: number }>("GET", `${tenantPath()}/invoices/${f.invoiceId}/charges?${params}`);
     if (!page.items) {  // 202: the invoice's lines are being fetched from Microsoft (its snapshot is queued)
-      details.replaceChildren(h("p", { role: "status" }, `Microsoft's lines are being fetched; try again in ${page.retryAfter ?? 5} seconds.`));
+      const wait = Math.min(Math.max(page.retryAfter ?? 5, 1), 60);
+      if (polls >= LINES_POLLS) {
+        details.replaceChildren(h("p", { role: "status" }, "Microsoft's lines are still being fetched; open Lines again later."));
+        return;
+      }
+      const notice = h("p", { role: "status" }, `Microsoft's lines are being fetched; looking again in ${wait} seconds.`);
+      details.replaceChildren(notice);
+      // asked again only while the notice is still shown: another button (or page) in its place stops the poll
+      setTimeout(() => { if (notice.isConnected) void lines(f, details, polls + 1); }, wait * 1000);
       return;
     }
     const columns = [...new Set(page.items.flatMap((item) => Object.keys(item)))];
