@@ -1,5 +1,6 @@
-"""Queue Blueprint: the generation worker and its poison-queue handler (`shared.app.generation`), and the billing
-exports job with its own (`shared.app.exports`; queue `{GENERATION_QUEUE}-exports`, so no new setting)."""
+"""Queue Blueprint: the generation worker and its poison-queue handler (`shared.app.generation`), the billing
+exports job with its own (`shared.app.exports`; queue `{GENERATION_QUEUE}-exports`, so no new setting), and the
+webhook deliveries with theirs (`shared.app.webhooks`)."""
 
 from __future__ import annotations
 
@@ -42,3 +43,8 @@ def export_gave_up(msg: func.QueueMessage) -> None:
 @bp.queue_trigger(arg_name="msg", queue_name="%WEBHOOK_QUEUE%", connection="AzureWebJobsStorage")
 def deliver_webhook(msg: func.QueueMessage) -> None:
     webhooks.deliver(get_context(), msg.get_body().decode("utf-8"))
+
+
+@bp.queue_trigger(arg_name="msg", queue_name="%WEBHOOK_QUEUE%-poison", connection="AzureWebJobsStorage")
+def webhook_gave_up(msg: func.QueueMessage) -> None:
+    webhooks.gave_up(get_context(), msg.get_body().decode("utf-8"))

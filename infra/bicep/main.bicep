@@ -132,6 +132,7 @@ module storage 'modules/storage.bicep' = {
       '${generationQueueName}-exports'
       '${generationQueueName}-exports-poison'
       webhookQueueName
+      '${webhookQueueName}-poison'
     ]
     tableNames: tableNames
   }

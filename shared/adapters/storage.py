@@ -101,11 +101,16 @@ class Storage:
     def ensure(self) -> None:
         """Create the container, queues and tables if missing. Idempotent; Bicep creates them in Azure."""
         _ignore_exists(self.files.create_container)
-        q0 = self.settings.generation_queue
-        for q in (q0, f"{q0}-poison", f"{q0}-exports", f"{q0}-exports-poison", self.settings.webhook_queue):
+        for q in queue_names(self.settings):
             _ignore_exists(self.queue(q).create_queue)
         for t in TABLE_NAMES:
             _ignore_exists(self.table(t).create_table)
+
+
+def queue_names(settings: Settings) -> tuple[str, ...]:
+    """Every queue the app uses, each with its poison queue (the Bicep template declares the same list)."""
+    q0, hooks = settings.generation_queue, settings.webhook_queue
+    return (q0, f"{q0}-poison", f"{q0}-exports", f"{q0}-exports-poison", hooks, f"{hooks}-poison")
 
 
 def _ignore_exists(create: Any) -> None:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from shared.adapters.repositories import Conflict, utcnow
 from shared.adapters.secrets import SecretsNotConfigured
-from shared.adapters.webhook_store import send
+from shared.adapters.webhook_store import Outcome, send
 from shared.app import tenants
 from shared.app.context import AppContext
 from shared.app.events import enqueue_delivery
@@ -187,6 +187,39 @@ def deliver(ctx: AppContext, body: str) -> None:
         return
     outcome = send(hook.url, secret, delivery.id, delivery.payload, settings.webhook_timeout_seconds,
                    allow_private=not settings.in_azure)
+    _after_attempt(ctx, msg, delivery, etag, hook, outcome)
+
+
+def gave_up(ctx: AppContext, body: str) -> None:
+    """A delivery message the queue gave up on (our worker failed on it `maxDequeueCount` times: storage, the
+    secret store, a defect). The attempt counts as failed, with that reason in the delivery log, and the retry plan
+    goes on from there, so the delivery neither stays Pending for ever nor escapes the endpoint's retry window."""
+    try:
+        msg = DeliveryMessage.model_validate_json(body)
+    except ValidationError:
+        log.error("dropping a poisoned delivery message that is not ours: %.200s", body)
+        return
+    loaded = ctx.deliveries.get(msg.tenantId, msg.endpointId, msg.deliveryId)
+    if loaded is None:
+        return
+    delivery, etag = loaded
+    if delivery.status != DeliveryStatus.PENDING or msg.attempt < delivery.attempt_count:
+        return  # settled meanwhile, or a stale copy of an earlier attempt's message
+    hook_loaded = ctx.webhooks.get(msg.tenantId, msg.endpointId)
+    if hook_loaded is None or not hook_loaded[0].enabled:
+        _settle(ctx, delivery, etag, DeliveryStatus.ABANDONED)
+        return
+    log.error("delivery %s of webhook %s: the worker failed on it repeatedly; counted as a failed attempt",
+              delivery.id, msg.endpointId, extra={"tenant": msg.tenantId})
+    _after_attempt(ctx, msg, delivery, etag, hook_loaded[0],
+                   Outcome(None, "the delivery worker failed on this attempt repeatedly (see the logs)", 0))
+
+
+def _after_attempt(ctx: AppContext, msg: DeliveryMessage, delivery: Delivery, etag: str, hook: Webhook,
+                   outcome: Outcome) -> None:
+    """Log the attempt on the delivery; settle it, or queue the next attempt by the retry plan (disabling an
+    endpoint that has failed for the whole window)."""
+    settings = ctx.settings
     done = utcnow()
     items = [*(delivery.attempts or {}).get("items", []),
              Attempt(at=done, status_code=outcome.status_code, error=outcome.error,

@@ -184,3 +184,27 @@ def test_the_delivery_log_keeps_a_month(webhook_env, ctx, receiver) -> None:
     assert webhooks.purge_delivery_log(ctx) == 1
     left = {d.event_id for d in ctx.deliveries.list(TENANT, "log", 50)}
     assert left == {new.event_id, event(EventType.FILE_AVAILABLE, "waiting").id}
+
+
+def test_a_poisoned_delivery_message_counts_as_a_failed_attempt_and_is_retried(webhook_env, ctx, receiver) -> None:
+    """The queue gave up on a delivery's message (the worker failed on it five times): the attempt is logged as
+    failed with the reason, the next attempt is queued by the retry plan, and it is delivered once."""
+    register(ctx, receiver, "poisoned", ["file.available"])
+    sent = event(EventType.FILE_AVAILABLE, "F7")
+    assert events.publish(ctx, sent) == 1
+    queue = ctx.storage.queue(ctx.settings.webhook_queue)
+    body = next(iter(queue.receive_messages(max_messages=1, visibility_timeout=300))).content
+
+    webhooks.gave_up(ctx, body)
+    (delivery,) = ctx.deliveries.list(TENANT, "poisoned", 50)
+    assert delivery.status == DeliveryStatus.PENDING and delivery.attempt_count == 1
+    (attempt,) = delivery.public()["attempts"]
+    assert attempt["statusCode"] is None and "failed on this attempt repeatedly" in attempt["error"]
+    webhooks.gave_up(ctx, body)  # the same poisoned message again (a stale copy): nothing more
+    assert ctx.deliveries.list(TENANT, "poisoned", 50)[0].attempt_count == 1
+
+    deliver_all(ctx, lambda: all(d.status != DeliveryStatus.PENDING
+                                 for d in ctx.deliveries.list(TENANT, "poisoned", 50)), timeout=90)
+    (delivery,) = ctx.deliveries.list(TENANT, "poisoned", 50)
+    assert delivery.status == DeliveryStatus.DELIVERED
+    assert [e["id"] for e in receiver.events("poisoned")] == [sent.id]

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from tree_sitter import Language, Parser
 
 from shared.adapters.settings import Settings
-from shared.adapters.storage import TABLE_NAMES
+from shared.adapters.storage import TABLE_NAMES, queue_names
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
@@ -590,8 +590,7 @@ def test_storage_names_match_the_code_defaults(templates):
     names = {p: evaluate(p, t) for p in ("containerNames", "queueNames", "tableNames")}
     defaults = Settings.model_construct()
     assert defaults.files_container in names["containerNames"]
-    q = defaults.generation_queue
-    assert names["queueNames"] == [q, f"{q}-poison", f"{q}-exports", f"{q}-exports-poison", defaults.webhook_queue]
+    assert names["queueNames"] == list(queue_names(defaults))
     assert names["tableNames"] == [defaults.table_prefix + name for name in TABLE_NAMES]
 
 

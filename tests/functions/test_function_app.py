@@ -24,6 +24,7 @@ def test_indexing_finds_every_function_with_host_bindings(functions: dict[str, A
     assert queue["connection"] == "AzureWebJobsStorage"
     poison = functions["generation_gave_up"].get_trigger().get_dict_repr()
     assert poison["queueName"] == "%GENERATION_QUEUE%-poison"
+    assert functions["webhook_gave_up"].get_trigger().get_dict_repr()["queueName"] == "%WEBHOOK_QUEUE%-poison"
     json.loads(functions["generate_file"].get_function_json())  # what the host reads must be valid JSON
 
 
