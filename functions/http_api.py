@@ -141,10 +141,11 @@ def get_charges(req: func.HttpRequest) -> func.HttpResponse:
                                          "resellerId": req.params.get("resellerId") or None,
                                          "customerId": req.params.get("customerId") or None})
     scope = access.require_lines(scope)
-    if not access.sees_unapproved():  # resellers and customers: once the partner approved a file of it
-        approval.require_approved_file(get_context(), tenant_id, invoice_id, scope)
+    approved = None  # resellers and customers: the approved file's lines, once the partner approved one
+    if not access.sees_unapproved():
+        approved = approval.require_approved_file(get_context(), tenant_id, invoice_id, scope)
     page = file_requests.get_charges(get_context(), tenant_id, invoice_id, scope, page_size(req),
-                               req.params.get("continuationToken") or None)
+                                     req.params.get("continuationToken") or None, approved)
     if "pending" in page:  # no snapshot yet: its ingest is queued; poll the same URL
         pending = page["pending"]
         query = urlencode({k: v for k, v in req.params.items() if k != "continuationToken"})

@@ -114,11 +114,17 @@ def approved_versions(ctx: AppContext, record: FileRecord) -> list[FileRecord]:
     return [v for _, v in sorted(versions.items())]
 
 
-def require_approved_file(ctx: AppContext, tenant_id: str, invoice_id: str, scope: ChargesScope) -> None:
+def require_approved_file(ctx: AppContext, tenant_id: str, invoice_id: str, scope: ChargesScope) -> FileRecord:
     """Resellers and customers page an invoice's charges once the partner approved a file of the same invoice,
-    type and view (409 before). The charges are read live with today's rules; the approved file is the record."""
+    type and view (409 before). Returns the approved version (the newest approval among the files of that scope,
+    in any format): its charges are read from the same snapshot with the same rules and identifiers, so the
+    figures are the approved file's, not what today's rules or revised data would make."""
     files = ctx.files.list(tenant_id, invoice_id=invoice_id.upper(), invoice_type=scope.invoice_type.value,
                            view=scope.view.value)
-    if not any(f.approved_version is not None and f.reseller_id == scope.reseller_id
-               and f.customer_id == ((scope.customer_id or None) and scope.customer_id.lower()) for f in files):
-        raise conflict("These charges are awaiting the partner's approval of their file.")
+    mine = [f for f in files if f.approved_version is not None and f.reseller_id == scope.reseller_id
+            and f.customer_id == ((scope.customer_id or None) and scope.customer_id.lower())]
+    for record in sorted(mine, key=lambda f: f.approved_at or f.created_at, reverse=True):
+        approved = approved_record(ctx, record)
+        if approved is not None and approved.blob_name:
+            return approved
+    raise conflict("These charges are awaiting the partner's approval of their file.")

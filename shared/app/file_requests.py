@@ -28,6 +28,9 @@ from shared.core.models import SETTLED_STATUSES, UNBILLED_PREFIX, ChargesScope, 
 from shared.core.problems import Problem, bad_request, conflict, not_found
 from shared.adapters.repositories import Conflict, utcnow
 from shared.adapters.snapshot_store import invoice_prefix
+from shared.app.generation import snapshot_name_for
+from shared.core.margin_rules import Mappings, MarginRule
+from azure.core.exceptions import ResourceNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +225,22 @@ def _microsoft_problem(exc: PartnerCenterError) -> Problem:
     return Problem(502, "Microsoft's API failed", str(exc))
 
 
+def _pricing_of(ctx: AppContext, version: FileRecord) -> tuple[list[MarginRule] | None, Mappings | None]:
+    """The rules and identifiers a file version was made with (its `snapshot.json`), or (None, None) for a
+    version made before they were stored beside it (today's are used then)."""
+    if not version.blob_name:
+        return None, None
+    try:
+        raw = ctx.storage.files.get_blob_client(snapshot_name_for(version.blob_name)).download_blob().readall()
+    except ResourceNotFoundError:
+        log.warning("version %d of file %s has no pricing record; its charges use today's rules", version.version,
+                    version.id, extra={"tenant": version.tenant_id, "file": version.id})
+        return None, None
+    data = json.loads(raw)
+    return ([MarginRule.model_validate(r) for r in data.get("rules") or []],
+            Mappings.from_snapshot(data.get("mappings") or {}))
+
+
 def list_invoices(ctx: AppContext, tenant_id: str) -> list[InvoiceSummary]:
     tenant = require_tenant(ctx, tenant_id)
     try:
@@ -231,25 +250,36 @@ def list_invoices(ctx: AppContext, tenant_id: str) -> list[InvoiceSummary]:
 
 
 def get_charges(ctx: AppContext, tenant_id: str, invoice_id: str, scope: ChargesScope, page_size: int,
-                token: str | None) -> dict:
+                token: str | None, approved: FileRecord | None = None) -> dict:
     """A page of an invoice's charges, with the columns, margins and view a file of the same request has.
 
     Read from the invoice's snapshot. Without one, the invoice is checked with Microsoft, an ingest is queued and
-    the answer is `{"pending": …}` (HTTP 202: poll again): never a Microsoft export inside an HTTP request."""
+    the answer is `{"pending": …}` (HTTP 202: poll again): never a Microsoft export inside an HTTP request. With
+    `approved` (a reseller's or customer's call: the approved version of its file), the lines are the approved
+    file's: read from the snapshot it was made from, with the rules and identifiers it was made with."""
     tenant = require_tenant(ctx, tenant_id)
     file_type = scope.invoice_type
     invoice_id = invoice_id.upper()
     _check_view(FileRequest(invoice_id=invoice_id, **scope.model_dump()))
-    plan = FilePlan(layout_for(file_type), ctx.rules.list(tenant.tenant_id),
-                    ctx.identifiers.mappings(tenant.tenant_id), scope.view, scope.reseller_id, scope.customer_id)
+    rules, mappings = _pricing_of(ctx, approved) if approved is not None else (None, None)
+    plan = FilePlan(layout_for(file_type), ctx.rules.list(tenant.tenant_id) if rules is None else rules,
+                    ctx.identifiers.mappings(tenant.tenant_id) if mappings is None else mappings,
+                    scope.view, scope.reseller_id, scope.customer_id)
+    pinned = approved.snapshot_id if approved is not None else None  # the approved version's data, not newer
     if token:
         snap_id, file, row = charges.token_start(ctx.settings, token,
                                                  invoice_prefix(tenant.tenant_id, invoice_id, file_type.value), plan)
-        snapshot = ctx.snapshots.load(snap_id)
+        snapshot = ctx.snapshots.load(snap_id) if pinned in (None, snap_id) else None
         if snapshot is None:
             raise bad_request("These charges were replaced by newer data from Microsoft; start again without a "
                               "token.", "continuationToken")
         return charges.charges_page(ctx.storage.files, ctx.settings, snapshot, plan, page_size, file, row)
+    if pinned is not None:
+        snapshot = ctx.snapshots.load(pinned)
+        if snapshot is None:
+            raise conflict("The lines of the approved file are no longer kept; ask your partner to regenerate and "
+                           "approve it.")
+        return charges.charges_page(ctx.storage.files, ctx.settings, snapshot, plan, page_size)
     snapshot = ingest.current(ctx, tenant.tenant_id, invoice_id, file_type)
     if snapshot is not None:
         return charges.charges_page(ctx.storage.files, ctx.settings, snapshot, plan, page_size)

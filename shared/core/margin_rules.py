@@ -156,3 +156,15 @@ class Mappings:
         if self.owned:
             data["owned"] = {owner: m.snapshot() for owner, m in sorted(self.owned.items())}
         return data
+
+    @classmethod
+    def from_snapshot(cls, data: dict[str, Any]) -> "Mappings":
+        """The mappings a version was made with, read back from its `snapshot()` (the approved figures)."""
+        def ids(key: str) -> dict[str, str]:
+            raw = data.get(key) or {}
+            return {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+
+        owned = data.get("owned") or {}
+        return cls(resellers=ids("resellers"), customers=ids("customers"), subscriptions=ids("subscriptions"),
+                   po_numbers=ids("poNumbers"),
+                   owned={str(k): cls.from_snapshot(v) for k, v in owned.items() if isinstance(v, dict)})

@@ -132,6 +132,25 @@ def test_a_revised_etag_makes_exactly_one_more_snapshot_and_old_files_stay(sim_e
     assert url  # the current version; the old one's blob is still there too
     assert ctx.storage.files.get_blob_client(old.blob_name).exists()
 
+    # charges pinned to the first version (a reseller's approved file) read its snapshot, not the revision
+    scope = ChargesScope.model_validate({"invoiceType": "dailyratedusage"})
+
+    def every_line(approved=None) -> list[dict]:
+        rows, token = [], None
+        while True:
+            page = file_requests.get_charges(ctx, tenant, inv, scope, 2000, token, approved=approved)
+            rows, token = rows + page["items"], page["continuationToken"]
+            if not token:
+                return rows
+
+    pinned, newest = every_line(approved=old), every_line()
+    assert len(pinned) == old.row_count and pinned != newest
+    assert sum(Decimal(x["Quantity"]) for x in pinned) != sum(Decimal(x["Quantity"]) for x in newest)
+    first_new = file_requests.get_charges(ctx, tenant, inv, scope, 5, None)
+    with pytest.raises(Exception) as refused:  # the revision's token cannot page the approved lines
+        file_requests.get_charges(ctx, tenant, inv, scope, 5, first_new["continuationToken"], approved=old)
+    assert getattr(refused.value, "status", None) == 400
+
 
 def test_two_workers_needing_the_same_new_snapshot_make_one_ingest(sim_env, ctx, sim, monkeypatch) -> None:
     monkeypatch.setattr(ingest, "WAIT_SECONDS", 1)

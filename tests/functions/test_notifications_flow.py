@@ -99,6 +99,9 @@ def test_signed_events_and_approval_through_the_month(sim_env, webhook_env, ctx,
         [mine_file.id]
     assert call(functions, "get_charges", "GET", route={**t, "invoiceId": invoice}, params=charges,
                 token=as_reseller).status_code == 200
+    every = {**charges, "pageSize": "2000"}
+    route_c = {**t, "invoiceId": invoice}
+    v1_lines = body(call(functions, "get_charges", "GET", route=route_c, params=every, token=as_reseller))["items"]
     deliver_all(ctx, lambda: len(receiver.events("r1")) == 1)
     told = receiver.events("r1")[0]
     assert (told["type"], told["data"]["fileId"], told["data"]["version"]) == ("file.approved", mine_file.id, 1)
@@ -118,12 +121,20 @@ def test_signed_events_and_approval_through_the_month(sim_env, webhook_env, ctx,
     assert [(v["version"], v["approved"]) for v in versions] == [(1, True)]
     assert call(functions, "download_file_version", "GET", route={**f, "version": "2"},
                 token=as_reseller).status_code == 404
+    # the charges API shows the reseller the approved figures too, not what today's rules make
+    now_lines = body(call(functions, "get_charges", "GET", route=route_c, params=every))["items"]
+    assert now_lines != v1_lines  # the partner sees the new margin at once
+    assert any(x["CustomerId"].lower() == customer for x in v1_lines)
+    assert body(call(functions, "get_charges", "GET", route=route_c, params=every, token=as_reseller))["items"] \
+        == v1_lines
     partner_versions = body(call(functions, "list_file_versions", "GET", route=f))["items"]
     assert [(v["version"], v["approved"]) for v in partner_versions] == [(1, True), (2, False)]
 
     body(call(functions, "approve_file_version", "POST", route={**f, "version": "2"}))
     link = call(functions, "download", "GET", route=f, token=as_reseller)
     assert "/v0002/" in link.headers["Location"]
+    assert body(call(functions, "get_charges", "GET", route=route_c, params=every, token=as_reseller))["items"] \
+        == now_lines  # approved: the new figures
     deliver_all(ctx, lambda: len(receiver.events("r1")) == 2)
     assert all(a["verified"] for a in receiver.attempts), dump(receiver)
     log = body(call(functions, "list_webhook_deliveries", "GET", route={**t, "webhookId": "erp"}))["items"]
