@@ -86,7 +86,7 @@ var filesContainerName = 'reconciliation-files'
 var generationQueueName = 'reconciliation-requests'
 var webhookQueueName = 'webhook-deliveries'
 var tablePrefix = 'recon'
-var tableNames = [for table in ['Tenants', 'Files', 'FileVersions', 'Invoices', 'MarginRules', 'Identifiers', 'Principals', 'Audit', 'ResellerReach', 'Exports', 'Names', 'RequestQuotas', 'Webhooks', 'Deliveries', 'Secrets', 'Budgets', 'Alerts', 'CallBudget', 'Snapshots']: '${tablePrefix}${table}']
+var tableNames = [for table in ['Tenants', 'Files', 'FileVersions', 'Invoices', 'MarginRules', 'Identifiers', 'Principals', 'Audit', 'ResellerReach', 'Exports', 'Names', 'RequestQuotas', 'Webhooks', 'Deliveries', 'Secrets', 'Budgets', 'Alerts', 'CallBudget', 'Snapshots', 'FileParts']: '${tablePrefix}${table}']
 
 resource rg 'Microsoft.Resources/resourceGroups@2021-04-01' = {
   name: !empty(resourceGroupName) ? resourceGroupName : '${abbrs.resourceGroup}${environmentName}'

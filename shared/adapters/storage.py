@@ -21,7 +21,7 @@ from shared.adapters.settings import Settings
 
 TABLE_NAMES = ("Tenants", "Files", "FileVersions", "Invoices", "MarginRules", "Identifiers", "Principals", "Audit",
                "ResellerReach", "Exports", "Names", "RequestQuotas", "Webhooks", "Deliveries", "Secrets", "Budgets",
-               "Alerts", "CallBudget", "Snapshots")
+               "Alerts", "CallBudget", "Snapshots", "FileParts")
 
 
 class Storage:
