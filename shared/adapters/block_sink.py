@@ -36,9 +36,9 @@ class BlockBlobSink:
     the upload of the last one while memory stays bounded."""
 
     def __init__(self, blob: BlobClient, block_size: int, in_flight: int = 2,
-                 after_put: Callable[[str], None] | None = None) -> None:
+                 before_stage: Callable[[str], None] | None = None) -> None:
         self.blob, self.block_size = blob, block_size
-        self.after_put = after_put  # told each block id once it is staged (the fan-out's test hook uses it)
+        self.before_stage = before_stage  # told each block id before it is handed to the uploads (a test hook)
         self.committed: list[str] = []
         self.bytes_written = 0
         self._segment = -1
@@ -62,6 +62,8 @@ class BlockBlobSink:
         if not data:
             return
         ident = block_id(self._segment, len(self._segment_ids))
+        if self.before_stage is not None:
+            self.before_stage(ident)
         self._segment_ids.append(ident)
         self.bytes_written += len(data)
         self._slots.acquire()  # back-pressure: never more than `in_flight` blocks in memory
@@ -74,8 +76,6 @@ class BlockBlobSink:
         # (Azurite otherwise computes a CRC64 of each block, in JavaScript, a byte at a time: measured, that
         # took as much CPU as the whole pipeline on the benchmark's two cores.)
         self.blob.stage_block(block_id, data, validate_content=True)
-        if self.after_put is not None:
-            self.after_put(block_id)
 
     def _wait(self) -> None:
         pending, self._pending = self._pending, []

@@ -34,6 +34,7 @@ from shared.app.builder import build
 from shared.app.context import AppContext
 from shared.app.fanin import current, tally_json, usage_json
 from shared.app.outputs import blob_name_for, snapshot_name_for
+from shared.adapters.block_sink import block_id
 from shared.adapters.file_parts import Progress, RunKey
 from shared.adapters.file_writers import BlockBlobSink, writer_for
 from shared.adapters.repositories import Conflict, utcnow
@@ -51,8 +52,8 @@ from shared.core.views import columns_for
 log = logging.getLogger(__name__)
 
 LEASE = timedelta(minutes=5)  # the record's lease, renewed by every part that starts or finishes
-# Test hook (tests/app/test_fanout.py): a worker process with these set sleeps right after staging the first block
-# of that part, so a test can SIGKILL it half way through the part.
+# Test hook (tests/app/test_fanout_processes.py): a worker process with these set sleeps before staging the second
+# block of that part, so a test can SIGKILL it half way through the part.
 PAUSE_PART, PAUSE_SECONDS = "FANOUT_TEST_PAUSE_PART", "FANOUT_TEST_PAUSE_SECONDS"
 
 
@@ -195,7 +196,7 @@ def compute_part(ctx: AppContext, record: FileRecord, part: int) -> tuple[int, T
                     names=NamesCollector(layout) if partner else None,
                     usage=UsageCollector(layout) if partner and layout.file_type == FileType.DAILY else None)
     sink = BlockBlobSink(ctx.storage.files.get_blob_client(blob_name_for(record)), ctx.settings.block_size_bytes,
-                         after_put=_pause_hook(part))
+                         before_stage=_pause_hook(part))
     writer = writer_for(record.format, sink, record.csv_format or CsvFormat(), layout.date_columns,
                         columns_for(layout, record.view))
     result = build(_PartSource(ctx, snapshot, part), plan, writer)
@@ -244,11 +245,9 @@ def _pause_hook(part: int):
     if os.environ.get(PAUSE_PART) != str(part):
         return None
     seconds = float(os.environ.get(PAUSE_SECONDS, "60"))
-    first = [True]
 
-    def pause(block_id: str) -> None:
-        if first[0]:
-            first[0] = False
+    def pause(ident: str) -> None:  # before the part's second block: its first is staged (or being staged)
+        if ident == block_id(part, 1):
             log.warning("test hook: part %d sleeps %.0f s after its first block", part, seconds)
             time.sleep(seconds)
 
