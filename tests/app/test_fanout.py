@@ -275,3 +275,23 @@ def test_a_part_killed_half_way_is_redone_and_only_it(daily, fan, sim, monkeypat
     assert_exact(csv_rows(blob_bytes(fan, made)), sim, inv)
     starts = fan.file_parts.starts(RunKey(tenant, record.id, 1, made.attempts))
     assert starts == {**{p: 1 for p in range(len(snapshot.manifest["parts"]))}, 1: 2}
+
+
+def test_retention_deletes_a_fanned_out_versions_part_rows(daily, fan) -> None:
+    from datetime import timedelta
+
+    from shared.adapters.repositories import utcnow
+    from shared.app import retention
+
+    tenant, inv, _, _ = daily
+    record = make(fan, tenant, inv)
+    drain(fan)
+    first = fan.files.get(tenant, record.id)[0]
+    key = RunKey(tenant, record.id, 1, first.attempts)
+    assert first.parts_total and fan.file_parts.progress(key) is not None
+    file_requests.regenerate(fan, tenant, record.id, "newer")
+    drain(fan)
+    run = retention.purge(fan, utcnow() + timedelta(days=fan.settings.retention_days + 1))
+    assert run.deleted == [(record.id, 1)]
+    assert fan.file_parts.progress(key) is None and fan.file_parts.starts(key) == {}
+    assert fan.file_parts.progress(RunKey(tenant, record.id, 2, 1)) is not None  # the kept version's stay
