@@ -36,7 +36,7 @@ from shared.core.usage import UsageCollector
 
 log = logging.getLogger(__name__)
 
-COMMIT_SECONDS = 120  # a committer's claim; one that died is repeated after it
+COMMIT_SECONDS = 60  # a committer's claim; one that died is repeated after it
 
 
 class CommitBusy(Exception):

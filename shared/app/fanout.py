@@ -29,7 +29,7 @@ from typing import Any, Iterator
 
 from pydantic import BaseModel, Field, ValidationError
 
-from shared.app import fanin
+from shared.app import events, fanin
 from shared.app.builder import build
 from shared.app.context import AppContext
 from shared.app.fanin import current, tally_json, usage_json
@@ -43,7 +43,7 @@ from shared.adapters.snapshot_store import Snapshot
 from shared.adapters.sources import Segment
 from shared.core.columns import FileType, layout_for
 from shared.core.margins import Mappings, MarginRule
-from shared.core.models import CsvFormat, FileFormat, FileRecord, View
+from shared.core.models import SETTLED_STATUSES, CsvFormat, FileFormat, FileRecord, View
 from shared.core.names import NamesCollector
 from shared.core.reconcile import FilePlan, Tally
 from shared.core.usage import UsageCollector
@@ -155,6 +155,10 @@ def handle_part(ctx: AppContext, msg: PartMessage) -> None:
     ref = msg.part
     key = RunKey(ref.tenantId, ref.fileId, ref.version, ref.attempt)
     loaded = ctx.files.get(ref.tenantId, ref.fileId)
+    if loaded is not None and _published(loaded[0], key):  # a crash may have come between publishing and the rest
+        ctx.files.record_version(loaded[0])  # idempotent, as for a redelivered file message
+        events.file_settled(ctx, loaded[0])
+        return
     if loaded is None or not current(loaded[0], key):
         log.info("part %d of %s: the version or attempt is settled or replaced; nothing to do", ref.part,
                  key.partition)
@@ -180,6 +184,11 @@ def handle_part(ctx: AppContext, msg: PartMessage) -> None:
             fanin.complete(ctx, key)
         except fanin.CommitBusy as busy:  # another worker is committing: look again once it must be done
             ctx.storage.queue().send_message(msg.model_dump_json(), visibility_timeout=busy.retry_after)
+
+
+def _published(record: FileRecord, key: RunKey) -> bool:
+    return (record.version == key.version and record.attempts == key.attempt and record.parts_total is not None
+            and record.status in SETTLED_STATUSES)
 
 
 def compute_part(ctx: AppContext, record: FileRecord, part: int) -> tuple[int, Tally, list[str], dict | None]:

@@ -19,7 +19,9 @@ from azure.storage.blob import BlobClient
 from shared.adapters.file_parts import RunKey
 from shared.adapters.pricing import Identifier
 from shared.adapters.settings import Settings
-from shared.app import file_requests, ingest
+from datetime import timedelta
+
+from shared.app import fanin, fanout, file_requests, ingest
 from shared.app.generation import Worker
 from shared.core.columns import FileType
 from shared.core.margins import MarginRuleIn
@@ -239,42 +241,109 @@ def test_a_duplicated_part_message_stages_nothing_twice_and_commits_once(daily, 
     assert len(fan.files.list_versions(tenant, record.id)) == 1
 
 
-def test_a_part_killed_half_way_is_redone_and_only_it(daily, fan, sim, monkeypatch) -> None:
-    """In-process stand-in for the SIGKILL test (tests/app/test_fanout_processes.py): a part dies after staging
-    its first block; the queue delivers it again; the others were computed once."""
+def settle(ctx, tenant: str, file_id: str, seconds: float = 30) -> None:
+    """What the platform does: deliver messages (one whose handler died comes back after its visibility timeout)
+    until the file is Available."""
     from tests.app.crash_points import Kill
 
-    tenant, inv, _, snapshot = daily
-    record = make(fan, tenant, inv)
-    original = BlobClient.stage_block
-    fired = []
-
-    def stage(self, block_id, *a, **k):
-        original(self, block_id, *a, **k)
-        if block_id == "0000000200000000" and not fired:
-            fired.append(block_id)
-            raise Kill("part 1 half way")
-
-    monkeypatch.setattr(BlobClient, "stage_block", stage)
-    queue, worker = fan.storage.queue(), Worker(fan)
-    deadline = time.monotonic() + 30
+    queue, worker = ctx.storage.queue(), Worker(ctx)
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         batch = list(queue.receive_messages(visibility_timeout=1, max_messages=1))
         if not batch:
-            if fan.files.get(tenant, record.id)[0].status == FileStatus.AVAILABLE:
-                break
+            settled = ctx.files.get(tenant, file_id)[0].status == FileStatus.AVAILABLE
+            if settled and not queue.get_queue_properties().approximate_message_count:  # none invisible either
+                return
             time.sleep(0.1)
             continue
         try:
             worker.handle(batch[0].content, batch[0].dequeue_count)
         except Kill:
-            continue  # the message comes back after its visibility timeout
+            continue
         queue.delete_message(batch[0])
-    made = fan.files.get(tenant, record.id)[0]
-    assert fired and made.status == FileStatus.AVAILABLE, made.error
-    assert_exact(csv_rows(blob_bytes(fan, made)), sim, inv)
-    starts = fan.file_parts.starts(RunKey(tenant, record.id, 1, made.attempts))
-    assert starts == {**{p: 1 for p in range(len(snapshot.manifest["parts"]))}, 1: 2}
+    raise AssertionError(f"file not made: {ctx.files.get(tenant, file_id)[0]}")
+
+
+def kill_once(monkeypatch, owner, attribute: str, when, after: bool = True) -> list:
+    """The process dies at the first call of `owner.attribute` that `when(*args)` matches (after the write lands,
+    or before it)."""
+    from tests.app.crash_points import Kill
+
+    original, fired = getattr(owner, attribute), []
+
+    def call(*a, **k):
+        if fired or not when(*a, **k):
+            return original(*a, **k)
+        fired.append(attribute)
+        if after:
+            original(*a, **k)
+        raise Kill(attribute)
+
+    monkeypatch.setattr(owner, attribute, call)
+    return fired
+
+
+def assert_made_once(ctx, sim, tenant: str, inv: str, file_id: str, parts: int, redone: dict | None = None) -> None:
+    made = ctx.files.get(tenant, file_id)[0]
+    assert made.status == FileStatus.AVAILABLE, made.error
+    assert made.version == 1 and made.attempts == 1 and made.parts_done == made.parts_total == parts
+    rows = csv_rows(blob_bytes(ctx, made))
+    assert_exact(rows, sim, inv)
+    assert made.row_count == made.progress_rows == len(rows) == sim.expected(inv, DAILY).rows
+    assert made.totals.cost == sim.expected(inv, DAILY).cost_total
+    assert [v.version for v in ctx.files.list_versions(tenant, file_id)] == [1]
+    starts = ctx.file_parts.starts(RunKey(tenant, file_id, 1, 1))
+    assert starts == {**{p: 1 for p in range(parts)}, **(redone or {})}, starts
+
+
+def test_a_part_killed_half_way_is_redone_and_only_it(daily, fan, sim, monkeypatch) -> None:
+    """In-process stand-in for the SIGKILL test (tests/app/test_fanout_processes.py): a part dies after staging
+    its first block; the queue delivers it again; the others were computed once."""
+    tenant, inv, _, snapshot = daily
+    record = make(fan, tenant, inv)
+    fired = kill_once(monkeypatch, BlobClient, "stage_block", lambda blob, ident, *a, **k: ident == "0000000200000000")
+    settle(fan, tenant, record.id)
+    assert fired
+    assert_made_once(fan, sim, tenant, inv, record.id, len(snapshot.manifest["parts"]), {1: 2})
+
+
+def test_a_crash_after_the_last_parts_row_before_the_commit_is_finished_by_its_redelivery(daily, fan, sim,
+                                                                                          monkeypatch) -> None:
+    tenant, inv, _, snapshot = daily
+    record = make(fan, tenant, inv)
+    fired = kill_once(monkeypatch, BlobClient, "commit_block_list", lambda *a, **k: True, after=False)
+    monkeypatch.setattr(fanin, "COMMIT_SECONDS", 1)  # the dead committer's claim (a minute) lapses in a second
+    settle(fan, tenant, record.id)
+    assert fired
+    assert_made_once(fan, sim, tenant, inv, record.id, len(snapshot.manifest["parts"]))
+
+
+def test_a_crash_after_the_commit_before_the_record_publishes_the_same_file(daily, fan, sim, monkeypatch) -> None:
+    tenant, inv, _, snapshot = daily
+    record = make(fan, tenant, inv)
+    fired = kill_once(monkeypatch, fan.files, "replace", lambda r, *a, **k: r.status == FileStatus.AVAILABLE)
+    monkeypatch.setattr(fanin, "COMMIT_SECONDS", 1)
+    settle(fan, tenant, record.id)
+    assert fired
+    assert_made_once(fan, sim, tenant, inv, record.id, len(snapshot.manifest["parts"]))
+
+
+def test_the_files_worker_dying_while_sending_the_parts_is_resumed_not_restarted(daily, fan, sim,
+                                                                                monkeypatch) -> None:
+    """The file's worker sent the first part message and died: once the record's lease lapses, the file's message
+    (redelivered) sends the parts not done again, in the same attempt."""
+    from azure.storage.queue import QueueClient
+
+    tenant, inv, _, snapshot = daily
+    record = make(fan, tenant, inv)
+    monkeypatch.setattr(fanout, "LEASE", timedelta(seconds=1))
+    sent = []
+    fired = kill_once(monkeypatch, QueueClient, "send_message",
+                      lambda q, body, *a, **k: '"part"' in body and (sent.append(body) or len(sent) == 2),
+                      after=False)
+    settle(fan, tenant, record.id)
+    assert fired
+    assert_made_once(fan, sim, tenant, inv, record.id, len(snapshot.manifest["parts"]))
 
 
 def test_retention_deletes_a_fanned_out_versions_part_rows(daily, fan) -> None:
