@@ -364,3 +364,17 @@ def test_retention_deletes_a_fanned_out_versions_part_rows(daily, fan) -> None:
     assert run.deleted == [(record.id, 1)]
     assert fan.file_parts.progress(key) is None and fan.file_parts.starts(key) == {}
     assert fan.file_parts.progress(RunKey(tenant, record.id, 2, 1)) is not None  # the kept version's stay
+
+
+def test_a_part_the_queue_gave_up_on_fails_the_file_with_a_reason(daily, fan) -> None:
+    tenant, inv, _, _ = daily
+    record = make(fan, tenant, inv)
+    queue = fan.storage.queue()
+    (file_msg,) = list(queue.receive_messages(visibility_timeout=60, max_messages=1))
+    Worker(fan).handle(file_msg.content, 1)
+    part = next(m for m in queue.receive_messages(visibility_timeout=60, max_messages=32) if '"part":1' in m.content)
+    Worker(fan).handle_poison(part.content)
+    failed = fan.files.get(tenant, record.id)[0]
+    assert failed.status == FileStatus.FAILED and "Gave up on part 2" in failed.error
+    Worker(fan).handle(part.content, 1)  # a late delivery of another part changes nothing
+    assert fan.files.get(tenant, record.id)[0].status == FileStatus.FAILED
