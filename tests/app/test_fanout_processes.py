@@ -92,6 +92,10 @@ def test_a_worker_killed_half_way_through_a_part_costs_that_part_only(daily, fan
 
     wait_for(half_way, what="part 1 half staged and the others done")
     assert not fan.file_parts.is_done(key, 1)
+    others = sum(p["rows"] for i, p in enumerate(snapshot.manifest["parts"]) if i != 1)
+    wait_for(lambda: (r := fan.files.get(tenant, record.id)[0]).parts_done == parts - 1 and r, what="progress")
+    shown = fan.files.get(tenant, record.id)[0]
+    assert shown.status == FileStatus.PROCESSING and shown.progress_rows == others and shown.parts_total == parts
     os.kill(a.pid, signal.SIGKILL)
     a.join(timeout=10)
     workers.start()
