@@ -50,9 +50,11 @@ test: install chromium
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q
 
-# The pipeline's speed and memory, then load on the API while two large files generate (devtools/load.py).
+# The pipeline's speed and memory, the fan-out with 1 and 2 worker processes (5 M rows; FANOUT_ROWS=…), then load on
+# the API while two large files generate (devtools/load.py).
 bench: install
 	$(BIN)/python -m devtools.bench $(if $(ROWS),--rows $(ROWS))
+	$(BIN)/python -m devtools.fanout_bench $(if $(FANOUT_ROWS),--rows $(FANOUT_ROWS))
 	$(BIN)/python -m devtools.load --users 50 --seconds 60
 
 clean:

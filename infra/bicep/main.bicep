@@ -86,7 +86,7 @@ var filesContainerName = 'reconciliation-files'
 var generationQueueName = 'reconciliation-requests'
 var webhookQueueName = 'webhook-deliveries'
 var tablePrefix = 'recon'
-var tableNames = [for table in ['Tenants', 'Files', 'FileVersions', 'Invoices', 'MarginRules', 'Identifiers', 'Principals', 'Audit', 'ResellerReach', 'Exports', 'Names', 'RequestQuotas', 'Webhooks', 'Deliveries', 'Secrets', 'Budgets', 'Alerts', 'CallBudget', 'Snapshots']: '${tablePrefix}${table}']
+var tableNames = [for table in ['Tenants', 'Files', 'FileVersions', 'Invoices', 'MarginRules', 'Identifiers', 'Principals', 'Audit', 'ResellerReach', 'Exports', 'Names', 'RequestQuotas', 'Webhooks', 'Deliveries', 'Secrets', 'Budgets', 'Alerts', 'CallBudget', 'Snapshots', 'FileParts']: '${tablePrefix}${table}']
 
 resource rg 'Microsoft.Resources/resourceGroups@2021-04-01' = {
   name: !empty(resourceGroupName) ? resourceGroupName : '${abbrs.resourceGroup}${environmentName}'
@@ -197,6 +197,7 @@ var appSettings = union({
   EXPORT_POLL_SECONDS: '5'
   EXPORT_MAX_WAIT_SECONDS: '1800'
   BLOCK_SIZE_BYTES: '4194304'
+  FANOUT_MIN_PARTS: '2'
   VALIDATION_BLOCKS: 'false'
   VALIDATION_CHANGE_THRESHOLD_PERCENT: '50'
   VALIDATION_MAX_FINDINGS: '10000'

@@ -11,23 +11,34 @@ from __future__ import annotations
 import io
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, Callable
 
 from azure.storage.blob import BlobBlock, BlobClient, ContentSettings
 
 HEADER_BLOCK = "0" * 16
 
 
-def _block_id(segment: int, chunk: int) -> str:
+def block_id(segment: int, chunk: int) -> str:
+    """A block's id from its segment and its place in it: the same bytes get the same id on every attempt, and the
+    parts of a fanned-out file (one segment each, shared/app/fanout.py) stage the ids the one-instance path would."""
     return f"{segment + 1:08d}{chunk:08d}"
+
+
+
+def commit_blocks(blob: BlobClient, block_ids: list[str], content_type: str, metadata: dict[str, str]) -> None:
+    """The blob becomes these staged blocks, in this order (Put Block List): all at once, or not at all."""
+    blob.commit_block_list([BlobBlock(block_id=b) for b in block_ids],
+                           content_settings=ContentSettings(content_type=content_type), metadata=metadata)
 
 
 class BlockBlobSink:
     """Stages blocks in the background (at most `in_flight` at once), so computing the next block overlaps
     the upload of the last one while memory stays bounded."""
 
-    def __init__(self, blob: BlobClient, block_size: int, in_flight: int = 2) -> None:
+    def __init__(self, blob: BlobClient, block_size: int, in_flight: int = 2,
+                 before_stage: Callable[[str], None] | None = None) -> None:
         self.blob, self.block_size = blob, block_size
+        self.before_stage = before_stage  # told each block id before it is handed to the uploads (a test hook)
         self.committed: list[str] = []
         self.bytes_written = 0
         self._segment = -1
@@ -50,11 +61,13 @@ class BlockBlobSink:
         self._buffer = io.BytesIO()
         if not data:
             return
-        block_id = _block_id(self._segment, len(self._segment_ids))
-        self._segment_ids.append(block_id)
+        ident = block_id(self._segment, len(self._segment_ids))
+        if self.before_stage is not None:
+            self.before_stage(ident)
+        self._segment_ids.append(ident)
         self.bytes_written += len(data)
         self._slots.acquire()  # back-pressure: never more than `in_flight` blocks in memory
-        future = self._pool.submit(self._put, block_id, data)
+        future = self._pool.submit(self._put, ident, data)
         future.add_done_callback(lambda _: self._slots.release())
         self._pending.append((self._segment, future))
 
@@ -95,15 +108,18 @@ class BlockBlobSink:
                 pass
         self._segment_ids, self._buffer = [], io.BytesIO()
 
-    def commit(self, header: bytes, content_type: str, metadata: dict[str, str]) -> None:
+    def flush(self) -> list[str]:
+        """Every block of the complete segments staged (their uploads waited for); their ids, in order. For a part
+        of a fanned-out file, whose blob another worker commits."""
         self._wait()
         self._pool.shutdown()
+        return list(self.committed)
+
+    def commit(self, header: bytes, content_type: str, metadata: dict[str, str]) -> None:
+        self.flush()
         if header:
             self._put(HEADER_BLOCK, header)
-        blocks = ([HEADER_BLOCK] if header else []) + self.committed
-        self.blob.commit_block_list([BlobBlock(block_id=b) for b in blocks],
-                                    content_settings=ContentSettings(content_type=content_type),
-                                    metadata=metadata)
+        commit_blocks(self.blob, ([HEADER_BLOCK] if header else []) + self.committed, content_type, metadata)
 
 
 class SinkFile:

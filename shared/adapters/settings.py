@@ -82,6 +82,9 @@ class Settings(BaseSettings):
 
     # Files are staged in blocks of this size; memory per generation is about one block plus one Arrow batch.
     block_size_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024, alias="BLOCK_SIZE_BYTES")
+    # A CSV file of a snapshot with at least this many parts is made part by part, one queue message per part, on as
+    # many instances as the queue scales to (shared/app/fanout.py); 0 makes every file on one instance.
+    fanout_min_parts: int = Field(default=2, ge=0, alias="FANOUT_MIN_PARTS")
 
     # Sign-in (shared/adapters/auth.py): the API's audiences (client id and/or api:// URI) and the partner tenants whose
     # Entra tokens are accepted, both comma-separated. AUTH_LOCAL_ISSUER and AUTH_DISABLED are development only.

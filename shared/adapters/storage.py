@@ -30,7 +30,7 @@ OUTAGE_MAX_WAIT_SECONDS = 10.0
 
 TABLE_NAMES = ("Tenants", "Files", "FileVersions", "Invoices", "MarginRules", "Identifiers", "Principals", "Audit",
                "ResellerReach", "Exports", "Names", "RequestQuotas", "Webhooks", "Deliveries", "Secrets", "Budgets",
-               "Alerts", "CallBudget", "Snapshots")
+               "Alerts", "CallBudget", "Snapshots", "FileParts")
 
 
 class Storage:

@@ -11,6 +11,7 @@ from functools import cached_property
 
 from shared.adapters.audit import AuditLog
 from shared.adapters.export_store import ExportRepository
+from shared.adapters.file_parts import FileParts
 from shared.adapters.names_index import NamesIndex
 from shared.adapters.auth import TokenValidator
 from shared.adapters.pricing import IdentifierRepository, MarginRuleRepository
@@ -100,6 +101,10 @@ class AppContext:
     @cached_property
     def snapshots(self) -> SnapshotStore:
         return SnapshotStore(self.storage)
+
+    @cached_property
+    def file_parts(self) -> FileParts:
+        return FileParts(self.storage)
 
 
 _context: AppContext | None = None

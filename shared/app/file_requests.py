@@ -199,7 +199,7 @@ def new_version(ctx: AppContext, record: FileRecord, etag: str, reason: str = "r
     record.version += 1
     record.status, record.reason, record.error, record.transient = FileStatus.QUEUED, reason, None, None
     record.created_at, record.started_at, record.completed_at = utcnow(), None, None
-    record.row_count = record.progress_rows = None
+    record.row_count = record.progress_rows = record.parts_total = record.parts_done = None
     record.totals = record.findings = record.unmapped = record.undated_lines = record.no_cost_lines = None
     record.attempts = 0
     record.blob_name = record.file_name = record.lease_until = None  # the new version has no blob yet

@@ -22,19 +22,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pydantic import BaseModel, ValidationError
 
-from shared.app import alerts, approval, events, ingest
+from shared.app import alerts, approval, events, fanout, ingest
 from shared.app.builder import build
 from shared.app.heartbeat import Heartbeat, LeaseLost
 from shared.app.ingest import NotIngestible, SnapshotBusy
+from shared.app.outputs import (attempt_folder, billing_start, blob_name_for, copy_findings, file_name_for,  # noqa: F401
+                                findings_name_for, iso_date, record_result, snapshot_name_for)
 from shared.core.columns import FileType, layout_for
 from shared.app.context import AppContext
-from shared.core.money import Decimal, exact_sum, to_decimal
-from shared.core.models import SETTLED_STATUSES, UNBILLED_PREFIX, CsvFormat, FileRecord, FileStatus, Unmapped, View
+from shared.core.money import Decimal
+from shared.core.models import SETTLED_STATUSES, UNBILLED_PREFIX, CsvFormat, FileRecord, FileStatus, View
 from shared.core.names import NamesCollector
 from shared.core.reach import ReachCollector
 from shared.core.usage import UsageCollector
 from shared.core.reconcile import FilePlan
-from shared.core.reconcile import Tally
 from shared.core.views import columns_for
 from shared.adapters.invoices import client_for
 from shared.adapters.partner_center.transport import NotFound, PartnerCenterError
@@ -45,7 +46,7 @@ from shared.adapters.storage import through_outage
 from shared.core.validation import Report, Validator
 from shared.adapters.file_writers import BlockBlobSink, TooManyRows, writer_for
 from shared.adapters.snapshot_parts import SnapshotSource
-from shared.adapters.snapshot_store import FINDINGS, SUMMARY, Snapshot
+from shared.adapters.snapshot_store import Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,10 @@ class Worker:
     ctx: AppContext
 
     def handle(self, body: str, dequeue_count: int = 1) -> None:
+        part = fanout.payload_of(body)
+        if part is not None:  # one part of a file made part by part (same queue, same worker)
+            fanout.handle_part(self.ctx, part)
+            return
         payload = ingest.payload_of(body)
         if payload is not None:  # an ingest the charges API queued (same queue, same worker)
             ingest.handle_message(self.ctx, payload)
@@ -89,11 +94,14 @@ class Worker:
                 events.file_settled(self.ctx, record)  # a crash may have come between settling and announcing it
             return
         now = utcnow()
+        if record.status == FileStatus.PROCESSING and record.parts_total and not self._leased(record, now):
+            fanout.resume(self.ctx, record, etag)  # a fan-out whose lease lapsed: its missing parts are sent again
+            return
         if self._leased_elsewhere(record, body, now):
             return
         record.status, record.started_at, record.error = FileStatus.PROCESSING, now, None
         record.attempts += 1  # names this attempt's blobs: unique, since only one claim per ETag wins
-        record.progress_rows = 0
+        record.progress_rows, record.parts_total, record.parts_done = 0, None, None
         record.lease_until = now + LEASE
         try:
             etag = self.ctx.files.replace(record, etag)
@@ -105,7 +113,8 @@ class Worker:
         heartbeat = Heartbeat(self.ctx.files, record, etag, LEASE)
         try:
             with heartbeat:
-                self._generate(record, heartbeat)
+                if not self._generate(record, heartbeat):
+                    return  # fanned out: the parts' messages make the file
         except LeaseLost:
             self._discard_attempt(record)
             log.warning("attempt %d of file %s v%d was taken over by another; its blobs are discarded",
@@ -134,7 +143,8 @@ class Worker:
         events.file_settled(self.ctx, record)
 
     # ---- the work ---------------------------------------------------------------------------------------------
-    def _generate(self, record: FileRecord, heartbeat: Heartbeat) -> None:
+    def _generate(self, record: FileRecord, heartbeat: Heartbeat) -> bool:
+        """Make the file here (True), or fan it out part by part (False: shared/app/fanout.py)."""
         ctx = self.ctx
         tenant = ctx.tenants.get(record.tenant_id)
         if tenant is None:
@@ -173,7 +183,14 @@ class Worker:
         plan = FilePlan(layout, ctx.rules.list(tenant.tenant_id), ctx.identifiers.mappings(tenant.tenant_id),
                         record.view, record.reseller_id, record.customer_id, validator=validator, reach=reach,
                         names=NamesCollector(layout) if partner else None, usage=usage)  # margins page, alerts
-        record.billing_period_start = _billing_start(invoice)
+        record.billing_period_start = billing_start(invoice)
+        if fanout.can_fan_out(ctx, record, snapshot):
+            heartbeat.check()
+            try:
+                fanout.start(ctx, record, heartbeat.stop(), plan, snapshot)  # type: ignore[arg-type]
+            except Conflict as exc:
+                raise LeaseLost(f"file {record.id} v{record.version} was taken over before its fan-out") from exc
+            return False
         writer = writer_for(record.format, sink, csv_format, layout.date_columns,
                             columns_for(layout, record.view))
 
@@ -195,7 +212,7 @@ class Worker:
             ctx.storage.files.get_blob_client(snapshot_name_for(blob_name)).upload_blob(
                 json.dumps(plan.snapshot(), indent=1, default=str).encode(), overwrite=True)
             report = self._validate(record, validator, invoice, blob_name) if validator is not None else \
-                _copy_findings(ctx, snapshot, blob_name) if partner and snapshot is not None else None
+                copy_findings(ctx, snapshot, blob_name) if partner and snapshot is not None else None
             writer.finish({"tenant": record.tenant_id, "file": record.id, "version": str(record.version),
                            "rows": str(result.totals.rows)})
             if indexed is not None:
@@ -204,7 +221,7 @@ class Worker:
             ctx.names.record(record.tenant_id, plan.names.entries())
         heartbeat.check()
         etag = heartbeat.stop()
-        self._record_result(record, result.totals, invoice, report, ctx.settings.validation_blocks)
+        record_result(record, result.totals, invoice, report, ctx.settings.validation_blocks)
         approval.auto_approve(tenant, record)
         if usage is not None:
             alerts.check(ctx, record, usage)  # before the file is settled: a failure retries, nothing is lost
@@ -217,6 +234,7 @@ class Worker:
         except Conflict as exc:
             raise LeaseLost(f"file {record.id} v{record.version} was finished by another attempt") from exc
         self.ctx.files.record_version(record)  # after a crash just before it, the settled path repairs it
+        return True
 
     def _release(self, record: FileRecord, etag: str) -> None:
         """Back to Queued without spending an attempt: this delivery waits for another worker's ingest (it wrote
@@ -240,32 +258,9 @@ class Worker:
         ctx.storage.files.get_blob_client(findings_name_for(blob_name)).upload_blob(report.csv_bytes(),
                                                                                     overwrite=True)
         ctx.storage.files.get_blob_client(folder + "/summary.json").upload_blob(
-            json.dumps({**validator.summary(), "billingPeriodStart": _iso(record.billing_period_start)},
+            json.dumps({**validator.summary(), "billingPeriodStart": iso_date(record.billing_period_start)},
                        indent=1).encode(), overwrite=True)
         return report
-
-    @staticmethod
-    def _record_result(record: FileRecord, totals: Tally, invoice: dict, report: Report | None = None,
-                       blocks: bool = False) -> None:
-        partner = record.view == View.PARTNER
-        record.status = FileStatus.AVAILABLE
-        record.findings = report.totals() if report is not None else None
-        if report is not None and blocks and record.findings["error"]:
-            record.status = FileStatus.NEEDS_REVIEW
-        record.completed_at = utcnow()
-        record.row_count = record.progress_rows = totals.rows
-        record.totals = totals.sums.for_view(partner)
-        total = invoice.get("totalCharges")
-        record.invoice_total = to_decimal(total) if partner else None
-        whole_invoice = partner and record.invoice_type == FileType.ONETIME
-        record.invoice_difference = (exact_sum((record.invoice_total, totals.sums.microsoft_total.copy_negate()))
-                                     if whole_invoice and record.invoice_total is not None else None)
-        record.unmapped = Unmapped(customer_lines=totals.unmapped_customer_lines,
-                                   first_customer_id=totals.first_unmapped_customer,
-                                   subscription_lines=totals.unmapped_subscription_lines,
-                                   first_subscription_id=totals.first_unmapped_subscription)
-        record.undated_lines = totals.undated_lines
-        record.no_cost_lines = totals.no_cost_lines
 
     def _finish_failed(self, record: FileRecord, etag: str, reason: str, transient: bool = False) -> None:
         record.status, record.error, record.completed_at = FileStatus.FAILED, reason, utcnow()
@@ -301,6 +296,15 @@ class Worker:
 
     def handle_poison(self, body: str) -> None:
         """The queue gave up on a message: mark its file Failed with the last reason we saw."""
+        part = fanout.payload_of(body)
+        if part is not None:  # one part kept failing: the file cannot be made
+            loaded = self.ctx.files.get(part.part.tenantId, part.part.fileId)
+            key = fanout.RunKey(part.part.tenantId, part.part.fileId, part.part.version, part.part.attempt)
+            if loaded is not None and fanout.current(loaded[0], key):
+                reason = loaded[0].error or "see the logs for this file id"
+                self._finish_failed(loaded[0], loaded[1], f"Gave up on part {part.part.part + 1} after repeated "
+                                                          f"attempts: {reason}")
+            return
         try:
             msg = GenerationMessage.model_validate_json(body)
         except ValidationError:
@@ -321,77 +325,18 @@ class Worker:
         """A running generation holds a lease (renewed as it progresses). A duplicate delivery meanwhile neither
         races it nor burns its own retries: it leaves a copy of the message to look again once the lease can have
         ended. If that generation finishes, the copy finds the version settled; if it died, the copy takes over."""
-        if record.status != FileStatus.PROCESSING or not record.lease_until or record.lease_until <= now:
+        if record.status != FileStatus.PROCESSING or not self._leased(record, now):
             return False
         self._look_again_later(body, (record.lease_until - now).total_seconds() + 5)
         log.info("file %s v%d is being generated by another delivery; looking again later", record.id,
                  record.version, extra={"tenant": record.tenant_id, "file": record.id, "invoice": record.invoice_id})
         return True
 
+    @staticmethod
+    def _leased(record: FileRecord, now: datetime) -> bool:
+        return bool(record.lease_until and record.lease_until > now)
+
     def _look_again_later(self, body: str, seconds: float) -> None:
         self.ctx.storage.queue().send_message(body, visibility_timeout=int(min(seconds, 7 * 24 * 3600)))
 
 
-@dataclass
-class _SnapshotReport:
-    """The validation of a snapshot, as a partner-view file's record carries it."""
-
-    counts: dict
-
-    def totals(self) -> dict:
-        return self.counts
-
-
-def _copy_findings(ctx: AppContext, snapshot: Snapshot, blob_name: str) -> _SnapshotReport | None:
-    """A partner-view file carries its snapshot's findings.csv and summary.json beside it, as it always did."""
-    folder = blob_name.rsplit("/", 1)[0]
-    for name, target in ((FINDINGS, findings_name_for(blob_name)), (SUMMARY, folder + "/summary.json")):
-        data = ctx.snapshots.read_bytes(snapshot.id, name)
-        if data is not None:
-            ctx.storage.files.get_blob_client(target).upload_blob(data, overwrite=True)
-    counts = snapshot.manifest.get("findings")
-    return _SnapshotReport(counts) if counts is not None else None
-
-
-def file_name_for(record: FileRecord, extension: str = "csv") -> str:
-    """Names the view's scope: a customer view narrowed to one reseller's lines carries both ids, so it never
-    shares a name with the whole customer's view."""
-    scope = [i for i in (record.reseller_id, record.customer_id) if i]
-    parts = [record.invoice_id, record.invoice_type.value, record.view.value, *scope]
-    return "_".join(parts) + f"_v{record.version}.{extension}"
-
-
-def findings_name_for(blob_name: str) -> str:
-    """The validation findings of a version, stored beside it."""
-    return blob_name.rsplit("/", 1)[0] + "/findings.csv"
-
-
-def _billing_start(invoice: dict):
-    from datetime import date
-
-    raw = invoice.get("billingPeriodStartDate") if isinstance(invoice, dict) else None
-    try:
-        return date.fromisoformat(str(raw)[:10]) if raw else None
-    except ValueError:
-        return None
-
-
-def _iso(value) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def snapshot_name_for(blob_name: str) -> str:
-    """The rules and mappings a version was made with, stored beside it."""
-    return blob_name.rsplit("/", 1)[0] + "/snapshot.json"
-
-
-def attempt_folder(record: FileRecord) -> str:
-    """Each attempt at a version writes under its own folder (`…/vNNNN/aNN/`): two attempts that overlap (a lease
-    that lapsed, a duplicate delivery) never stage blocks into, or commit, each other's blob. Retention deletes a
-    version's folder with all its attempts, and sweeps the attempts that lost."""
-    return f"{record.tenant_id}/{record.invoice_id}/{record.id}/v{record.version:04d}/a{record.attempts:02d}/"
-
-
-def blob_name_for(record: FileRecord) -> str:
-    """The file of this attempt; the record names it only once this attempt has won the final guarded write."""
-    return attempt_folder(record) + file_name_for(record, record.format.value)

@@ -178,4 +178,5 @@ def delete_blobs(ctx: AppContext, version: FileRecord) -> int:
             deleted += 1
         except ResourceNotFoundError:
             pass  # already gone (a crashed earlier run)
+    ctx.file_parts.delete_runs(version.tenant_id, version.id, version.version)  # a fanned-out version's part rows
     return deleted

@@ -232,6 +232,8 @@ class FileRecord(ApiModel):
     completed_at: datetime | None = None
     row_count: int | None = None
     progress_rows: int | None = None
+    parts_total: int | None = None  # a file made part by part on several instances (fan-out): its parts
+    parts_done: int | None = None  # … and how many of them are staged
     totals: Totals | None = None
     invoice_total: Money | None = None
     invoice_difference: Money | None = None  # invoiceTotal - microsoftTotal, where one file makes up the invoice
