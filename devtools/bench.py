@@ -187,6 +187,48 @@ def configure_margins(ctx, info: dict, invoice_id: str) -> int:
     return len(rules)
 
 
+def _phases() -> dict | None:
+    """BENCH_PHASES=1: peak RSS per phase of the worker (the build, writing the names, the alerts, ...), sampled
+    every 5 ms, printed to stderr: where a step's peak is."""
+    if not os.environ.get("BENCH_PHASES"):
+        return None
+    import threading
+
+    from shared.app import alerts, generation, ingest
+
+    state = {"phase": "start", "peaks": {}}
+    page = os.sysconf("SC_PAGE_SIZE")
+
+    def sample() -> None:
+        while True:
+            with open("/proc/self/statm") as f:
+                rss = int(f.read().split()[1]) * page / 2**20
+            state["peaks"][state["phase"]] = max(state["peaks"].get(state["phase"], 0), rss)
+            time.sleep(0.005)
+
+    def wrap(owner, name: str, label: str) -> None:
+        fn = getattr(owner, name)
+
+        def wrapped(*a, **k):
+            before, state["phase"] = state["phase"], label
+            try:
+                return fn(*a, **k)
+            finally:
+                state["phase"] = f"after {label}"
+        setattr(owner, name, wrapped)
+
+    wrap(generation, "build", "build")
+    wrap(ingest, "build", "ingest build")
+    wrap(alerts, "check", "alerts")
+    wrap(generation, "_copy_findings", "copy findings")
+    from shared.adapters.names_index import NamesIndex
+    wrap(NamesIndex, "record", "names record")
+    from shared.core.validation import Validator
+    wrap(Validator, "finish", "validator finish")
+    threading.Thread(target=sample, daemon=True).start()
+    return state
+
+
 def _child(kind: str, info: dict, invoice_id: str, env: dict[str, str]) -> dict:
     out = subprocess.run([sys.executable, "-m", "devtools.bench", "--child", kind, "--info", json.dumps(info),
                           "--invoice", invoice_id], env=env, cwd=ROOT, capture_output=True, text=True, check=False)
@@ -241,10 +283,14 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         info = json.loads(args.info)
+        phases = _phases()
         runs = {"floor": run_floor, "ingest": run_ingest, "charges": run_charges,
                 "partner": lambda i, inv: run_derive(i, inv, "partner"),
                 "reseller": lambda i, inv: run_derive(i, inv, "reseller")}
-        print(json.dumps(runs[args.child](info, args.invoice)))
+        result = runs[args.child](info, args.invoice)
+        if phases is not None:
+            result["phases"] = {k: round(v) for k, v in phases["peaks"].items()}
+        print(json.dumps(result))
         return
     from devtools.azurite import Azurite
 
