@@ -100,3 +100,29 @@ def _check_exact_sums(monkeypatch, module, rnd) -> None:
         usage.end_segment()
     assert usage.daily() == expected
     assert usage.daily([customers[1]]) == {customers[1]: expected[customers[1]]}
+
+
+def _held_after(n_lines: int) -> int:
+    """Python-side memory (numpy included) a collector holds after `n_lines` lines of 50 customers × 30 days."""
+    import tracemalloc
+
+    rows = [(f"c{k % 50:07d}-0000-4000-8000-000000000001", f"2026-11-{k % 30 + 1:02d}", "1.25", str(k % 3))
+            for k in range(2_000)]
+    batch = lines(rows)
+    tracemalloc.start()
+    try:
+        usage = UsageCollector(DAILY)
+        for k in range(n_lines // batch.num_rows):
+            if k % 10 == 0:
+                usage.begin_segment()
+            usage.add(batch)
+            if k % 10 == 9:
+                usage.end_segment()
+        return tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+
+
+def test_the_collector_memory_follows_customers_and_days_not_lines() -> None:
+    small, large = _held_after(20_000), _held_after(400_000)
+    assert large - small < 200_000, (small, large)
