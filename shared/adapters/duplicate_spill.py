@@ -2,8 +2,9 @@
 
 Per rule, every line's 64-bit key hash and its line number (16 bytes) are appended to one of `PARTITIONS` files
 chosen by the hash's top bits, so the lines of one key all land in one file; at the end each file is read and
-sorted alone (`shared.core.validation.duplicates.later_copies`): memory is one partition, 1/PARTITIONS of the
-lines (320,000 lines = 5 MB at 10 M lines), plus the first `limit` duplicates kept. A segment read again after a
+sorted alone (`shared.core.validation.duplicates.later_copies`); a partition of more than SORT_RECORDS records
+(~8 M lines and up) is split again by the next hash bits, so memory at the end is SORT_RECORDS records (2 MB) plus
+the first `limit` duplicates kept, whatever the number of lines (measured before the split: +24 MB at 20 M). A segment read again after a
 broken attempt truncates every file back to what the committed segments wrote.
 
 The columns a finding names (its key, the subscription, the charge type) are written per segment to an Arrow IPC
@@ -25,6 +26,8 @@ from shared.core.validation.duplicates import later_copies, smallest
 __all__ = ["DuplicateSpill", "PARTITIONS"]
 
 PARTITIONS = 64
+SORT_RECORDS = 1 << 17  # records sorted at once (2 MB); a bigger partition is split further by the next hash bits
+SPLIT_BITS = 4
 RECORD = np.dtype([("h", "<u8"), ("line", "<i8")])
 _IPC = pa.ipc.IpcWriteOptions(compression="zstd")
 
@@ -107,14 +110,42 @@ class DuplicateSpill:
     def later_copies(self, rule: str, limit: int) -> tuple[int, np.ndarray]:
         count, kept = 0, np.zeros(0, np.int64)
         for f, size in zip(self._files.get(rule, []), self._committed.get(rule, [])):
-            if not size:
-                continue
-            f.flush()
-            records = np.fromfile(f.name, dtype=RECORD, count=size // RECORD.itemsize)
-            found = later_copies(records["h"], records["line"])
-            del records
-            count += len(found)
-            kept = smallest(np.concatenate((kept, found)), limit)
+            if size:
+                f.flush()
+                count, kept = self._judge(f.name, size // RECORD.itemsize, self._shift, count, kept, limit)
+        return count, kept
+
+    def _judge(self, path: str, records: int, shift: np.uint64, count: int, kept: np.ndarray,
+               limit: int) -> tuple[int, np.ndarray]:
+        """The later copies in one file of records whose hashes agree above `shift`: sorted at once when it holds
+        at most SORT_RECORDS, else split by the next SPLIT_BITS bits into files judged alone (memory stays
+        SORT_RECORDS records whatever the number of lines; all copies of a key stay in one file)."""
+        if records <= SORT_RECORDS or shift < SPLIT_BITS:
+            data = np.fromfile(path, dtype=RECORD, count=records)
+            found = later_copies(data["h"], data["line"])
+            del data
+            return count + len(found), smallest(np.concatenate((kept, found)), limit)
+        below = shift - np.uint64(SPLIT_BITS)
+        parts = [open(f"{path}.{k:x}", "w+b") for k in range(1 << SPLIT_BITS)]
+        try:
+            with open(path, "rb") as source:
+                for start in range(0, records, SORT_RECORDS):
+                    data = np.fromfile(source, dtype=RECORD, count=min(SORT_RECORDS, records - start))
+                    sub = ((data["h"] >> below) & np.uint64((1 << SPLIT_BITS) - 1)).astype(np.intp)
+                    order = np.argsort(sub, kind="stable")
+                    bounds = np.searchsorted(sub[order], np.arange((1 << SPLIT_BITS) + 1))
+                    data = data[order]
+                    for k in np.nonzero(np.diff(bounds))[0]:
+                        parts[k].write(data[bounds[k]: bounds[k + 1]].tobytes())
+            for f in parts:
+                n = f.tell() // RECORD.itemsize
+                f.close()
+                if n:
+                    count, kept = self._judge(f.name, n, below, count, kept, limit)
+        finally:
+            for f in parts:
+                f.close()
+                os.remove(f.name)
         return count, kept
 
     def rows(self, lines: np.ndarray) -> list[tuple[int, dict[str, Any]]]:

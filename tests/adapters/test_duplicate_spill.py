@@ -154,3 +154,29 @@ def test_the_validator_memory_does_not_grow_with_the_lines() -> None:
     line: 2.3 MB more here, measured)."""
     small, large = _held_after(20_000), _held_after(400_000)
     assert large - small < 1_000_000, (small, large)
+
+
+def test_a_partition_too_big_to_sort_at_once_is_split_and_finds_the_same(monkeypatch) -> None:
+    """Past SORT_RECORDS records a partition is split by the next hash bits (so memory at the end stays flat at
+    20 M lines): the same later copies, the same first `limit`, and no file left behind."""
+    import shared.adapters.duplicate_spill as module
+
+    monkeypatch.setattr(module, "SORT_RECORDS", 16)
+    rng = np.random.default_rng(11)
+    spill, memory = DuplicateSpill(partitions=2), MemoryDuplicates()
+    try:
+        line = 0
+        for _ in range(12):
+            hashes = rng.integers(0, 2**64 - 1, size=300, dtype=np.uint64, endpoint=True)
+            hashes[::3] = rng.choice(hashes[:40], 100)  # repeats, within and across segments
+            for store in (spill, memory):
+                store.begin_segment()
+                store.add("C", hashes, line)
+                store.end_segment()
+            line += len(hashes)
+        files = sorted(os.listdir(spill.path))
+        assert spill.later_copies("C", 37)[0] == memory.later_copies("C", 37)[0] > 1000
+        assert spill.later_copies("C", 37)[1].tolist() == memory.later_copies("C", 37)[1].tolist()
+        assert sorted(os.listdir(spill.path)) == files  # the split's files are gone
+    finally:
+        spill.close()
