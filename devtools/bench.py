@@ -12,7 +12,7 @@ then, each in its own process so peak memory is its own:
 - charges: the first page and a middle page (2,000 lines) read from the snapshot.
 It prints rows per second, each step's time against the floor's, and peak resident memory.
 
-    python -m devtools.bench [--rows 250000,1000000]      (make bench ROWS=5000000)
+    python -m devtools.bench [--rows 250000,1000000] [--steps ingest,partner]      (make bench ROWS=5000000)
 
 BENCH_AZURITE_IN_MEMORY=1 keeps Azurite's data in its memory instead of on disk (Azurite shares the two cores
 with the pipeline; this shows how much of the time is Azurite's own).
@@ -187,6 +187,48 @@ def configure_margins(ctx, info: dict, invoice_id: str) -> int:
     return len(rules)
 
 
+def _phases() -> dict | None:
+    """BENCH_PHASES=1: peak RSS per phase of the worker (the build, writing the names, the alerts, ...), sampled
+    every 5 ms, printed to stderr: where a step's peak is."""
+    if not os.environ.get("BENCH_PHASES"):
+        return None
+    import threading
+
+    from shared.app import alerts, generation, ingest
+
+    state = {"phase": "start", "peaks": {}}
+    page = os.sysconf("SC_PAGE_SIZE")
+
+    def sample() -> None:
+        while True:
+            with open("/proc/self/statm") as f:
+                rss = int(f.read().split()[1]) * page / 2**20
+            state["peaks"][state["phase"]] = max(state["peaks"].get(state["phase"], 0), rss)
+            time.sleep(0.005)
+
+    def wrap(owner, name: str, label: str) -> None:
+        fn = getattr(owner, name)
+
+        def wrapped(*a, **k):
+            before, state["phase"] = state["phase"], label
+            try:
+                return fn(*a, **k)
+            finally:
+                state["phase"] = f"after {label}"
+        setattr(owner, name, wrapped)
+
+    wrap(generation, "build", "build")
+    wrap(ingest, "build", "ingest build")
+    wrap(alerts, "check", "alerts")
+    wrap(generation, "_copy_findings", "copy findings")
+    from shared.adapters.names_index import NamesIndex
+    wrap(NamesIndex, "record", "names record")
+    from shared.core.validation import Validator
+    wrap(Validator, "finish", "validator finish")
+    threading.Thread(target=sample, daemon=True).start()
+    return state
+
+
 def _child(kind: str, info: dict, invoice_id: str, env: dict[str, str]) -> dict:
     out = subprocess.run([sys.executable, "-m", "devtools.bench", "--child", kind, "--info", json.dumps(info),
                           "--invoice", invoice_id], env=env, cwd=ROOT, capture_output=True, text=True, check=False)
@@ -195,7 +237,10 @@ def _child(kind: str, info: dict, invoice_id: str, env: dict[str, str]) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def bench(rows: int, azurite) -> dict:
+STEPS = ("floor", "ingest", "partner", "reseller", "charges")
+
+
+def bench(rows: int, azurite, steps: tuple[str, ...] = STEPS) -> dict:
     workdir = tempfile.mkdtemp(prefix="bench-sim-")
     sim = subprocess.Popen([sys.executable, "-m", "devtools.simulator", "--seed", "11", "--size", str(rows),
                             "--workdir", workdir], cwd=ROOT, stdout=subprocess.PIPE, text=True)
@@ -208,13 +253,12 @@ def bench(rows: int, azurite) -> dict:
                "FILES_CONTAINER": f"bench{rows}", "TABLE_PREFIX": f"bench{rows}", "EXPORT_POLL_SECONDS": "0.2"}
         invoice_id = _latest_g_invoice(info)
         _child("floor", info, invoice_id, env)  # warm-up: the simulator writes its blobs once
-        floor = _child("floor", info, invoice_id, env)
-        ingested = _child("ingest", info, invoice_id, env)
-        partner = _child("partner", info, invoice_id, env)
-        reseller = _child("reseller", info, invoice_id, env)
-        pages = _child("charges", info, invoice_id, env)
-        return {"rows": rows, "floor": floor, "ingest": ingested, "partner": partner, "reseller": reseller,
-                "charges": pages}
+        out: dict = {"rows": rows}
+        for step in STEPS:  # the derived files need the snapshot: ingest runs whenever they do
+            if step in steps or (step == "ingest" and {"partner", "reseller", "charges"} & set(steps)):
+                out[step] = _child(step, info, invoice_id, env)
+                print(f"  {step}: {json.dumps(out[step])}", file=sys.stderr, flush=True)
+        return out
     finally:
         sim.terminate()
         sim.wait(30)
@@ -231,16 +275,22 @@ def _latest_g_invoice(info: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", default="250000,1000000")
+    parser.add_argument("--steps", default=",".join(STEPS),
+                        help="some of floor,ingest,partner,reseller,charges (ingest runs if a later step needs it)")
     parser.add_argument("--child")
     parser.add_argument("--info")
     parser.add_argument("--invoice")
     args = parser.parse_args()
     if args.child:
         info = json.loads(args.info)
+        phases = _phases()
         runs = {"floor": run_floor, "ingest": run_ingest, "charges": run_charges,
                 "partner": lambda i, inv: run_derive(i, inv, "partner"),
                 "reseller": lambda i, inv: run_derive(i, inv, "reseller")}
-        print(json.dumps(runs[args.child](info, args.invoice)))
+        result = runs[args.child](info, args.invoice)
+        if phases is not None:
+            result["phases"] = {k: round(v) for k, v in phases["peaks"].items()}
+        print(json.dumps(result))
         return
     from devtools.azurite import Azurite
 
@@ -251,18 +301,23 @@ def main() -> None:
           f"{'charges first / middle':>22} | rules")
     with Azurite(in_memory=os.environ.get("BENCH_AZURITE_IN_MEMORY") == "1") as azurite:
         for n in [int(x) for x in args.rows.split(",")]:
-            r = bench(n, azurite)
-            f = r["floor"]
-            assert f["rows"] == n and r["ingest"]["rows"] == n and r["partner"]["rows"] == n, r
+            r = bench(n, azurite, tuple(args.steps.split(",")))
+            f = r.get("floor") or {"seconds": float("nan"), "peak_rss_mb": float("nan"), "rows": n}
+            assert all(r[s]["rows"] == n for s in ("floor", "ingest", "partner") if s in r), r
 
-            def step(p: dict) -> str:
+            def step(name: str) -> str:
+                p = r.get(name)
+                if p is None:
+                    return "-"
                 return f"{p['seconds']:>5.1f}s ({p['seconds'] / f['seconds']:.2f}x) {p['peak_rss_mb']:>4.0f}MB"
 
-            c = r["charges"]
-            print(f"{n:>10,} | {f['seconds']:>5.1f}s {f['peak_rss_mb']:>4.0f}MB | {step(r['ingest']):>20} | "
-                  f"{step(r['partner']):>20} | {step(r['reseller']):>20} | "
+            c = r.get("charges") or {"first_ms": float("nan"), "middle_ms": float("nan"), "peak_rss_mb": float("nan"),
+                                     "cold_ms": float("nan")}
+            ing = r.get("ingest") or {"rules": "-", "parts": "-"}
+            print(f"{n:>10,} | {f['seconds']:>5.1f}s {f['peak_rss_mb']:>4.0f}MB | {step('ingest'):>20} | "
+                  f"{step('partner'):>20} | {step('reseller'):>20} | "
                   f"{c['first_ms']:>7.0f} ms / {c['middle_ms']:>5.0f} ms {c['peak_rss_mb']:>4.0f}MB | "
-                  f"{r['ingest']['rules']}  (cold first page {c['cold_ms']:.0f} ms; {r['ingest']['parts']} parts)",
+                  f"{ing['rules']}  (cold first page {c['cold_ms']:.0f} ms; {ing['parts']} parts)",
                   flush=True)
 
 

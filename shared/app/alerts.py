@@ -40,7 +40,7 @@ def check(ctx: AppContext, record: FileRecord, usage: UsageCollector) -> int:
     budgets = BudgetRepository(ctx.storage).list(record.tenant_id)
     if not budgets:
         return 0
-    daily, raised = usage.daily(), 0
+    daily, raised = usage.daily(b.customer_id for b in budgets), 0
     for budget in budgets:
         days = daily.get(budget.customer_id)
         if not days:

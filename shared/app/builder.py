@@ -18,6 +18,7 @@ import requests
 from shared.adapters.partner_center.client import SasExpired
 from shared.adapters.partner_center.transport import PartnerCenterError
 from shared.core.reconcile import Tally
+from shared.adapters.memory import release_memory
 from shared.adapters.microsoft_json import FastPathUnsupported
 from shared.adapters.sources import Source
 
@@ -82,6 +83,7 @@ def build(source: Source, plan: Plan, writer: Writer, *,
                         writer.write(out)
                 writer.end_segment()
                 _segment_hook(plan, "end_segment")
+                release_memory()  # the segment's freed buffers go back to the kernel, not only the heap's top
                 break
             except FastPathUnsupported as exc:
                 writer.discard_segment()

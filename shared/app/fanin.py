@@ -18,7 +18,7 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, Iterable
 
 from shared.app import alerts, approval, events
 from shared.app.context import AppContext
@@ -179,8 +179,12 @@ class MergedUsage:
     days: dict[str, dict[date, Decimal]]
     resellers: dict[str, set[str]]
 
-    def daily(self) -> dict[str, dict[date, Decimal]]:
-        return self.days
+    def daily(self, customers: Iterable[str] | None = None) -> dict[str, dict[date, Decimal]]:
+        """As `UsageCollector.daily`: every customer, or only `customers` (the budgeted ones)."""
+        if customers is None:
+            return self.days
+        wanted = set(customers)
+        return {c: days for c, days in self.days.items() if c in wanted}
 
 
 def merged_usage(parts: list[dict[str, Any] | None]) -> MergedUsage:

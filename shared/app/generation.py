@@ -44,6 +44,7 @@ from shared.adapters.repositories import Conflict, utcnow
 from shared.adapters.sources import DataChanged, unbilled_source
 from shared.adapters.storage import through_outage
 from shared.core.validation import Report, Validator
+from shared.adapters.duplicate_spill import DuplicateSpill
 from shared.adapters.file_writers import BlockBlobSink, TooManyRows, writer_for
 from shared.adapters.snapshot_parts import SnapshotSource
 from shared.adapters.snapshot_store import Snapshot
@@ -176,8 +177,8 @@ class Worker:
         csv_format = record.csv_format or CsvFormat()
         partner = record.view == View.PARTNER
         live = partner and snapshot is None  # a snapshot was validated and indexed once, when it was ingested
-        validator = Validator(layout, invoice_id=record.invoice_id, cap=ctx.settings.validation_max_findings) \
-            if live else None
+        validator = Validator(layout, invoice_id=record.invoice_id, cap=ctx.settings.validation_max_findings,
+                              duplicates=DuplicateSpill()) if live else None  # key hashes on disk
         reach = ReachCollector(layout) if live else None  # partner views see every reseller's lines
         usage = UsageCollector(layout) if partner and layout.file_type == FileType.DAILY else None  # alerts
         plan = FilePlan(layout, ctx.rules.list(tenant.tenant_id), ctx.identifiers.mappings(tenant.tenant_id),
@@ -203,6 +204,8 @@ class Worker:
         except BaseException:
             if indexer is not None:
                 indexer.close()
+            if validator is not None:
+                validator.close()
             raise
         with ThreadPoolExecutor(max_workers=1) as background:
             indexed = None

@@ -30,6 +30,7 @@ from shared.core.money import Decimal
 from shared.core.reach import ReachCollector
 from shared.core.reconcile import Tally
 from shared.core.validation import Validator, add_months
+from shared.adapters.duplicate_spill import DuplicateSpill
 from shared.adapters.invoices import client_for, file_types_of
 from shared.adapters.partner_center.client import Manifest, PartnerCenterClient
 from shared.adapters.partner_center.transport import NotFound, PartnerCenterError
@@ -172,7 +173,8 @@ def _ingest(ctx: AppContext, record: SnapshotRecord, beat: Heartbeat,
     snapshot_id = snapshot_prefix(record.tenant_id, record.invoice_id, file_type.value, source.data_version)
     writer = PartWriter(store.container, snapshot_id, tuple(sorted(layout.decimal_columns)),
                         gather_rows=V1_PART_ROWS if source.kind == DataSource.V1 else 0)
-    validator = Validator(layout, invoice_id=record.invoice_id, cap=settings.validation_max_findings)
+    validator = Validator(layout, invoice_id=record.invoice_id, cap=settings.validation_max_findings,
+                          duplicates=DuplicateSpill())  # every line's key hash on disk: memory flat in lines
     reach = ReachCollector(layout)
     indexer = ctx.reach.writer(record.tenant_id)
 
@@ -192,10 +194,14 @@ def _ingest(ctx: AppContext, record: SnapshotRecord, beat: Heartbeat,
     except BaseException:
         indexer.close()
         writer.close()
+        validator.close()
         raise
     billing_start = _billing_start(invoice)
-    previous = previous_summary(ctx, record.tenant_id, file_type, billing_start, record.invoice_id)
-    report = validator.finish(invoice, previous, Decimal(str(settings.validation_change_threshold_percent)))
+    try:
+        previous = previous_summary(ctx, record.tenant_id, file_type, billing_start, record.invoice_id)
+        report = validator.finish(invoice, previous, Decimal(str(settings.validation_change_threshold_percent)))
+    finally:
+        validator.close()
     store.write_bytes(snapshot_id, FINDINGS, report.csv_bytes())
     store.write_json(snapshot_id, SUMMARY, {**validator.summary(), "billingPeriodStart":
                                             billing_start.isoformat() if billing_start else None})

@@ -13,7 +13,7 @@ from devtools.simulator.ledger import Ledger
 from devtools.simulator.world import World
 from shared.core.columns import FileType, layout_for
 from shared.adapters.microsoft_json import batch_from_items
-from shared.core.validation import ERROR, WARNING, HashSet64, Validator, check_subtotal, rounddown, seat_subtotal, \
+from shared.core.validation import ERROR, WARNING, Validator, later_copies, check_subtotal, rounddown, seat_subtotal, \
     usage_subtotal
 
 
@@ -48,14 +48,13 @@ def test_a_line_matching_only_the_other_formula_is_a_warning() -> None:
     assert check_subtotal(True, eup, qty, rate, seat)[0] == WARNING
 
 
-def test_hash_set() -> None:
+def test_later_copies_are_every_copy_of_a_key_but_its_first_line() -> None:
     import numpy as np
 
-    s = HashSet64()
-    for k in range(50):
-        s.add_sorted_unique(np.arange(k * 10, k * 10 + 10, dtype=np.uint64))
-    assert len(s) == 500 and len(s.levels) < 10
-    assert s.contains(np.array([0, 499, 500], dtype=np.uint64)).tolist() == [True, True, False]
+    hashes = np.array([5, 7, 5, 9, 7, 5], dtype=np.uint64)
+    lines = np.array([10, 11, 3, 12, 40, 13], dtype=np.int64)  # in no particular order: line numbers decide
+    assert later_copies(hashes, lines).tolist() == [10, 13, 40]
+    assert later_copies(np.zeros(0, np.uint64), np.zeros(0, np.int64)).tolist() == []
 
 
 def _findings(ledger: Ledger, inv, file_type: FileType, batch_rows: int = 40) -> set[tuple]:

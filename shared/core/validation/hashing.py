@@ -1,7 +1,7 @@
-"""Compact 64-bit hashes of line keys, computed over Arrow's buffers, and a set of them (duplicate detection).
+"""Compact 64-bit hashes of line keys, computed over Arrow's buffers (duplicate detection: `duplicates`).
 
 Not for adversaries: for Microsoft's data two different keys collide with probability about n**2 / 2**64, and a
-collision could only add a duplicate finding, never hide one. 8 bytes a line is all the validator keeps per line.
+collision could only add a duplicate finding, never hide one.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 
 from shared.core.money import ZERO
 
-__all__ = ["HashSet64", "row_hashes"]
+__all__ = ["row_hashes"]
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 _NULL_HASH = np.uint64(0x51ED270B27A5C3D1)
@@ -110,34 +110,3 @@ def row_hashes(batch: pa.RecordBatch, columns: Iterable[str]) -> np.ndarray:
             h = h * _MIX + _column_hash(batch.column(name))
             h ^= h >> np.uint64(29)
     return h
-
-
-class HashSet64:
-    """A set of 64-bit hashes as a few sorted numpy arrays (8 bytes a key; merged like an LSM tree)."""
-
-    def __init__(self) -> None:
-        self.levels: list[np.ndarray] = []
-
-    def __len__(self) -> int:
-        return sum(len(level) for level in self.levels)
-
-    def contains(self, h: np.ndarray) -> np.ndarray:
-        found = np.zeros(len(h), dtype=bool)
-        for level in self.levels:
-            idx = np.searchsorted(level, h)
-            idx[idx == len(level)] = len(level) - 1
-            found |= level[idx] == h
-        return found
-
-    def add_sorted_unique(self, values: np.ndarray) -> None:
-        if not len(values):
-            return
-        self.levels.append(values)
-        while len(self.levels) >= 2 and len(self.levels[-2]) <= 2 * len(self.levels[-1]):
-            top = self.levels.pop()
-            # Levels are disjoint (only new hashes are added): a stable sort of two sorted runs is one merge.
-            self.levels[-1] = np.sort(np.concatenate((self.levels[-1], top)), kind="stable")
-
-    def absorb(self, other: "HashSet64") -> None:
-        for level in other.levels:
-            self.add_sorted_unique(level)

@@ -19,7 +19,8 @@ from shared.core.columns import FileType, Layout
 from shared.core.money import ZERO, Decimal, arrow_sum, exact_sum, widen
 from shared.core.validation.arrow_dates import add_months, dates, day, empty, floats, month_index, np_bool, plus_days
 from shared.core.validation.formulas import check_subtotal, screen_subtotals
-from shared.core.validation.hashing import HashSet64, row_hashes
+from shared.core.validation.duplicates import DuplicateStore
+from shared.core.validation.hashing import row_hashes
 from shared.core.validation.report import Finding, text
 from shared.core.validation.rules import (
     BILL_MONTHS,
@@ -33,14 +34,27 @@ from shared.core.validation.rules import (
     WARNING,
 )
 
+RANK_MISSING_COST, RANK_DUPLICATE_REFERENCE, RANK_DUPLICATE_CHARGE, RANK_OTHERS = range(4)  # a batch's checks in order
+
+
+def duplicate_rules(file_type: FileType) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(rule, severity, key columns) of the duplicate checks of a file type."""
+    rules = [("DUPLICATE_CHARGE", WARNING, DUPLICATE_CHARGE_COLUMNS[file_type])]
+    if file_type == FileType.ONETIME:
+        rules.insert(0, ("DUPLICATE_REFERENCE", ERROR, ("ReferenceId",)))
+    return rules
+
+
 @dataclass
 class State:
-    """What one segment learns (staged) or what the committed segments learnt."""
+    """What one segment learns (staged) or what the committed segments learnt. Duplicates are not here: every
+    line's key hash goes to the `DuplicateStore` (on disk in the worker), judged once the whole file is seen."""
 
     findings: list[Finding] = field(default_factory=list)
+    # where each finding stands in the file: (its batch's first line, the check's rank), so the duplicates found at
+    # the end take their place among them (findings.csv in the order of the lines, as when found while streaming)
+    where: list[tuple[int, int]] = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)  # (rule, severity) -> n
-    references: HashSet64 = field(default_factory=HashSet64)
-    charges: HashSet64 = field(default_factory=HashSet64)
     rates: dict[tuple, Decimal] = field(default_factory=dict)
     subscriptions: dict[str, list[Decimal]] = field(default_factory=dict)  # id -> [cost, quantity]
     # (sub, charge end) -> [charged, credited, credit's key, its frequency, earliest credit start]
@@ -55,6 +69,9 @@ class LineChecks:
     layout: Layout
     invoice_id: str | None
     done: State
+    cap: int
+    duplicates: DuplicateStore
+    _where: tuple[int, int] = (0, 0)
 
     def _add(self, state: State, rule: str, severity: str, key: dict[str, Any], expected: Any, actual: Any,
              message: str) -> None:
@@ -68,11 +85,13 @@ class LineChecks:
     def _key_of(self, row: dict[str, Any]) -> dict[str, Any]:
         return {c: row.get(c) for c in self.layout.key_columns}
 
-    def _check_batch(self, batch: pa.RecordBatch, s: State) -> None:
+    def _check_batch(self, batch: pa.RecordBatch, s: State, first_line: int) -> None:
         ft = self.layout.file_type
         s.total = exact_sum((s.total, arrow_sum(batch.column(self.layout.total_column))))
+        self._where = (first_line, RANK_MISSING_COST)
         self._missing_cost(batch, s)
-        self._duplicates(batch, s)
+        self._duplicates(batch, first_line)
+        self._where = (first_line, RANK_OTHERS)
         self._missing_customer(batch, s)
         self._invoice_number(batch, s)
         self._subscriptions(batch, s)
@@ -94,23 +113,30 @@ class LineChecks:
                       f"This line has no {lay.cost_column}" + (f" (its {lay.total_column} is {total})" if total else "")
                       + ": it carries no cost, so it has no margin and is left out of the file's totals.")
 
-    def _duplicates(self, batch: pa.RecordBatch, s: State) -> None:
-        """Each rule on its own: an exact duplicate line is both a duplicate reference and a duplicate charge."""
-        ft = self.layout.file_type
-        checks = [("DUPLICATE_CHARGE", WARNING, DUPLICATE_CHARGE_COLUMNS[ft], "charges")]
-        if ft == FileType.ONETIME:
-            checks.insert(0, ("DUPLICATE_REFERENCE", ERROR, ("ReferenceId",), "references"))
-        for rule, severity, columns, attr in checks:
-            h = row_hashes(batch, columns)
-            order = np.argsort(h, kind="stable")
-            sorted_h = h[order]
-            dup = np.zeros(len(h), dtype=bool)
-            dup[order[1:][sorted_h[1:] == sorted_h[:-1]]] = True  # later copies within the batch
-            dup |= getattr(self.done, attr).contains(h) | getattr(s, attr).contains(h)
-            getattr(s, attr).add_sorted_unique(np.unique(h[~dup]))
-            if not dup.any():
+    def _duplicates(self, batch: pa.RecordBatch, first_line: int) -> None:
+        """Each rule on its own: an exact duplicate line is both a duplicate reference and a duplicate charge. Only
+        the hashes (and the columns a finding names) are handed over; `duplicate_findings` judges at the end."""
+        for rule, _, columns in duplicate_rules(self.layout.file_type):
+            self.duplicates.add(rule, row_hashes(batch, columns), first_line)
+        self.duplicates.add_keys(batch.select(self._finding_columns()), first_line)
+
+    def _finding_columns(self) -> list[str]:
+        """What a duplicate's finding names: the line's key, its ReferenceId (one-time), subscription, charge type."""
+        extra = ("ReferenceId",) if self.layout.file_type == FileType.ONETIME else ()
+        return list(dict.fromkeys([*self.layout.key_columns, *extra, "SubscriptionId", "ChargeType"]))
+
+    def duplicate_findings(self) -> list[tuple[tuple[int, int, int], Finding]]:
+        """The later copies of every key, each rule's first `cap` with its place among the other findings (their
+        counts go to `done.counts`)."""
+        d = self.done
+        out = []
+        for rule, severity, _ in duplicate_rules(self.layout.file_type):
+            count, lines = self.duplicates.later_copies(rule, self.cap)
+            if not count:
                 continue
-            for row in self._rows(batch, dup, columns):
+            d.counts[(rule, severity)] += count
+            rank = RANK_DUPLICATE_REFERENCE if rule == "DUPLICATE_REFERENCE" else RANK_DUPLICATE_CHARGE
+            for line, (batch_start, row) in zip(lines.tolist(), self.duplicates.rows(lines)):
                 if rule == "DUPLICATE_REFERENCE":
                     message = (f"ReferenceId {row.get('ReferenceId')} appears more than once in this invoice; "
                                "each charge line should appear once, so this amount may be billed twice.")
@@ -118,7 +144,9 @@ class LineChecks:
                     message = (f"Subscription {row.get('SubscriptionId')} has the same {row.get('ChargeType')} "
                                "charge for the same period, quantity and amount more than once; it may be billed "
                                "twice.")
-                self._add(s, rule, severity, self._key_of(row), "1 line", "2 or more lines", message)
+                out.append(((batch_start, rank, line),
+                            Finding(rule, severity, self._key_of(row), "1 line", "2 or more lines", message)))
+        return out
 
     def _missing_customer(self, batch: pa.RecordBatch, s: State) -> None:
         missing = np_bool(empty(batch.column(self.layout.customer_column)))

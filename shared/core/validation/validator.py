@@ -1,8 +1,9 @@
 """The validator: checks Microsoft's lines while a partner-view file is being made, in the same single pass.
 
 It sees every batch of a file before margins and views change it (`FilePlan.process` calls `Validator.check`),
-keeps only small per-key state (64-bit hashes of line keys in sorted numpy arrays, per-subscription sums, one
-exchange rate per currency pair and date), and stages everything it learns per segment: the builder calls
+keeps only small per-key state (per-subscription sums, one exchange rate per currency pair and date) and hands
+every line's 64-bit key hash to a `DuplicateStore` (on disk in the worker: shared.adapters.duplicate_spill), which
+says at `finish` which lines repeat an earlier one; it stages everything it learns per segment: the builder calls
 `begin_segment` (which forgets whatever a broken attempt left) and `end_segment` (which commits), exactly as it
 adds a segment's totals only once the segment is complete. The rules are in `rules.CATALOGUE`; the per-batch
 checks in `line_checks`; what only the whole file can tell (credits against charges, the invoice total, the
@@ -19,32 +20,39 @@ import pyarrow as pa
 from shared.core.columns import FileType, Layout
 from shared.core.money import ZERO, Decimal, exact, exact_sum, to_decimal
 from shared.core.validation.arrow_dates import add_months, day
+from shared.core.validation.duplicates import DuplicateStore, MemoryDuplicates
 from shared.core.validation.line_checks import LineChecks, State, merge_credit
 from shared.core.validation.report import Finding, Report, text
 from shared.core.validation.rules import BILL_MONTHS, DEFAULT_CAP, ERROR, INFO, WARNING
 
 __all__ = ["State", "Validator"]
 
+_AFTER_LINES = 2**62  # where the whole file's findings stand: after every line's
+
 
 class Validator(LineChecks):
-    def __init__(self, layout: Layout, *, invoice_id: str | None = None, cap: int = DEFAULT_CAP) -> None:
+    def __init__(self, layout: Layout, *, invoice_id: str | None = None, cap: int = DEFAULT_CAP,
+                 duplicates: DuplicateStore | None = None) -> None:
+        """`duplicates`: where the key hashes go (the worker passes a disk spill; by default, memory)."""
         self.layout = layout
         self.invoice_id = invoice_id
         self.cap = cap
+        self.duplicates = duplicates if duplicates is not None else MemoryDuplicates()
         self.done = State()
         self.seg = State()
 
     # ---- segments ---------------------------------------------------------------------------------------------
     def begin_segment(self) -> None:
         self.seg = State()
+        self.duplicates.begin_segment()
 
     def end_segment(self) -> None:
         s, d = self.seg, self.done
+        self.duplicates.end_segment()
         room = max(0, self.cap - len(d.findings))
         d.findings.extend(s.findings[:room])
+        d.where.extend(s.where[:room])
         d.counts.update(s.counts)
-        d.references.absorb(s.references)
-        d.charges.absorb(s.charges)
         for k, v in s.rates.items():
             d.rates.setdefault(k, v)
         for k, (cost, qty) in s.subscriptions.items():
@@ -62,19 +70,23 @@ class Validator(LineChecks):
         state.counts[(rule, severity)] += 1
         if len(self.done.findings) + len(state.findings) < self.cap:
             state.findings.append(Finding(rule, severity, key, text(expected), text(actual), message))
+            state.where.append(self._where)
 
     # ---- the pass ---------------------------------------------------------------------------------------------
     def check(self, batch: pa.RecordBatch) -> None:
         if not batch.num_rows:
             return
+        first_line = self.done.rows + self.seg.rows  # the same numbers when a broken segment is read again
         self.seg.rows += batch.num_rows
-        self._check_batch(batch, self.seg)
+        self._check_batch(batch, self.seg, first_line)
 
     # ---- the end ----------------------------------------------------------------------------------------------
     def finish(self, invoice: dict[str, Any] | None = None, previous: dict[str, Any] | None = None,
                threshold_percent: Decimal = Decimal(50)) -> Report:
         d = self.done
+        self._merge_duplicates()
         end = State()
+        self._where = (_AFTER_LINES, 0)
         period_start = day((invoice or {}).get("billingPeriodStartDate"))
         for (sub, period), (charged, credited, ref, frequency, first_start) in d.credits.items():
             if credited <= 0 or credited <= charged:
@@ -92,7 +104,26 @@ class Validator(LineChecks):
             self._month_over_month(end, previous, threshold_percent)
         self.seg = end
         self.end_segment()
+        self.close()
         return Report(self.done.findings, self.done.counts)
+
+    def _merge_duplicates(self) -> None:
+        """The duplicates among the lines' findings, in the order of the lines (and of a batch's checks), the
+        first `cap` of all kept, exactly as if each had been found while its line streamed by."""
+        d = self.done
+        found = self.duplicate_findings()
+        if not found:
+            return
+        keyed = [((*w, 0), w, f) for w, f in zip(d.where, d.findings)]
+        keyed += [(place, place[:2], f) for place, f in found]
+        keyed.sort(key=lambda item: item[0])  # stable: a batch's findings of one check keep their order
+        keyed = keyed[:self.cap]
+        d.where = [w for _, w, _ in keyed]
+        d.findings = [f for _, _, f in keyed]
+
+    def close(self) -> None:
+        """Release the duplicate store (its temporary files); `finish` does, and a failed build should."""
+        self.duplicates.close()
 
     def _over_credit(self, end: State, sub: str, period: str, charged: Decimal, credited: Decimal, ref: str | None,
                      cycle_start: date | None, period_start: date | None) -> None:
