@@ -34,6 +34,11 @@ def delete_budget(ctx: AppContext, tenant_id: str, customer_id: str) -> None:
     BudgetRepository(ctx.storage).delete(tenant_id, customer_id.lower())
 
 
+def budgeted_customers(ctx: AppContext, tenant_id: str) -> set[str]:
+    """The customers the tenant has a budget for: the only ones whose daily usage an alert can read."""
+    return {b.customer_id for b in BudgetRepository(ctx.storage).list(tenant_id)}
+
+
 def check(ctx: AppContext, record: FileRecord, usage: UsageCollector) -> int:
     """Evaluate every budgeted customer the file has usage of: record each alert once (`Alerts` table) and publish
     it. Returns how many alerts are new."""

@@ -32,6 +32,7 @@ from pydantic import BaseModel, Field, ValidationError
 from shared.app import events, fanin
 from shared.app.builder import build
 from shared.app.context import AppContext
+from shared.app.alerts import budgeted_customers
 from shared.app.fanin import current, tally_json, usage_json
 from shared.app.outputs import blob_name_for, snapshot_name_for
 from shared.adapters.block_sink import block_id
@@ -213,7 +214,8 @@ def compute_part(ctx: AppContext, record: FileRecord, part: int) -> tuple[int, T
     extras = None
     if partner:
         extras = {"names": sorted(plan.names.keys) if plan.names is not None else [],
-                  "usage": usage_json(plan.usage) if plan.usage is not None else None}
+                  "usage": usage_json(plan.usage, budgeted_customers(ctx, record.tenant_id))
+                  if plan.usage is not None else None}
     return len(blocks), result.totals, list(writer.columns), extras  # type: ignore[attr-defined]
 
 
