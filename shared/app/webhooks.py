@@ -146,20 +146,30 @@ class DeliveryMessage(BaseModel):
     attempt: int
 
 
-def deliver(ctx: AppContext, body: str) -> None:
-    """One attempt of one delivery (a queue message). Never raises for the endpoint's failures: they are retried
-    through the queue's visibility delays, not the host's retries."""
+def _pending(ctx: AppContext, body: str) -> tuple[DeliveryMessage, Delivery, str] | None:
+    """The message's delivery and its ETag while this attempt is still to be made; None for a message that is not
+    ours, a delivery settled or gone, or a stale copy of an earlier attempt's message."""
     try:
         msg = DeliveryMessage.model_validate_json(body)
     except ValidationError:
         log.error("dropping a delivery message that is not ours: %.200s", body)
-        return
+        return None
     loaded = ctx.deliveries.get(msg.tenantId, msg.endpointId, msg.deliveryId)
     if loaded is None:
-        return
+        return None
     delivery, etag = loaded
     if delivery.status != DeliveryStatus.PENDING or msg.attempt < delivery.attempt_count:
-        return  # settled, or a stale copy of an earlier attempt's message
+        return None
+    return msg, delivery, etag
+
+
+def deliver(ctx: AppContext, body: str) -> None:
+    """One attempt of one delivery (a queue message). Never raises for the endpoint's failures: they are retried
+    through the queue's visibility delays, not the host's retries."""
+    pending = _pending(ctx, body)
+    if pending is None:
+        return
+    msg, delivery, etag = pending
     now = utcnow()
     if delivery.lease_until and delivery.lease_until > now:  # another copy is sending this attempt right now
         enqueue_delivery(ctx, msg.tenantId, msg.endpointId, msg.deliveryId, msg.attempt,
@@ -194,17 +204,10 @@ def gave_up(ctx: AppContext, body: str) -> None:
     """A delivery message the queue gave up on (our worker failed on it `maxDequeueCount` times: storage, the
     secret store, a defect). The attempt counts as failed, with that reason in the delivery log, and the retry plan
     goes on from there, so the delivery neither stays Pending for ever nor escapes the endpoint's retry window."""
-    try:
-        msg = DeliveryMessage.model_validate_json(body)
-    except ValidationError:
-        log.error("dropping a poisoned delivery message that is not ours: %.200s", body)
+    pending = _pending(ctx, body)
+    if pending is None:
         return
-    loaded = ctx.deliveries.get(msg.tenantId, msg.endpointId, msg.deliveryId)
-    if loaded is None:
-        return
-    delivery, etag = loaded
-    if delivery.status != DeliveryStatus.PENDING or msg.attempt < delivery.attempt_count:
-        return  # settled meanwhile, or a stale copy of an earlier attempt's message
+    msg, delivery, etag = pending
     hook_loaded = ctx.webhooks.get(msg.tenantId, msg.endpointId)
     if hook_loaded is None or not hook_loaded[0].enabled:
         _settle(ctx, delivery, etag, DeliveryStatus.ABANDONED)
