@@ -1,12 +1,16 @@
 """The one FunctionApp. It only registers Blueprints; the work lives in `functions/` and `shared/`."""
 
-import azure.functions as func
+from shared.adapters.memory import keep_pandas_out
 
-from functions import (access_api, automation_api, config_api, exports_api, http_api, notifications_api, openapi_api,
-                       timers, web_app, worker)
-from shared.adapters.memory import configure_memory
-from shared.adapters.settings import refuse_auth_disabled_in_azure
-from shared.adapters.telemetry import configure_logging
+keep_pandas_out()  # before any module converts a value to Arrow (see shared/adapters/memory.py)
+
+import azure.functions as func  # noqa: E402  (after keep_pandas_out, on purpose)
+
+from functions import (access_api, automation_api, config_api, exports_api, http_api, notifications_api,  # noqa: E402
+                       openapi_api, timers, web_app, worker)
+from shared.adapters.memory import configure_memory  # noqa: E402
+from shared.adapters.settings import refuse_auth_disabled_in_azure  # noqa: E402
+from shared.adapters.telemetry import configure_logging  # noqa: E402
 
 refuse_auth_disabled_in_azure()  # AUTH_DISABLED is for development: never start with it in Azure
 configure_logging()  # structured lines, secrets redacted; Application Insights when its setting is present

@@ -220,7 +220,7 @@ def _phases() -> dict | None:
     wrap(generation, "build", "build")
     wrap(ingest, "build", "ingest build")
     wrap(alerts, "check", "alerts")
-    wrap(generation, "_copy_findings", "copy findings")
+    wrap(generation, "copy_findings", "copy findings")
     from shared.adapters.names_index import NamesIndex
     wrap(NamesIndex, "record", "names record")
     from shared.core.validation import Validator
@@ -283,6 +283,9 @@ def main() -> None:
     parser.add_argument("--invoice")
     args = parser.parse_args()
     if args.child:
+        from shared.adapters.memory import keep_pandas_out
+
+        keep_pandas_out()  # as function_app.py does, first thing
         info = json.loads(args.info)
         phases = _phases()
         runs = {"floor": run_floor, "ingest": run_ingest, "charges": run_charges,

@@ -7,13 +7,19 @@ uploaders' threads each get one. With Arrow on the system allocator, two arenas,
 the kernel at once, the same run peaks under 300 MB at the same speed (a little more system time).
 
 Linux/glibc only; elsewhere (or if glibc refuses) the defaults stay, which changes memory, not results.
+
+pandas is kept out of the worker process (`keep_pandas_out`): nothing here uses it, but pyarrow imports it the first
+time it converts any Python value (`pa.array`, `pa.scalar`), only to ask whether the value is a pandas object —
+~35 MB of the 300 MB budget (measured with `BENCH_PHASES=1 make bench`: 173 -> 140 MB before the first line).
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import importlib.abc
 import logging
+import sys
 
 import pyarrow as pa
 
@@ -24,6 +30,25 @@ _M_ARENA_MAX = -8  # glibc malloc.h: at most this many malloc arenas, whatever t
 ARENAS = 2
 _done = False
 _trim = None  # glibc's malloc_trim, once configure_memory found it
+
+
+class _NoPandas(importlib.abc.MetaPathFinder):
+    """Refuses pandas: pyarrow then treats every value as not-pandas, as it does where pandas is not installed."""
+
+    def find_spec(self, name, path=None, target=None):  # noqa: ANN001, ANN201  (the finder protocol)
+        if name == "pandas" or name.startswith("pandas."):
+            raise ImportError(f"{name} is kept out of the worker process (shared/adapters/memory.py)")
+        return None
+
+
+def keep_pandas_out() -> None:
+    """Idempotent; call before anything converts Python values to Arrow (first thing in function_app.py).
+    Too late once pandas is imported: then it is only logged."""
+    if "pandas" in sys.modules:
+        log.info("pandas is already imported: it stays (~35 MB)")
+        return
+    if not any(isinstance(finder, _NoPandas) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _NoPandas())
 
 
 def configure_memory() -> None:

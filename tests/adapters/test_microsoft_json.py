@@ -145,3 +145,38 @@ def test_decimal_text_round_trips_exactly(value: Decimal) -> None:
 
 def test_decimal_text_regional_separator() -> None:
     assert decimal_text(pa.array([Decimal("1234.50")], pa.decimal128(38, 20)), ",").to_pylist() == ["1234,5"]
+
+
+def _late_field_rows(late_at: int, rows: int = 60) -> list[dict]:
+    out = [{"Subtotal": f"{n}.25", "CustomerId": f"c{n:04d}", "Padding": "x" * 40} for n in range(rows)]
+    out[late_at]["FutureField"] = "arrived late"
+    return out
+
+
+@pytest.mark.parametrize("as_path", [False, True])
+def test_a_field_first_seen_after_the_first_block_stays_on_the_fast_path(monkeypatch, tmp_path, as_path) -> None:
+    """Arrow's streaming reader fixes its schema at the first block; the fields of the first PEEK_BYTES are declared
+    beforehand, so small blocks do not send a blob with a late field to the slow careful reader."""
+    from shared.adapters import microsoft_json
+
+    monkeypatch.setattr(microsoft_json, "JSON_BLOCK_BYTES", 1024)  # ~12 rows a block: the field is in block 4
+    rows = _late_field_rows(late_at=45)
+    source = lines(*rows)
+    if as_path:
+        path = tmp_path / "blob.json.gz"
+        path.write_bytes(gzip.compress(source.getvalue()))
+        source = path
+    fast = pa.Table.from_batches(list(read_lines_fast(ONETIME, source)))
+    careful = pa.Table.from_batches(list(read_lines_careful(ONETIME, lines(*rows))))
+    assert fast.column("FutureField").to_pylist() == [None] * 45 + ["arrived late"] + [None] * 14
+    assert fast.schema.names == careful.schema.names
+    assert fast.column("Subtotal").to_pylist() == careful.column("Subtotal").to_pylist()
+
+
+def test_a_field_first_seen_beyond_the_peek_still_goes_to_the_careful_reader(monkeypatch) -> None:
+    from shared.adapters import microsoft_json
+
+    monkeypatch.setattr(microsoft_json, "JSON_BLOCK_BYTES", 1024)
+    monkeypatch.setattr(microsoft_json, "PEEK_BYTES", 512)
+    with pytest.raises(FastPathUnsupported):
+        list(read_lines_fast(ONETIME, lines(*_late_field_rows(late_at=45))))

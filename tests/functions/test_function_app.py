@@ -160,3 +160,17 @@ def test_a_file_route_reads_its_tenant_and_file_once(functions, ctx, monkeypatch
     resp = call(functions, "regenerate_files", "POST", route={"tenantId": TENANT}, body={"view": "reseller"})
     assert resp.status_code == 202 and len(json.loads(resp.get_body())["items"]) == 2
     assert reads == Counter(tenants=1, files=2, principals=1)
+
+
+def test_the_worker_process_keeps_pandas_out() -> None:
+    """pyarrow would import pandas (~35 MB) at its first conversion of a Python value, only to ask whether the value
+    is a pandas object: the app's start-up keeps it out, before any module converts anything."""
+    import subprocess
+    import sys
+
+    script = ("import sys, function_app, pyarrow as pa\n"
+              "from decimal import Decimal\n"
+              "pa.array(['x']); pa.scalar(Decimal('1.5'), pa.decimal128(38, 20))\n"
+              "print('pandas' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False"
