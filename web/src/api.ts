@@ -53,7 +53,7 @@ export interface Totals { cost?: string | null; microsoftTotal?: string | null; 
 export interface FileRecord {
   id: string; invoiceType: string; invoiceId: string; view: string; resellerId?: string | null; customerId?: string | null;
   status: string; version: number; reason: string; createdAt: string; completedAt?: string | null; rowCount?: number | null;
-  progressRows?: number | null; totals?: Totals | null; currency?: string | null; error?: string | null; transient?: boolean | null;
+  progressRows?: number | null; partsDone?: number | null; partsTotal?: number | null; totals?: Totals | null; currency?: string | null; error?: string | null; transient?: boolean | null;
   fileName?: string | null; billingPeriodStart?: string | null;
   approvedVersion?: number | null; approvedBy?: string | null; approvedAt?: string | null;
 }

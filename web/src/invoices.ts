@@ -154,7 +154,10 @@ function viewLabel(f: FileRecord): string {
 }
 
 function statusText(f: FileRecord): string {
-  if (f.status === "Processing") return `Processing: ${(f.progressRows ?? 0).toLocaleString("en-US")} rows so far`;
+  if (f.status === "Processing") {
+    const rows = `Processing: ${(f.progressRows ?? 0).toLocaleString("en-US")} rows so far`;
+    return f.partsTotal ? `${rows} (${f.partsDone ?? 0} of ${f.partsTotal} parts)` : rows;  // fanned out across instances
+  }
   if (f.status === "Failed") return `Failed: ${f.error || f.reason}`;
   if (f.status === "Available" || f.status === "NeedsReview") return `${f.status}: ${(f.rowCount ?? 0).toLocaleString("en-US")} rows`;
   if (f.status === AWAITING) return "Awaiting the partner's approval";
@@ -216,7 +219,8 @@ function watch(id: string): void {
       const f = await call<FileRecord>("GET", `${tenantPath()}/reconciliation-files/${id}`);
       const before = files.find((x) => x.id === id);
       upsert(f);
-      if (!before || before.status !== f.status || before.progressRows !== f.progressRows) replaceRow(f);
+      if (!before || before.status !== f.status || before.progressRows !== f.progressRows
+          || before.partsDone !== f.partsDone) replaceRow(f);
       if (before?.status !== f.status) announce(`Invoice ${f.invoiceId}, ${viewLabel(f)}: ${f.status}`);
       if (SETTLED.has(f.status)) { polling.delete(id); return; }
       if (f.status === AWAITING) { polling.set(id, window.setTimeout(tick, 15000)); return; }  // approval takes a person
