@@ -24,6 +24,7 @@ from shared.core.money import CONTEXT, ZERO, Decimal, arrow_sum, plain
 from shared.core.models import DataSource
 from shared.adapters.snapshot_store import Snapshot
 from shared.adapters.sources import Segment
+from shared.adapters.spool import spooled
 
 log = logging.getLogger(__name__)
 
@@ -225,16 +226,8 @@ class SnapshotSource:
             self._pool.shutdown(wait=False)
 
     def _download(self, index: int) -> IO[bytes]:
-        target = tempfile.NamedTemporaryFile(prefix="snap-", suffix=".parquet")
-        try:
-            name = f"{self.snapshot.id}/{self.snapshot.files[index]['name']}"
-            self.container.get_blob_client(name).download_blob(max_concurrency=2).readinto(target)
-            target.flush()
-            target.seek(0)
-        except BaseException:
-            target.close()
-            raise
-        return target
+        blob = self.container.get_blob_client(f"{self.snapshot.id}/{self.snapshot.files[index]['name']}")
+        return spooled("snap-", ".parquet", lambda target: blob.download_blob(max_concurrency=2).readinto(target))
 
     def _read(self, index: int) -> Iterator[pa.RecordBatch]:
         ahead = self._ahead.pop(index, None)

@@ -6,9 +6,8 @@ time as decompressed byte streams. Nothing here holds a whole invoice.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import json
+import shutil
 import logging
 import time
 from dataclasses import dataclass, replace
@@ -17,6 +16,7 @@ from typing import IO, Any, Iterator
 from urllib.parse import parse_qs, urlsplit
 
 from shared.core.money import Decimal
+from shared.adapters.spool import spooled
 from shared.adapters.partner_center.transport import (
     GRAPH_SCOPE,
     PARTNER_CENTER_SCOPE,
@@ -220,17 +220,12 @@ class PartnerCenterClient:
             response.close()
             raise PartnerCenterError(f"Could not download export blob {blob.index}: HTTP {response.status_code}",
                                      status=response.status_code, transient=True)
-        target = tempfile.NamedTemporaryFile(prefix="export-", suffix=".json.gz")
-        try:
+        def fill(target: IO[bytes]) -> None:
             with response:
-                response.raw.decode_content = False
+                response.raw.decode_content = False  # the gzip bytes as Microsoft stored them
                 shutil.copyfileobj(response.raw, target, DOWNLOAD_CHUNK_BYTES)
-            target.flush()
-            target.seek(0)
-        except BaseException:
-            target.close()
-            raise
-        return target
+
+        return spooled("export-", ".json.gz", fill)
 
 
 def _next_token(body: dict[str, Any]) -> str | None:
