@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     # A CSV file of a snapshot with at least this many parts is made part by part, one queue message per part, on as
     # many instances as the queue scales to (shared/app/fanout.py); 0 makes every file on one instance.
     fanout_min_parts: int = Field(default=2, ge=0, alias="FANOUT_MIN_PARTS")
+    # Parts one worker process computes at once (shared/app/part_slots.py): 1 keeps a worker under 300 MB.
+    fanout_parts_at_once: int = Field(default=1, ge=1, le=16, alias="FANOUT_PARTS_AT_ONCE")
 
     # Sign-in (shared/adapters/auth.py): the API's audiences (client id and/or api:// URI) and the partner tenants whose
     # Entra tokens are accepted, both comma-separated. AUTH_LOCAL_ISSUER and AUTH_DISABLED are development only.

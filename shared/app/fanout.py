@@ -35,6 +35,7 @@ from shared.app.context import AppContext
 from shared.app.alerts import budgeted_customers
 from shared.app.fanin import current, tally_json, usage_json
 from shared.app.outputs import blob_name_for, snapshot_name_for
+from shared.app.part_slots import part_slot
 from shared.adapters.block_sink import block_id
 from shared.adapters.file_parts import Progress, RunKey
 from shared.adapters.file_writers import BlockBlobSink, writer_for
@@ -169,22 +170,29 @@ def handle_part(ctx: AppContext, msg: PartMessage) -> None:
         log.error("dropping part %d of %s: the file has %s parts", ref.part, key.partition, record.parts_total)
         return
     if not ctx.file_parts.is_done(key, ref.part):
-        starts = ctx.file_parts.begin(key, ref.part)
-        if starts > 1:
-            log.warning("part %d of %s computed again (start %d)", ref.part, key.partition, starts)
-        blocks, tally, columns, extras = compute_part(ctx, record, ref.part)
-        if extras is not None:
-            ctx.storage.files.get_blob_client(fanin.extras_name(record, ref.part)).upload_blob(
-                json.dumps(extras).encode(), overwrite=True)
-        progress = ctx.file_parts.complete(key, ref.part, blocks, tally.rows, tally_json(tally), columns)
-        if progress is not None:
-            note_progress(ctx, key, progress)
+        with part_slot(ctx.settings):  # one part at a time per process: memory (shared/app/part_slots.py)
+            _compute_and_complete(ctx, record, key, ref.part)
     progress = ctx.file_parts.progress(key)
     if progress is not None and progress.done >= progress.total:
         try:
             fanin.complete(ctx, key)
         except fanin.CommitBusy as busy:  # another worker is committing: look again once it must be done
             ctx.storage.queue().send_message(msg.model_dump_json(), visibility_timeout=busy.retry_after)
+
+
+def _compute_and_complete(ctx: AppContext, record: FileRecord, key: RunKey, part: int) -> None:
+    if ctx.file_parts.is_done(key, part):  # finished elsewhere while this message waited for its slot
+        return
+    starts = ctx.file_parts.begin(key, part)
+    if starts > 1:
+        log.warning("part %d of %s computed again (start %d)", part, key.partition, starts)
+    blocks, tally, columns, extras = compute_part(ctx, record, part)
+    if extras is not None:
+        ctx.storage.files.get_blob_client(fanin.extras_name(record, part)).upload_blob(
+            json.dumps(extras).encode(), overwrite=True)
+    progress = ctx.file_parts.complete(key, part, blocks, tally.rows, tally_json(tally), columns)
+    if progress is not None:
+        note_progress(ctx, key, progress)
 
 
 def _published(record: FileRecord, key: RunKey) -> bool:

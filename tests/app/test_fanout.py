@@ -378,3 +378,45 @@ def test_a_part_the_queue_gave_up_on_fails_the_file_with_a_reason(daily, fan) ->
     assert failed.status == FileStatus.FAILED and "Gave up on part 2" in failed.error
     Worker(fan).handle(part.content, 1)  # a late delivery of another part changes nothing
     assert fan.files.get(tenant, record.id)[0].status == FileStatus.FAILED
+
+
+@pytest.mark.parametrize("at_once", [1, 2])
+def test_one_process_computes_at_most_fanout_parts_at_once(daily, fan, monkeypatch, at_once) -> None:
+    """Part messages delivered to one process side by side (host.json's batchSize 2) compute one after the other
+    (FANOUT_PARTS_AT_ONCE=1): two parts side by side took past the 300 MB a worker may use."""
+    import threading
+
+    tenant, inv, _, snapshot = daily
+    fan.settings = fan.settings.model_copy(update={"fanout_parts_at_once": at_once})
+    record = make(fan, tenant, inv)
+    queue = fan.storage.queue()
+    (file_msg,) = list(queue.receive_messages(visibility_timeout=60, max_messages=1))
+    Worker(fan).handle(file_msg.content, 1)
+    queue.delete_message(file_msg)
+    parts = list(queue.receive_messages(visibility_timeout=60, max_messages=32))
+    running, most, guard = [0], [0], threading.Lock()
+    real = fanout.compute_part
+
+    def counted(*args, **kwargs):
+        with guard:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            time.sleep(0.3)  # long enough for the other thread to arrive while this part runs
+            return real(*args, **kwargs)
+        finally:
+            with guard:
+                running[0] -= 1
+
+    monkeypatch.setattr(fanout, "compute_part", counted)
+    threads = [threading.Thread(target=Worker(fan).handle, args=(m.content, 1)) for m in parts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    for m in parts:
+        queue.delete_message(m)
+    drain(fan)
+    assert most[0] == at_once
+    made = fan.files.get(tenant, record.id)[0]
+    assert made.status == FileStatus.AVAILABLE, made.error

@@ -77,7 +77,8 @@ def test_a_worker_killed_half_way_through_a_part_costs_that_part_only(daily, fan
     tenant, inv, _, snapshot = daily
     parts = len(snapshot.manifest["parts"])
     record = make(fan, tenant, inv)
-    a = workers.start(**{PAUSE_PART: "1", PAUSE_SECONDS: "300"})
+    # two parts at once in A (its second message slot works through the others while part 1 sleeps)
+    a = workers.start(**{PAUSE_PART: "1", PAUSE_SECONDS: "300", "FANOUT_PARTS_AT_ONCE": "2"})
     claimed = wait_for(lambda: (r := fan.files.get(tenant, record.id)[0]).parts_total and r, what="the fan-out")
     key = RunKey(tenant, record.id, claimed.version, claimed.attempts)
     blob = fan.storage.files.get_blob_client(generation.blob_name_for(claimed))
