@@ -158,6 +158,23 @@ def test_a_fanned_out_ingest_is_byte_for_byte_the_one_instance_ingest(pair, sim,
     assert files[0] == files[1]
 
 
+def test_a_part_whose_exchange_rate_differs_from_the_earlier_parts_is_checked_again(pair, sim) -> None:
+    """From the middle of the invoice on, every line has another exchange rate: one pass flags each of them against
+    the first line's rate. The last blob, alone, sees only the new rate and flags none; the fan-in checks it again
+    from its Parquet part with the earlier parts' rates, so the findings are one pass's."""
+    tenant, inv, one, fan = pair
+    sim.faults.defect(inv, "exchange_rate_tail")
+    single = ingest.ensure(one, tenant, inv, DAILY)
+    flagged = single.manifest["findings"]["byRule"]["EXCHANGE_RATE"]["error"]
+    last_blob = single.manifest["parts"][-1]["rows"]
+    assert flagged > last_blob  # the last blob's lines are flagged too (and some of the blob before)
+    parts = fan_out(fan, tenant, inv)
+    assert drain(fan) == {"ingestPart": parts}
+    made = ingest.current(fan, tenant, inv, DAILY)
+    assert comparable(made.manifest) == comparable(single.manifest)
+    assert snapshot_bytes(fan, made) == snapshot_bytes(one, single)
+
+
 def test_a_duplicated_part_counts_once_and_a_redelivered_last_part_finishes_nothing_again(pair, sim) -> None:
     tenant, inv, one, fan = pair
     single = ingest.ensure(one, tenant, inv, DAILY)
