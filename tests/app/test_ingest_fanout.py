@@ -249,3 +249,24 @@ def test_a_fan_out_whose_lease_lapsed_is_resumed_not_restarted(pair, sim) -> Non
     assert made is not None and comparable(made.manifest) == comparable(single.manifest)
     assert sim.counts(seen)["export"] == 1
     assert fan.snapshots.get(tenant, inv, DAILY.value)[0].attempts == record.attempts  # not restarted
+
+
+def test_a_part_the_queue_gave_up_on_fails_the_ingest_and_the_next_caller_starts_afresh(pair, sim) -> None:
+    tenant, inv, _, fan = pair
+    parts = fan_out(fan, tenant, inv)
+    queue = fan.storage.queue()
+    messages = list(queue.receive_messages(max_messages=32, visibility_timeout=60))
+    assert len(messages) == parts
+    Worker(fan).handle_poison(messages[1].content)
+    record = fan.snapshots.get(tenant, inv, DAILY.value)[0]
+    assert record.status == "Failed" and "part 2" in record.error and not record.fanned_out()
+    for m in messages:  # the other parts' messages find the attempt settled: nothing is computed
+        Worker(fan).handle(m.content)
+        queue.delete_message(m)
+    key = IngestRunKey(tenant, inv, DAILY.value, record.attempts)
+    assert fan.file_parts.starts(key) == {}
+    with pytest.raises(SnapshotBusy):  # a new attempt (a new export), fanned out again
+        ingest.ensure(fan, tenant, inv, DAILY)
+    assert fan.snapshots.get(tenant, inv, DAILY.value)[0].attempts == record.attempts + 1
+    assert drain(fan) == {"ingestPart": parts}
+    assert ingest.current(fan, tenant, inv, DAILY) is not None
