@@ -208,6 +208,25 @@ class FileParts:
                 pass
         return len(rows)
 
+    def delete_ingest_runs(self, tenant_id: str, busy: set[tuple[str, str]]) -> int:
+        """Every ingest run's rows of a tenant, but those of an invoice and type whose ingest is under way (`busy`:
+        (invoice id, type) pairs): retention, once a fanned-out ingest is settled its rows serve nothing."""
+        low = f"snap|{tenant_id.lower()}|"
+        rows = list(self.table.query_entities("PartitionKey ge @lo and PartitionKey lt @hi",
+                                              parameters={"lo": low, "hi": low + "~"},
+                                              select=["PartitionKey", "RowKey"]))
+        deleted = 0
+        for e in rows:
+            _, _, invoice, invoice_type, _ = e["PartitionKey"].split("|")
+            if (invoice, invoice_type) in busy:
+                continue
+            try:
+                self.table.delete_entity(e["PartitionKey"], e["RowKey"])
+                deleted += 1
+            except ResourceNotFoundError:
+                pass
+        return deleted
+
     def _get(self, key: Run, row: str) -> Any:
         try:
             return self.table.get_entity(key.partition, row)

@@ -270,3 +270,23 @@ def test_a_part_the_queue_gave_up_on_fails_the_ingest_and_the_next_caller_starts
     assert fan.snapshots.get(tenant, inv, DAILY.value)[0].attempts == record.attempts + 1
     assert drain(fan) == {"ingestPart": parts}
     assert ingest.current(fan, tenant, inv, DAILY) is not None
+
+
+def test_retention_deletes_a_settled_ingest_fan_outs_part_rows_not_a_running_ones(pair, sim) -> None:
+    from shared.app import retention
+
+    tenant, inv, _, fan = pair
+    parts = fan_out(fan, tenant, inv)
+    record = fan.snapshots.get(tenant, inv, DAILY.value)[0]
+    key = IngestRunKey(tenant, inv, DAILY.value, record.attempts)
+    first = list(fan.storage.queue().receive_messages(max_messages=1, visibility_timeout=60))
+    Worker(fan).handle(first[0].content)
+    fan.storage.queue().delete_message(first[0])
+    retention.purge_snapshots(fan, tenant, retention.RetentionRun())  # under way: its rows stay
+    assert fan.file_parts.progress(key) is not None and len(fan.file_parts.starts(key)) == 1
+    assert drain(fan) == {"ingestPart": parts - 1}
+    snapshot = ingest.current(fan, tenant, inv, DAILY)
+    assert snapshot is not None and fan.file_parts.starts(key) == {p: 1 for p in range(parts)}
+    retention.purge_snapshots(fan, tenant, retention.RetentionRun())
+    assert fan.file_parts.progress(key) is None and fan.file_parts.starts(key) == {}
+    assert ingest.current(fan, tenant, inv, DAILY) == snapshot  # the snapshot itself is kept
