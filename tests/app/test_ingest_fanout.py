@@ -290,3 +290,34 @@ def test_retention_deletes_a_settled_ingest_fan_outs_part_rows_not_a_running_one
     retention.purge_snapshots(fan, tenant, retention.RetentionRun())
     assert fan.file_parts.progress(key) is None and fan.file_parts.starts(key) == {}
     assert ingest.current(fan, tenant, inv, DAILY) == snapshot  # the snapshot itself is kept
+
+
+def test_expired_links_are_renewed_by_a_fresh_export_at_the_same_etag(pair, sim) -> None:
+    tenant, inv, one, fan = pair
+    single = ingest.ensure(one, tenant, inv, DAILY)
+    seen = len(sim.requests)
+    sim.faults.expire_sas(1)  # the export's links have expired by the time the parts read its status again
+    parts = fan_out(fan, tenant, inv)
+    assert drain(fan) == {"ingestPart": parts}
+    made = ingest.current(fan, tenant, inv, DAILY)
+    assert made is not None and comparable(made.manifest) == comparable(single.manifest)
+    assert snapshot_bytes(fan, made) == snapshot_bytes(one, single)
+    assert sim.counts(seen)["export"] == 1 + parts  # the claimer's, and each part's fresh one (same eTag)
+
+
+def test_a_fresh_export_at_another_etag_fails_the_ingest_and_the_next_caller_ingests_the_new_data(pair, sim) -> None:
+    tenant, inv, _, fan = pair
+    sim.faults.expire_sas(1)  # the export's links have expired by the time the parts read its status again
+    parts = fan_out(fan, tenant, inv)
+    first = fan.snapshots.get(tenant, inv, DAILY.value)[0]
+    sim.faults.revise(inv)  # and Microsoft re-rated the invoice meanwhile: a fresh export has another eTag
+    drain(fan)
+    failed = fan.snapshots.get(tenant, inv, DAILY.value)[0]
+    assert failed.status == "Failed" and "new data" in failed.error and failed.snapshot_id is None
+    assert fan.file_parts.progress(IngestRunKey(tenant, inv, DAILY.value, first.attempts)).done < parts
+    with pytest.raises(SnapshotBusy):
+        ingest.ensure(fan, tenant, inv, DAILY)
+    drain(fan)
+    made = ingest.current(fan, tenant, inv, DAILY)
+    assert made is not None and made.data_version != first.fanout_version
+    assert made.manifest["rows"] == sim.expected(inv, DAILY.value).rows
