@@ -321,3 +321,25 @@ def test_a_fresh_export_at_another_etag_fails_the_ingest_and_the_next_caller_ing
     made = ingest.current(fan, tenant, inv, DAILY)
     assert made is not None and made.data_version != first.fanout_version
     assert made.manifest["rows"] == sim.expected(inv, DAILY.value).rows
+
+
+def test_a_file_waits_for_the_fanned_out_ingest_and_is_made_from_it(pair, sim) -> None:
+    """The file's worker claims the snapshot and fans the ingest out; it gets SnapshotBusy like any waiter: its
+    file goes back to Queued (no attempt spent) with a delayed copy of its message, which finds the snapshot Ready."""
+    import time
+
+    tenant, inv, _, fan = pair
+    rec, _ = file_requests.request_file(fan, tenant, FileRequest(invoice_type=DAILY.value, invoice_id=inv))
+    kinds = drain(fan)
+    parts = fan.snapshots.get(tenant, inv, DAILY.value)[0]
+    assert ingest.current(fan, tenant, inv, DAILY) is not None
+    assert kinds["ingestPart"] >= 3 and kinds["tenantId"] == 1, kinds  # the file's message, then every blob's
+    waiting = fan.files.get(tenant, rec.id)[0]
+    assert waiting.status == FileStatus.QUEUED and waiting.attempts == 0
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and fan.files.get(tenant, rec.id)[0].status == FileStatus.QUEUED:
+        drain(fan)  # the delayed copy of the file's message comes back (15 s)
+        time.sleep(0.5)
+    done = fan.files.get(tenant, rec.id)[0]
+    assert done.status in (FileStatus.AVAILABLE, FileStatus.NEEDS_REVIEW), done.error
+    assert done.snapshot_id == parts.snapshot_id and done.row_count == sim.expected(inv, DAILY.value).rows
