@@ -11,15 +11,17 @@ the duplicates depends on each part's line offset).
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from shared.adapters.file_parts import IngestRunKey
-from shared.adapters.settings import Settings
+from shared.adapters.repositories import utcnow
 from shared.adapters.storage import Storage
-from shared.app import file_requests, ingest, ingest_fanout
+from shared.app import file_requests, ingest, ingest_fanout, retention
 from shared.app.context import AppContext
 from shared.app.generation import Worker
 from shared.app.ingest import SnapshotBusy
@@ -237,9 +239,6 @@ def test_a_fan_out_whose_lease_lapsed_is_resumed_not_restarted(pair, sim) -> Non
         queue.delete_message(m)
     loaded = fan.snapshots.get(tenant, inv, DAILY.value)
     record, etag = loaded
-    from datetime import timedelta
-
-    from shared.adapters.repositories import utcnow
     record.lease_until = utcnow() - timedelta(seconds=1)
     fan.snapshots.replace(record, etag)
     with pytest.raises(SnapshotBusy):
@@ -273,8 +272,6 @@ def test_a_part_the_queue_gave_up_on_fails_the_ingest_and_the_next_caller_starts
 
 
 def test_retention_deletes_a_settled_ingest_fan_outs_part_rows_not_a_running_ones(pair, sim) -> None:
-    from shared.app import retention
-
     tenant, inv, _, fan = pair
     parts = fan_out(fan, tenant, inv)
     record = fan.snapshots.get(tenant, inv, DAILY.value)[0]
@@ -326,8 +323,6 @@ def test_a_fresh_export_at_another_etag_fails_the_ingest_and_the_next_caller_ing
 def test_a_file_waits_for_the_fanned_out_ingest_and_is_made_from_it(pair, sim) -> None:
     """The file's worker claims the snapshot and fans the ingest out; it gets SnapshotBusy like any waiter: its
     file goes back to Queued (no attempt spent) with a delayed copy of its message, which finds the snapshot Ready."""
-    import time
-
     tenant, inv, _, fan = pair
     rec, _ = file_requests.request_file(fan, tenant, FileRequest(invoice_type=DAILY.value, invoice_id=inv))
     kinds = drain(fan)

@@ -17,8 +17,7 @@ from shared.app.ingest_fanout import PAUSE_PART, PAUSE_SECONDS
 from shared.core.columns import FileType
 from tests.app.test_fanout import small_batches
 from tests.app.test_fanout_processes import wait_for, workers  # noqa: F401
-from tests.app.test_ingest_fanout import (DAILY, blob_downloads, comparable, pair, snapshot_bytes,  # noqa: F401
-                                          with_settings)
+from tests.app.test_ingest_fanout import DAILY, blob_downloads, comparable, pair, snapshot_bytes  # noqa: F401
 
 
 def test_a_worker_killed_half_way_through_an_ingest_part_costs_that_blob_only(pair, sim, workers, monkeypatch):
