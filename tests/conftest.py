@@ -87,8 +87,9 @@ def app_env(azurite: Azurite, issuer: LocalIssuer, monkeypatch: pytest.MonkeyPat
         "PC_BACKOFF_BASE_SECONDS": "0.01",
         "PC_BACKOFF_CAP_SECONDS": "0.05",
         "EXPORT_POLL_SECONDS": "0.05",
-        # One instance per file here: these tests' crash points and message counts are the one-instance path's.
-        # tests/app/test_fanout.py turns the fan-out on (its production default is 2 parts).
+        # One instance per file and per ingest here: these tests' crash points and message counts are the
+        # one-instance path's. tests/app/test_fanout.py, test_fanout_processes.py, test_ingest_fanout.py and
+        # test_ingest_fanout_processes.py turn the fan-out on (its production default is 2 parts or blobs).
         "FANOUT_MIN_PARTS": "0",
         **auth_env(),
     }

@@ -11,6 +11,9 @@ complete download adds up to), except for `invoice_total`, which changes `totalC
 | `total` | onetime | a seat line's Total + 0.01 | TOTAL_FORMULA error |
 | `duplicate_reference` | onetime | the second Azure plan line takes the first one's ReferenceId | DUPLICATE_REFERENCE error |
 | `duplicate_charge` | onetime, daily | the second Azure plan line (daily: row 1) becomes a copy of the first (onetime: with its own ReferenceId) | DUPLICATE_CHARGE warning |
+| `duplicate_charge_far` | daily | the last row becomes a copy of row 0 (in another export blob when there are several) | DUPLICATE_CHARGE warning |
+| `exchange_rate_tail` | daily | every row from the middle on has PCToBCExchangeRate + 1e-9 (amounts kept) | EXCHANGE_RATE error on each |
+| `missing_customer_far` | daily | the row before the last has no CustomerId (in the last export blob) | MISSING_CUSTOMER warning |
 | `over_credit` | onetime | an Azure plan line becomes a customerCredit of one seat more than a charge that is alone in its subscription and period | OVER_CREDIT error on the credit's ReferenceId |
 | `exchange_rate` | onetime | the last Azure plan line's PCToBCExchangeRate + 1e-9 (amounts recomputed with it) | EXCHANGE_RATE error |
 | `missing_customer` | onetime, daily | the last Azure plan line (daily: row 0) has no CustomerId | MISSING_CUSTOMER warning |
@@ -32,8 +35,10 @@ from .money import add, mul, rounddown, roundup, text
 from .rows import Row
 
 KINDS = frozenset({"subtotal", "total", "duplicate_reference", "duplicate_charge", "over_credit", "exchange_rate",
-                   "missing_customer", "charge_cycle", "invoice_total", "no_cost"})
-DAILY_KINDS = frozenset({"duplicate_charge", "missing_customer"})
+                   "missing_customer", "charge_cycle", "invoice_total", "no_cost", "duplicate_charge_far",
+                   "missing_customer_far", "exchange_rate_tail"})
+DAILY_KINDS = frozenset({"duplicate_charge", "missing_customer", "duplicate_charge_far", "missing_customer_far",
+                         "exchange_rate_tail"})
 
 
 def _cent(value: str, delta: str) -> str:
@@ -46,6 +51,14 @@ def replacements(file_type: FileType, rows: list[Row], kinds: frozenset[str]) ->
     if file_type == FileType.DAILY:
         if "duplicate_charge" in kinds and len(rows) > 1:
             out[1] = dict(rows[0])
+        if "duplicate_charge_far" in kinds and len(rows) > 2:
+            out[len(rows) - 1] = dict(rows[0])
+        if "missing_customer_far" in kinds and len(rows) > 3:
+            out[len(rows) - 2] = {**rows[len(rows) - 2], "CustomerId": ""}
+        if "exchange_rate_tail" in kinds:
+            for i in range(len(rows) // 2, len(rows)):
+                rate = add(Decimal(out.get(i, rows[i])["PCToBCExchangeRate"]), Decimal("0.000000001"))
+                out[i] = {**out.get(i, rows[i]), "PCToBCExchangeRate": text(rate)}
         if "missing_customer" in kinds and rows:
             out[0] = {**rows[0], "CustomerId": ""}
         return out

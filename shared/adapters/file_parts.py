@@ -1,7 +1,8 @@
-"""The parts of a fanned-out file (shared/app/fanout.py) in Table Storage: one row per part, and one counter row.
+"""The parts of a fanned-out file (shared/app/fanout.py) or ingest (shared/app/ingest_fanout.py) in Table Storage:
+one row per part, and one counter row.
 
-One partition per attempt at a file version (`{tenant}|{file}|vNNNN|aNN`), so every write below can be one entity
-group transaction:
+One partition per attempt at a file version (`{tenant}|{file}|vNNNN|aNN`) or at a snapshot
+(`snap|{tenant}|{invoice}|{type}|aNN`), so every write below can be one entity group transaction:
 - a part's row counts how often its computation started (`starts`: a crash or a duplicate shows as 2) and, once
   its blocks are staged, holds what the fan-in needs: how many blocks it staged, its rows, its exact totals (text),
   its CSV columns;
@@ -16,7 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
@@ -42,6 +43,27 @@ class RunKey:
     @property
     def partition(self) -> str:
         return f"{self.tenant_id.lower()}|{self.file_id}|v{self.version:04d}|a{self.attempt:02d}"
+
+
+@dataclass(frozen=True)
+class IngestRunKey:
+    """One attempt at ingesting one invoice's lines of one type (the snapshot record's `attempts`)."""
+
+    tenant_id: str
+    invoice_id: str
+    invoice_type: str
+    attempt: int
+
+    @property
+    def partition(self) -> str:
+        return f"snap|{self.tenant_id.lower()}|{self.invoice_id.upper()}|{self.invoice_type}|a{self.attempt:02d}"
+
+
+class Run(Protocol):
+    """What the bookkeeping needs of a run: its partition."""
+
+    @property
+    def partition(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -71,7 +93,7 @@ class FileParts:
     def __init__(self, storage: Storage) -> None:
         self.table = storage.table(TABLE)
 
-    def open_run(self, key: RunKey, total: int) -> None:
+    def open_run(self, key: Run, total: int) -> None:
         """The counter of a run (idempotent: a second fan-out of the same attempt finds it there)."""
         try:
             self.table.create_entity({"PartitionKey": key.partition, "RowKey": COUNTER, "total": total, "done": 0,
@@ -79,15 +101,15 @@ class FileParts:
         except ResourceExistsError:
             pass
 
-    def progress(self, key: RunKey) -> Progress | None:
+    def progress(self, key: Run) -> Progress | None:
         entity = self._get(key, COUNTER)
         return _progress(entity) if entity is not None else None
 
-    def is_done(self, key: RunKey, part: int) -> bool:
+    def is_done(self, key: Run, part: int) -> bool:
         entity = self._get(key, _row(part))
         return bool(entity is not None and entity.get("done"))
 
-    def begin(self, key: RunKey, part: int) -> int:
+    def begin(self, key: Run, part: int) -> int:
         """Count one more computation of the part; returns how many there have been (1 the first time)."""
         for _ in range(ATTEMPTS):
             entity = self._get(key, _row(part))
@@ -105,7 +127,7 @@ class FileParts:
                 continue
         raise RuntimeError(f"could not count a start of part {part} of {key.partition}")
 
-    def complete(self, key: RunKey, part: int, blocks: int, rows: int, tally: dict[str, Any],
+    def complete(self, key: Run, part: int, blocks: int, rows: int, tally: dict[str, Any],
                  columns: list[str]) -> Progress | None:
         """Mark the part done and advance the counter, in one transaction. None if the part was done already (a
         duplicate message, or a redelivery after the crash of a worker that had completed it)."""
@@ -132,7 +154,7 @@ class FileParts:
                 continue
         raise RuntimeError(f"could not complete part {part} of {key.partition}")
 
-    def claim_commit(self, key: RunKey, seconds: float) -> str | float:
+    def claim_commit(self, key: Run, seconds: float) -> str | float:
         """"claimed": this caller commits the blob now (for `seconds` at most); "committed": it was committed
         already; a number: another caller is committing, look again in that many seconds. So the block list is
         committed once (a committer that dies after the commit but before saying so is repeated after its claim
@@ -156,11 +178,11 @@ class FileParts:
                 continue
         raise RuntimeError(f"could not claim the commit of {key.partition}")
 
-    def mark_committed(self, key: RunKey) -> None:
+    def mark_committed(self, key: Run) -> None:
         self.table.update_entity({"PartitionKey": key.partition, "RowKey": COUNTER, "committed": True},
                                  mode=UpdateMode.MERGE)
 
-    def finished(self, key: RunKey) -> list[PartDone]:
+    def finished(self, key: Run) -> list[PartDone]:
         """Every done part, in part order."""
         rows = self.table.query_entities("PartitionKey eq @pk", parameters={"pk": key.partition})
         out = [PartDone(int(e["RowKey"][1:]), int(e["blocks"]), int(e["rows"]), json.loads(e["tally_json"]),
@@ -168,7 +190,7 @@ class FileParts:
                for e in rows if e["RowKey"] != COUNTER and e.get("done")]
         return sorted(out, key=lambda p: p.part)
 
-    def starts(self, key: RunKey) -> dict[int, int]:
+    def starts(self, key: Run) -> dict[int, int]:
         """How often each part's computation started (1 each when nothing crashed)."""
         rows = self.table.query_entities("PartitionKey eq @pk", parameters={"pk": key.partition})
         return {int(e["RowKey"][1:]): int(e.get("starts", 0)) for e in rows if e["RowKey"] != COUNTER}
@@ -186,7 +208,26 @@ class FileParts:
                 pass
         return len(rows)
 
-    def _get(self, key: RunKey, row: str) -> Any:
+    def delete_ingest_runs(self, tenant_id: str, busy: set[tuple[str, str]]) -> int:
+        """Every ingest run's rows of a tenant, but those of an invoice and type whose ingest is under way (`busy`:
+        (invoice id, type) pairs): retention, once a fanned-out ingest is settled its rows serve nothing."""
+        low = f"snap|{tenant_id.lower()}|"
+        rows = list(self.table.query_entities("PartitionKey ge @lo and PartitionKey lt @hi",
+                                              parameters={"lo": low, "hi": low + "~"},
+                                              select=["PartitionKey", "RowKey"]))
+        deleted = 0
+        for e in rows:
+            _, _, invoice, invoice_type, _ = e["PartitionKey"].split("|")
+            if (invoice, invoice_type) in busy:
+                continue
+            try:
+                self.table.delete_entity(e["PartitionKey"], e["RowKey"])
+                deleted += 1
+            except ResourceNotFoundError:
+                pass
+        return deleted
+
+    def _get(self, key: Run, row: str) -> Any:
         try:
             return self.table.get_entity(key.partition, row)
         except ResourceNotFoundError:

@@ -72,7 +72,7 @@ class PartWriter:
     def begin_segment(self, index: int) -> None:
         self._held = []
         if not self.gather_rows:
-            self._open_part()
+            self._open_part(index)  # a blob's part is numbered as the blob: an ingest part writes the same names
 
     def write(self, batch: pa.RecordBatch) -> None:
         if self.gather_rows:
@@ -125,8 +125,8 @@ class PartWriter:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     # ---- parts and files --------------------------------------------------------------------------------------
-    def _open_part(self) -> None:
-        self._part = {"part": len(self.parts), "rows": 0, "files": [], "sums": {}}
+    def _open_part(self, number: int | None = None) -> None:
+        self._part = {"part": len(self.parts) if number is None else number, "rows": 0, "files": [], "sums": {}}
 
     def _write(self, batch: pa.RecordBatch) -> None:
         if not batch.num_rows:

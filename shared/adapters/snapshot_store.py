@@ -66,6 +66,14 @@ class SnapshotRecord(BaseModel):
     rows: int | None = None
     attempts: int = 0
     error: str | None = None
+    # an ingest fanned out per export blob (shared/app/ingest_fanout.py): its parts, and the export they read again
+    # (the operation URL, no SAS in it) at the data version (eTag) the attempt started with
+    parts_total: int | None = None
+    fanout_operation: str | None = None
+    fanout_version: str | None = None
+
+    def fanned_out(self) -> bool:
+        return self.status == SnapshotStatus.INGESTING and bool(self.parts_total)
 
     def ready(self) -> bool:
         return self.snapshot_id is not None

@@ -46,12 +46,14 @@ class DataChanged(Exception):
 
 class GraphExportSource:
     """An export's blobs, one segment each. While a blob is parsed the next one downloads (one ahead): at each of
-    a million-line export's 20 blob boundaries the worker would otherwise wait for a download."""
+    a million-line export's 20 blob boundaries the worker would otherwise wait for a download. `only`: the one blob
+    an ingest part reads (shared/app/ingest_fanout.py), numbered as in the whole export, nothing downloaded ahead."""
 
     kind = DataSource.GRAPH
 
-    def __init__(self, client: PartnerCenterClient, layout: Layout, export: Callable[[], Manifest]) -> None:
-        self.client, self.layout, self._export = client, layout, export
+    def __init__(self, client: PartnerCenterClient, layout: Layout, export: Callable[[], Manifest],
+                 only: int | None = None) -> None:
+        self.client, self.layout, self._export, self.only = client, layout, export, only
         self.manifest = export()
         self.data_version: str | None = self.manifest.etag or None
         self._pool: ThreadPoolExecutor | None = None
@@ -59,7 +61,7 @@ class GraphExportSource:
 
     def segments(self) -> Iterator[Segment]:
         try:
-            for i in range(len(self.manifest.blobs)):
+            for i in range(len(self.manifest.blobs)) if self.only is None else [self.only]:
                 yield Segment(i, lambda careful, i=i: self._read(i, careful))
         finally:
             self._drop_ahead()
@@ -68,7 +70,7 @@ class GraphExportSource:
 
     def _read(self, index: int, careful: bool) -> Iterator[pa.RecordBatch]:
         with self._download(index) as gz:
-            if index + 1 < len(self.manifest.blobs):
+            if self.only is None and index + 1 < len(self.manifest.blobs):
                 self._pool = self._pool or ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-ahead")
                 self._drop_ahead()
                 blob = self.manifest.blobs[index + 1]

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pydantic import BaseModel, ValidationError
 
-from shared.app import alerts, approval, events, fanout, ingest
+from shared.app import alerts, approval, events, fanout, ingest, ingest_fanout
 from shared.app.builder import build
 from shared.app.heartbeat import Heartbeat, LeaseLost
 from shared.app.ingest import NotIngestible, SnapshotBusy
@@ -68,6 +68,10 @@ class Worker:
     ctx: AppContext
 
     def handle(self, body: str, dequeue_count: int = 1) -> None:
+        blob_part = ingest_fanout.payload_of(body)
+        if blob_part is not None:  # one export blob of an ingest fanned out per blob (same queue, same worker)
+            ingest_fanout.handle_part(self.ctx, blob_part)
+            return
         part = fanout.payload_of(body)
         if part is not None:  # one part of a file made part by part (same queue, same worker)
             fanout.handle_part(self.ctx, part)
@@ -298,7 +302,14 @@ class Worker:
             pass
 
     def handle_poison(self, body: str) -> None:
-        """The queue gave up on a message: mark its file Failed with the last reason we saw."""
+        """The queue gave up on a message: mark its file (or fanned-out ingest) Failed with the last reason we saw."""
+        blob_part = ingest_fanout.payload_of(body)
+        if blob_part is not None:  # one export blob kept failing: the snapshot cannot be made this attempt
+            ref = blob_part.ingestPart
+            ingest_fanout.fail(self.ctx, ingest_fanout.IngestRunKey(ref.tenantId, ref.invoiceId, ref.invoiceType.value,
+                                                                    ref.attempt),
+                               f"Gave up on export part {ref.part + 1} after repeated attempts.")
+            return
         part = fanout.payload_of(body)
         if part is not None:  # one part kept failing: the file cannot be made
             loaded = self.ctx.files.get(part.part.tenantId, part.part.fileId)

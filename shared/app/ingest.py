@@ -14,76 +14,42 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Any, Callable
 
-import pyarrow as pa
 from pydantic import BaseModel, ValidationError
 
+from shared.app import ingest_fanout
 from shared.app.builder import build
 from shared.app.context import AppContext
 from shared.app.heartbeat import Heartbeat, LeaseLost
+from shared.app.ingest_common import (LEASE, WAIT_SECONDS, IngestPlan, NotIngestible, SnapshotBusy,  # noqa: F401
+                                      billing_start, previous_summary, write_snapshot)
 from shared.core.columns import FileType, Layout, layout_for
-from shared.core.models import DataSource, FileStatus, View
+from shared.core.models import DataSource
 from shared.core.money import Decimal
 from shared.core.reach import ReachCollector
-from shared.core.reconcile import Tally
-from shared.core.validation import Validator, add_months
+from shared.core.validation import Validator
 from shared.adapters.duplicate_spill import DuplicateSpill
 from shared.adapters.invoices import client_for, file_types_of
 from shared.adapters.partner_center.client import Manifest, PartnerCenterClient
 from shared.adapters.partner_center.transport import NotFound, PartnerCenterError
 from shared.adapters.repositories import utcnow
-from shared.adapters.snapshot_parts import V1_PART_ROWS, PartWriter, total_sums
-from shared.adapters.snapshot_store import (FINDINGS, MANIFEST, SUMMARY, Conflict, Snapshot, SnapshotRecord,
-                                            SnapshotStatus, new_record, snapshot_prefix)
+from shared.adapters.snapshot_parts import V1_PART_ROWS, PartWriter
+from shared.adapters.snapshot_store import Conflict, Snapshot, SnapshotRecord, SnapshotStatus, new_record, snapshot_prefix
 from shared.adapters.sources import GraphExportSource, choose_source
 from shared.adapters.storage import through_outage
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(minutes=5)  # renewed by a heartbeat; a dead ingest is taken over after it
 QUEUED_FOR = timedelta(minutes=2)  # an ingest the charges API queued: no second message meanwhile
-WAIT_SECONDS = 15  # how long a file that waits for another worker's ingest sleeps before it looks again
 MAX_WAIT_SECONDS = 120
-
-
-class SnapshotBusy(Exception):
-    """Another worker is ingesting this snapshot: look again in `retry_after` seconds."""
-
-    def __init__(self, retry_after: int = WAIT_SECONDS) -> None:
-        super().__init__(f"snapshot being ingested elsewhere; looking again in {retry_after} s")
-        self.retry_after = retry_after
-
-
-class NotIngestible(Exception):
-    """Retrying cannot help (no such invoice, no such type, no such tenant)."""
 
 
 class IngestMessage(BaseModel):
     tenantId: str
     invoiceId: str
     invoiceType: FileType
-
-
-@dataclass
-class IngestPlan:
-    """The builder's plan while ingesting: Microsoft's lines pass unchanged; validation and reach look at them."""
-
-    validator: Validator
-    reach: ReachCollector
-
-    def begin_segment(self) -> None:
-        self.validator.begin_segment()
-
-    def end_segment(self) -> None:
-        self.validator.end_segment()
-
-    def process(self, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, Totals]:
-        self.validator.check(batch)
-        self.reach.add(batch)
-        return batch, Tally(rows=batch.num_rows)
 
 
 def current(ctx: AppContext, tenant_id: str, invoice_id: str, file_type: FileType) -> Snapshot | None:
@@ -108,10 +74,14 @@ def ensure(ctx: AppContext, tenant_id: str, invoice_id: str, file_type: FileType
                 return snapshot
         if record.ingesting(now):
             raise SnapshotBusy(_wait_for(record, now))
+        if record.fanned_out():  # its lease lapsed: the parts not done are sent again, nothing is restarted
+            ingest_fanout.resume(ctx, record, etag)  # type: ignore[arg-type]
+            return _ready_or_busy(ctx, tenant_id, invoice_id, file_type)
     record = record or new_record(tenant_id, invoice_id, file_type.value)
     record.status, record.lease_until, record.started_at = SnapshotStatus.INGESTING, now + LEASE, now
     record.attempts += 1
     record.error = None
+    record.parts_total = record.fanout_operation = record.fanout_version = None
     try:
         etag = store.replace(record, etag) if etag else store.create(record)
     except Conflict:  # another worker claimed it a moment ago
@@ -120,6 +90,8 @@ def ensure(ctx: AppContext, tenant_id: str, invoice_id: str, file_type: FileType
     try:
         with beat:
             return _ingest(ctx, record, beat, progress)
+    except ingest_fanout.FannedOut:
+        raise  # the parts' messages make the snapshot; this caller waits like any other
     except LeaseLost:
         if beat.lost:  # another worker took this ingest over: wait for it like any other waiter
             raise SnapshotBusy(WAIT_SECONDS) from None
@@ -128,6 +100,16 @@ def ensure(ctx: AppContext, tenant_id: str, invoice_id: str, file_type: FileType
     except BaseException as exc:
         _fail(ctx, record, beat.etag, str(exc)[:500] or type(exc).__name__)
         raise
+
+
+def _ready_or_busy(ctx: AppContext, tenant_id: str, invoice_id: str, file_type: FileType) -> Snapshot:
+    """After resuming a fan-out: its snapshot if the resume finished it, else SnapshotBusy."""
+    loaded = ctx.snapshots.get(tenant_id, invoice_id, file_type.value)
+    if loaded is not None and loaded[0].ready() and not loaded[0].fanned_out():
+        snapshot = ctx.snapshots.load(loaded[0].snapshot_id)  # type: ignore[arg-type]
+        if snapshot is not None:
+            return snapshot
+    raise SnapshotBusy(WAIT_SECONDS)
 
 
 def _fail(ctx: AppContext, record: SnapshotRecord, etag: str, reason: str) -> None:
@@ -171,6 +153,9 @@ def _ingest(ctx: AppContext, record: SnapshotRecord, beat: Heartbeat,
         # the poller saw another eTag, but Microsoft's export is the one kept: nothing new to fetch
         return _mark_ready(ctx, record, beat, record.snapshot_id, record.rows)  # type: ignore[arg-type]
     snapshot_id = snapshot_prefix(record.tenant_id, record.invoice_id, file_type.value, source.data_version)
+    started = utcnow()
+    if ingest_fanout.can_fan_out(ctx, source):  # one queue message per export blob, on as many instances
+        ingest_fanout.start(ctx, record, beat, source, invoice, snapshot_id, started)  # type: ignore[arg-type]
     writer = PartWriter(store.container, snapshot_id, tuple(sorted(layout.decimal_columns)),
                         gather_rows=V1_PART_ROWS if source.kind == DataSource.V1 else 0)
     validator = Validator(layout, invoice_id=record.invoice_id, cap=settings.validation_max_findings,
@@ -185,7 +170,6 @@ def _ingest(ctx: AppContext, record: SnapshotRecord, beat: Heartbeat,
         if progress is not None:
             progress(rows)
 
-    started = utcnow()
     try:
         result = build(source, IngestPlan(validator, reach), writer, progress=on_progress)
         writer.finish({})
@@ -196,25 +180,13 @@ def _ingest(ctx: AppContext, record: SnapshotRecord, beat: Heartbeat,
         writer.close()
         validator.close()
         raise
-    billing_start = _billing_start(invoice)
     try:
-        previous = previous_summary(ctx, record.tenant_id, file_type, billing_start, record.invoice_id)
+        previous = previous_summary(ctx, record.tenant_id, file_type, billing_start(invoice), record.invoice_id)
         report = validator.finish(invoice, previous, Decimal(str(settings.validation_change_threshold_percent)))
     finally:
         validator.close()
-    store.write_bytes(snapshot_id, FINDINGS, report.csv_bytes())
-    store.write_json(snapshot_id, SUMMARY, {**validator.summary(), "billingPeriodStart":
-                                            billing_start.isoformat() if billing_start else None})
-    parts = writer.manifest_parts()
-    manifest = {
-        "format": 1, "snapshotId": snapshot_id, "tenantId": record.tenant_id, "invoiceId": record.invoice_id,
-        "invoiceType": file_type.value, "dataVersion": source.data_version, "source": source.kind.value,
-        "fetchedAt": started.isoformat(), "rows": result.totals.rows, "parts": parts, "sums": total_sums(parts),
-        "findings": report.totals(), "invoice": invoice,
-    }
-    store.write_json(snapshot_id, MANIFEST, manifest)  # last: a snapshot is there once its manifest is
-    log.info("snapshot %s: %d rows in %d parts", snapshot_id, result.totals.rows, len(parts),
-             extra={"tenant": record.tenant_id, "invoice": record.invoice_id})
+    write_snapshot(ctx, record, snapshot_id, invoice, validator, report, writer.manifest_parts(),
+                   result.totals.rows, source.kind, source.data_version, started)
     return _mark_ready(ctx, record, beat, snapshot_id, result.totals.rows, source.data_version, started)
 
 
@@ -322,34 +294,3 @@ def handle_message(ctx: AppContext, payload: Any) -> None:
     except Exception as exc:  # noqa: BLE001  (recorded on the snapshot record by ensure)
         log.warning("ingest of %s %s failed: %s", msg.invoiceId, msg.invoiceType.value, exc,
                     extra={"tenant": msg.tenantId, "invoice": msg.invoiceId})
-
-
-def previous_summary(ctx: AppContext, tenant_id: str, file_type: FileType, start: date | None,
-                     invoice_id: str) -> dict | None:
-    """summary.json of the previous month's partner-view file of the same type (month-over-month validation)."""
-    if start is None:
-        return None
-    wanted = add_months(start, -1)
-    candidates = [r for status in (FileStatus.AVAILABLE, FileStatus.NEEDS_REVIEW)
-                  for r in ctx.files.list(tenant_id, invoice_type=file_type.value, view=View.PARTNER.value,
-                                          status=status.value)
-                  if r.invoice_id != invoice_id and r.blob_name and r.billing_period_start
-                  and (r.billing_period_start.year, r.billing_period_start.month) == (wanted.year, wanted.month)]
-    for prior in sorted(candidates, key=lambda r: r.completed_at or r.created_at, reverse=True):
-        try:
-            data = ctx.storage.files.get_blob_client(
-                prior.blob_name.rsplit("/", 1)[0] + "/summary.json").download_blob().readall()
-            return {**json.loads(data), "invoiceId": prior.invoice_id}
-        except Exception:  # an older version made before summaries existed: nothing to compare
-            log.info("no summary for previous file %s", prior.id)
-    return None
-
-
-def _billing_start(invoice: dict) -> date | None:
-    raw = invoice.get("billingPeriodStartDate") if isinstance(invoice, dict) else None
-    try:
-        return date.fromisoformat(str(raw)[:10]) if raw else None
-    except ValueError:
-        return None
-
-

@@ -154,10 +154,13 @@ def purge_snapshots(ctx: AppContext, tenant_id: str, run: RetentionRun, now: dat
     keep = {v.snapshot_id for v in VersionRepository(ctx.storage).list(tenant_id)}
     keep |= {f.snapshot_id for f in ctx.files.list(tenant_id)}
     busy: set[str] = set()
+    ingesting: set[tuple[str, str]] = set()
     for record in ctx.snapshots.list(tenant_id):
         keep.add(record.snapshot_id)
         if record.lease_until is not None and record.lease_until > now or record.status == "Ingesting":
             busy.add(invoice_prefix(tenant_id, record.invoice_id, record.invoice_type))
+            ingesting.add((record.invoice_id.upper(), record.invoice_type))
+    ctx.file_parts.delete_ingest_runs(tenant_id, ingesting)  # settled ingest fan-outs' part rows
     for snapshot_id in sorted(ctx.snapshots.snapshot_ids(tenant_id) - keep):
         if any(snapshot_id.startswith(prefix) for prefix in busy):
             continue

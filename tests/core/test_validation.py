@@ -88,10 +88,13 @@ EXPECTED = {"subtotal": ("SUBTOTAL_FORMULA", "error"), "total": ("TOTAL_FORMULA"
             "duplicate_reference": ("DUPLICATE_REFERENCE", "error"), "duplicate_charge": ("DUPLICATE_CHARGE", "warning"),
             "over_credit": ("OVER_CREDIT", "error"), "exchange_rate": ("EXCHANGE_RATE", "error"),
             "missing_customer": ("MISSING_CUSTOMER", "warning"), "charge_cycle": ("CHARGE_CYCLE", "error"),
-            "invoice_total": ("INVOICE_TOTAL", "error"), "no_cost": ("MISSING_COST", "error")}
+            "invoice_total": ("INVOICE_TOTAL", "error"), "no_cost": ("MISSING_COST", "error"),
+            "duplicate_charge_far": ("DUPLICATE_CHARGE", "warning"),
+            "missing_customer_far": ("MISSING_CUSTOMER", "warning")}
+DAILY_ONLY = {"duplicate_charge_far", "missing_customer_far", "exchange_rate_tail"}
 
 
-@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("kind", sorted(KINDS - DAILY_ONLY))
 def test_each_defect_is_found_once_on_its_line(ledger: Ledger, kind: str) -> None:
     inv = next(i for i in ledger.invoices() if not i.legacy)
     ledger.reset()
@@ -116,7 +119,8 @@ def test_each_defect_is_found_once_on_its_line(ledger: Ledger, kind: str) -> Non
     assert served[key["ReferenceId"]] != original.get(key["ReferenceId"])
 
 
-@pytest.mark.parametrize("kind", ["duplicate_charge", "missing_customer"])
+@pytest.mark.parametrize("kind", ["duplicate_charge", "missing_customer", "duplicate_charge_far",
+                                  "missing_customer_far"])
 def test_daily_usage_defects(ledger: Ledger, kind: str) -> None:
     inv = next(i for i in ledger.invoices() if not i.legacy)
     ledger.reset()
