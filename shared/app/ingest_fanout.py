@@ -37,6 +37,7 @@ from shared.app.context import AppContext
 from shared.app.heartbeat import Heartbeat, LeaseLost
 from shared.app.ingest_common import LEASE, WAIT_SECONDS, IngestPlan, NotIngestible, SnapshotBusy
 from shared.app.ingest_fanin import current, renew
+from shared.app.part_slots import part_slot
 from shared.core.columns import FileType, Layout, layout_for
 from shared.core.reach import ReachCollector
 from shared.core.reconcile import Tally
@@ -174,24 +175,36 @@ def handle_part(ctx: AppContext, msg: IngestPartMessage) -> None:
                   record.parts_total)
         return
     if not ctx.file_parts.is_done(key, ref.part):
-        starts = ctx.file_parts.begin(key, ref.part)
-        if starts > 1:
-            log.warning("ingest part %d of %s computed again (start %d)", ref.part, key.partition, starts)
-        renew(ctx, key)
-        try:
-            entry, rows = compute_part(ctx, record, snapshot_id, ref.part)
-        except (DataChanged, NotIngestible, NotFound) as exc:
-            fail(ctx, key, str(exc)[:500])
-            return
-        progress = ctx.file_parts.complete(key, ref.part, 0, rows, {"entry": entry}, [])
-        if progress is not None:
-            renew(ctx, key, progress.rows)
+        with part_slot(ctx.settings):  # one part at a time per process: memory (shared/app/part_slots.py)
+            if not _compute_and_complete(ctx, record, key, snapshot_id, ref.part):
+                return
     progress = ctx.file_parts.progress(key)
     if progress is not None and progress.done >= progress.total:
         try:
             ingest_fanin.complete(ctx, key)
         except ingest_fanin.FanInBusy as busy:  # another worker is finishing it: look again once it must be done
             ctx.storage.queue().send_message(msg.model_dump_json(), visibility_timeout=busy.retry_after)
+
+
+def _compute_and_complete(ctx: AppContext, record: SnapshotRecord, key: IngestRunKey, snapshot_id: str,
+                          part: int) -> bool:
+    """The part computed and counted (unless another worker finished it while this message waited for its slot).
+    False: the ingest failed for good (recorded)."""
+    if ctx.file_parts.is_done(key, part):
+        return True
+    starts = ctx.file_parts.begin(key, part)
+    if starts > 1:
+        log.warning("ingest part %d of %s computed again (start %d)", part, key.partition, starts)
+    renew(ctx, key)
+    try:
+        entry, rows = compute_part(ctx, record, snapshot_id, part)
+    except (DataChanged, NotIngestible, NotFound) as exc:
+        fail(ctx, key, str(exc)[:500])
+        return False
+    progress = ctx.file_parts.complete(key, part, 0, rows, {"entry": entry}, [])
+    if progress is not None:
+        renew(ctx, key, progress.rows)
+    return True
 
 
 def compute_part(ctx: AppContext, record: SnapshotRecord, snapshot_id: str, part: int) -> tuple[dict | None, int]:

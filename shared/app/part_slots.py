@@ -1,4 +1,5 @@
-"""How many fan-out parts one worker process computes at once (FANOUT_PARTS_AT_ONCE, default 1).
+"""How many fan-out parts — a file's (fanout.py) or an ingest's (ingest_fanout.py) — one worker process computes at
+once (FANOUT_PARTS_AT_ONCE, default 1).
 
 The queue trigger hands a process `batchSize` messages at a time (host.json: 2, so light messages — a waiter
 looking again, a duplicate of a finished part — never queue behind a long one). Two parts computed side by side

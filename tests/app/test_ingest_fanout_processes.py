@@ -31,7 +31,8 @@ def test_a_worker_killed_half_way_through_an_ingest_part_costs_that_blob_only(pa
     parts = len(single.manifest["parts"])
     monkeypatch.setenv("FANOUT_MIN_PARTS", "2")  # the worker processes' settings come from the environment
     seen = len(sim.requests)
-    a = workers.start(**{PAUSE_PART: "1", PAUSE_SECONDS: "300"})
+    # two parts at once in A (its second message slot works through the others while part 1 sleeps)
+    a = workers.start(**{PAUSE_PART: "1", PAUSE_SECONDS: "300", "FANOUT_PARTS_AT_ONCE": "2"})
     ingest.request(fan, tenant, inv, FileType.DAILY)
     record = wait_for(lambda: (r := fan.snapshots.get(tenant, inv, DAILY.value)[0]).fanned_out() and r,
                       what="the fan-out")
