@@ -33,6 +33,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from shared.app import ingest_fanin
 from shared.app.builder import build
+from shared.adapters.memory import release_memory
 from shared.app.context import AppContext
 from shared.app.heartbeat import Heartbeat, LeaseLost
 from shared.app.ingest_common import LEASE, WAIT_SECONDS, IngestPlan, NotIngestible, SnapshotBusy
@@ -201,6 +202,8 @@ def _compute_and_complete(ctx: AppContext, record: SnapshotRecord, key: IngestRu
     except (DataChanged, NotIngestible, NotFound) as exc:
         fail(ctx, key, str(exc)[:500])
         return False
+    finally:
+        release_memory()  # the part's freed buffers back to the kernel before the process takes the next part
     progress = ctx.file_parts.complete(key, part, 0, rows, {"entry": entry}, [])
     if progress is not None:
         renew(ctx, key, progress.rows)
