@@ -21,10 +21,11 @@ HOST_JSON: dict[str, Any] = {
 
 def small_batches() -> None:
     """Tests only (as tests/app/test_fanout.py::small_batches): parts of 1,000 lines stage several 64 KiB blocks."""
-    from shared.adapters import snapshot_parts
+    from shared.adapters import microsoft_json, snapshot_parts
     from shared.app import builder
 
     snapshot_parts.READ_BATCH_ROWS = 200
+    microsoft_json.FAST_BATCH_ROWS = 200  # an export blob's part too: several batches (the pause hooks count them)
     builder._batches.__defaults__ = (200,)
 
 

@@ -36,10 +36,11 @@ DAILY = "dailyratedusage"
 def small_batches(monkeypatch) -> None:
     """Batches of 200 lines (not 6,144): the CSV writer writes a batch at a time, so a part of 1,000 lines stages
     several 64 KiB blocks, as a part of a real export does 4 MiB ones."""
-    from shared.adapters import snapshot_parts
+    from shared.adapters import microsoft_json, snapshot_parts
     from shared.app import builder
 
     monkeypatch.setattr(snapshot_parts, "READ_BATCH_ROWS", 200)
+    monkeypatch.setattr(microsoft_json, "FAST_BATCH_ROWS", 200)  # an export blob's part too (the pause hooks)
     monkeypatch.setattr(builder._batches, "__defaults__", (200,))
 
 
