@@ -1,10 +1,10 @@
 """The one FunctionApp. It only registers Blueprints; the work lives in `functions/` and `shared/`."""
 
-from shared.adapters.memory import keep_pandas_out
+from shared.adapters.memory import before_arrow
 
-keep_pandas_out()  # before any module converts a value to Arrow (see shared/adapters/memory.py)
+before_arrow()  # before any module loads pyarrow: its allocator, and pandas kept out (see shared/adapters/memory.py)
 
-import azure.functions as func  # noqa: E402  (after keep_pandas_out, on purpose)
+import azure.functions as func  # noqa: E402  (after before_arrow, on purpose)
 
 from functions import (access_api, automation_api, config_api, exports_api, http_api, notifications_api,  # noqa: E402
                        openapi_api, timers, web_app, worker)

@@ -285,9 +285,9 @@ def main() -> None:
     parser.add_argument("--invoice")
     args = parser.parse_args()
     if args.child:
-        from shared.adapters.memory import keep_pandas_out
+        from shared.adapters.memory import before_arrow
 
-        keep_pandas_out()  # as function_app.py does, first thing
+        before_arrow()  # as function_app.py does, first thing
         info = json.loads(args.info)
         phases = _phases()
         runs = {"floor": run_floor, "ingest": run_ingest, "charges": run_charges,

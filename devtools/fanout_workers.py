@@ -33,6 +33,9 @@ def serve(env: dict[str, str], ready: Any, stop: Any, small: bool = True, lease_
           results: Any = None) -> None:
     """Run the generation queue's trigger until `stop` is set (or the process is killed). `ready` gets the pid once
     the host listens; `results` (if given) gets the peak resident memory in MB when it stops."""
+    from shared.adapters.memory import before_arrow
+
+    before_arrow()  # as function_app.py does, before anything loads pyarrow
     os.environ.update(env)
     from shared.adapters.settings import Settings
 
