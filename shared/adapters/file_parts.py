@@ -178,6 +178,12 @@ class FileParts:
                 continue
         raise RuntimeError(f"could not claim the commit of {key.partition}")
 
+    def renew_commit(self, key: Run, seconds: float) -> None:
+        """The claim extended by its holder while it works (`seconds` from now): a holder that died is repeated
+        once this lapses, however long a live one takes."""
+        self.table.update_entity({"PartitionKey": key.partition, "RowKey": COUNTER,
+                                  "commit_until": utcnow() + timedelta(seconds=seconds)}, mode=UpdateMode.MERGE)
+
     def mark_committed(self, key: Run) -> None:
         self.table.update_entity({"PartitionKey": key.partition, "RowKey": COUNTER, "committed": True},
                                  mode=UpdateMode.MERGE)

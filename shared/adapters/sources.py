@@ -18,6 +18,7 @@ import pyarrow as pa
 from shared.core.columns import FileType, Layout
 from shared.core.models import DataSource
 from shared.adapters.partner_center.client import Manifest, PartnerCenterClient
+from shared.adapters.partner_center.transport import PartnerCenterError
 from shared.adapters.microsoft_json import batch_from_items, read_lines_careful, read_lines_fast
 from shared.adapters.settings import Settings
 
@@ -123,6 +124,27 @@ class V1PagesSource:
 
     def refresh(self) -> None:
         return None
+
+
+def recorded_export(client: PartnerCenterClient, layout: Layout, invoice_id: str, operation: str | None,
+                    etag: str | None = None) -> Callable[[], Manifest]:
+    """A GraphExportSource's export that reads a recorded export operation again the first time (a status read: no
+    second export); afterwards (expired links: a refresh), or when Microsoft no longer answers for the operation, a
+    fresh export. With `etag`, a fresh export is accepted only at that eTag (DataChanged otherwise)."""
+    pending = [operation] if operation else []
+
+    def export() -> Manifest:
+        if pending:
+            try:
+                return client.wait_for_export(pending.pop())
+            except PartnerCenterError as exc:
+                log.info("the recorded export of %s could not be read again (%s); exporting anew", invoice_id, exc)
+        fresh = client.export(layout.file_type.value, invoice_id)
+        if etag is not None and fresh.etag != etag:
+            raise DataChanged("Microsoft published new data for this invoice while its snapshot was being made.")
+        return fresh
+
+    return export
 
 
 def billing_period_start(invoice: dict) -> date | None:

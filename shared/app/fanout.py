@@ -13,6 +13,8 @@ instances as the queue scales to; the last part to finish commits the file (shar
   file is complete); a part that died half way is computed again from its start, re-staging the same block ids.
   Names and usage (the margins page, consumption alerts) are written per part beside the file and merged by the
   fan-in exactly as one pass would have seen them.
+- The record's lease is renewed every third of it while a part computes (shared/app/heartbeat.py `kept_alive`) and
+  when a part finishes, so a slow part does not let a live fan-out look dead.
 - XLSX and Parquet cannot be composed from blocks; they, unbilled files (no snapshot), snapshots of one part and
   parts a field appeared in half way (their CSV header would differ) stay on one instance.
 """
@@ -34,6 +36,7 @@ from shared.app.builder import build
 from shared.app.context import AppContext
 from shared.app.alerts import budgeted_customers
 from shared.app.fanin import current, tally_json, usage_json
+from shared.app.heartbeat import kept_alive
 from shared.app.outputs import blob_name_for, snapshot_name_for
 from shared.app.part_slots import part_slot
 from shared.adapters.block_sink import block_id
@@ -53,7 +56,8 @@ from shared.core.views import columns_for
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(minutes=5)  # the record's lease, renewed by every part that starts or finishes
+LEASE = timedelta(minutes=5)  # the record's lease, renewed by every part that finishes
+RENEW_EVERY = LEASE / 3  # and by a part while it computes, however long it takes
 # Test hook (tests/app/test_fanout_processes.py): a worker process with these set sleeps before staging the second
 # block of that part, so a test can SIGKILL it half way through the part.
 PAUSE_PART, PAUSE_SECONDS = "FANOUT_TEST_PAUSE_PART", "FANOUT_TEST_PAUSE_SECONDS"
@@ -186,7 +190,8 @@ def _compute_and_complete(ctx: AppContext, record: FileRecord, key: RunKey, part
     starts = ctx.file_parts.begin(key, part)
     if starts > 1:
         log.warning("part %d of %s computed again (start %d)", part, key.partition, starts)
-    blocks, tally, columns, extras = compute_part(ctx, record, part)
+    with kept_alive(lambda: note_progress(ctx, key), RENEW_EVERY, f"part {part} of {key.partition}"):
+        blocks, tally, columns, extras = compute_part(ctx, record, part)
     if extras is not None:
         ctx.storage.files.get_blob_client(fanin.extras_name(record, part)).upload_blob(
             json.dumps(extras).encode(), overwrite=True)
@@ -243,15 +248,18 @@ class _PartSource:
         return None
 
 
-def note_progress(ctx: AppContext, key: RunKey, progress: Progress) -> None:
-    """Parts done and rows so far on the record, and its lease renewed: counts only grow (a slower writer with
-    older counts leaves the record alone)."""
+def note_progress(ctx: AppContext, key: RunKey, progress: Progress | None = None) -> None:
+    """The record's lease renewed, with the parts done and rows so far when given: counts only grow (a slower writer
+    with older counts leaves the record alone)."""
     for _ in range(20):
         loaded = ctx.files.get(key.tenant_id, key.file_id)
-        if loaded is None or not current(loaded[0], key) or (loaded[0].parts_done or 0) >= progress.done:
+        if loaded is None or not current(loaded[0], key):
             return
         record, etag = loaded
-        record.parts_done, record.progress_rows = progress.done, progress.rows
+        if progress is not None:
+            if (record.parts_done or 0) >= progress.done:
+                return
+            record.parts_done, record.progress_rows = progress.done, progress.rows
         record.lease_until = utcnow() + LEASE
         try:
             ctx.files.replace(record, etag)

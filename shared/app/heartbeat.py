@@ -8,14 +8,18 @@ worker learns it at its next `check()` (and at the latest from its own final, gu
 
 The same heartbeat keeps an invoice snapshot's ingest lease (shared/app/ingest.py): waiting for Microsoft's export
 takes minutes with no line arriving, and a lapsed ingest lease would start a second export elsewhere.
+
+A fan-out's part (shared/app/fanout.py, ingest_fanout.py) keeps its run's lease with `kept_alive`: many parts
+renew the same record, so none owns its ETag; each renewal reads the record again and writes it guarded.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 from shared.adapters.repositories import Conflict, utcnow
 
@@ -95,3 +99,26 @@ class Heartbeat:
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join()
         return self.etag
+
+
+@contextmanager
+def kept_alive(renew: Callable[[], None], every: timedelta, name: str) -> Iterator[None]:
+    """`renew()` every `every` from a daemon thread while the body runs. Renewed only when a part started or
+    finished, a part longer than the lease (a slow export blob, a busy instance) let it lapse, and the run's parts
+    not done, this one too, were sent again. A failed renewal is logged and tried again at the next beat."""
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.wait(every.total_seconds()):
+            try:
+                renew()
+            except Exception as exc:  # noqa: BLE001  (a storage hiccup: the lease has beats to spare)
+                log.warning("could not renew the lease of %s: %s", name, exc)
+
+    thread = threading.Thread(target=run, name=f"lease-{name[:24]}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()

@@ -25,19 +25,18 @@ from shared.app.context import AppContext
 from shared.app.heartbeat import Heartbeat, LeaseLost
 from shared.app.ingest_common import (LEASE, WAIT_SECONDS, IngestPlan, NotIngestible, SnapshotBusy,  # noqa: F401
                                       billing_start, previous_summary, write_snapshot)
-from shared.core.columns import FileType, Layout, layout_for
+from shared.core.columns import FileType, layout_for
 from shared.core.models import DataSource
 from shared.core.money import Decimal
 from shared.core.reach import ReachCollector
 from shared.core.validation import Validator
 from shared.adapters.duplicate_spill import DuplicateSpill
 from shared.adapters.invoices import client_for, file_types_of
-from shared.adapters.partner_center.client import Manifest, PartnerCenterClient
-from shared.adapters.partner_center.transport import NotFound, PartnerCenterError
+from shared.adapters.partner_center.transport import NotFound
 from shared.adapters.repositories import utcnow
 from shared.adapters.snapshot_parts import V1_PART_ROWS, PartWriter
 from shared.adapters.snapshot_store import Conflict, Snapshot, SnapshotRecord, SnapshotStatus, new_record, snapshot_prefix
-from shared.adapters.sources import GraphExportSource, choose_source
+from shared.adapters.sources import GraphExportSource, choose_source, recorded_export
 from shared.adapters.storage import through_outage
 
 log = logging.getLogger(__name__)
@@ -146,7 +145,9 @@ def _ingest(ctx: AppContext, record: SnapshotRecord, beat: Heartbeat,
     if file_type not in file_types_of(invoice):
         raise NotIngestible(f"Invoice {record.invoice_id} has no {file_type.value} charges.")
     if record.stale() and record.wanted_operation:
-        source = _revised_source(client, layout, record)  # the export the poller's check made, read again
+        # the export the poller's check made, read again (no second export)
+        source = GraphExportSource(client, layout, recorded_export(client, layout, record.invoice_id,
+                                                                   record.wanted_operation))
     else:
         source = choose_source(client, layout, invoice, settings)  # a Graph export starts here (its eTag)
     if record.ready() and source.data_version == record.data_version:
@@ -188,24 +189,6 @@ def _ingest(ctx: AppContext, record: SnapshotRecord, beat: Heartbeat,
     write_snapshot(ctx, record, snapshot_id, invoice, validator, report, writer.manifest_parts(),
                    result.totals.rows, source.kind, source.data_version, started)
     return _mark_ready(ctx, record, beat, snapshot_id, result.totals.rows, source.data_version, started)
-
-
-def _revised_source(client: PartnerCenterClient, layout: Layout, record: SnapshotRecord) -> GraphExportSource:
-    """The revised data from the poller's own export (its operation read again: no second export). If that
-    operation is gone, or its links expire later (a refresh), a new export is made as usual."""
-    operation = [record.wanted_operation]
-
-    def export() -> Manifest:
-        op = operation.pop() if operation else None
-        if op:
-            try:
-                return client.wait_for_export(op)
-            except PartnerCenterError as exc:
-                log.info("the poller's export of %s could not be read again (%s); exporting anew",
-                         record.invoice_id, exc)
-        return client.export(layout.file_type.value, record.invoice_id)
-
-    return GraphExportSource(client, layout, export)
 
 
 def _mark_ready(ctx: AppContext, record: SnapshotRecord, beat: Heartbeat, snapshot_id: str,

@@ -1,8 +1,10 @@
 """Ingest fan-in: the part that finds every export blob of a fanned-out ingest done (ingest_fanout.py) finishes the
 snapshot, once, exactly as the one-instance ingest would have.
 
-- One finisher: a claim on the run's counter row (shared/adapters/file_parts.py `claim_commit`); another finds it
-  finishing (and looks again later) or finished (nothing to do: a redelivered last part after Ready is a no-op).
+- One finisher: a claim on the run's counter row (shared/adapters/file_parts.py `claim_commit`) of a minute, renewed
+  every 20 s while it works (with the snapshot's lease); another finds it finishing (and looks again later) or
+  finished (nothing to do: a redelivered last part after Ready is a no-op). A finisher that died is repeated by the
+  last part's redelivered message once its claim lapses: within a minute, however long a live one takes.
 - The parts' validation states are handed to one Validator in part order, each moved by the rows of the parts
   before it (shared/core/validation/part_state.py); a part that took another exchange rate as its reference than
   the parts before it is checked again from its Parquet part with theirs. Every part's key hashes go into one
@@ -15,10 +17,11 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from shared.app.context import AppContext
+from shared.app.heartbeat import kept_alive
 from shared.app.ingest_common import LEASE, previous_summary, billing_start, write_snapshot
 from shared.core.columns import FileType, layout_for
 from shared.core.models import DataSource
@@ -28,14 +31,14 @@ from shared.core.validation.duplicates import MemoryDuplicates
 from shared.core.validation.line_checks import State
 from shared.core.validation.part_state import decode_state, moved, rate_conflicts
 from shared.adapters.duplicate_spill import DuplicateSpill
-from shared.adapters.file_parts import IngestRunKey
+from shared.adapters.file_parts import IngestRunKey, PartDone
 from shared.adapters.ingest_parts import feed, folder, forget, load_part, part_batches
 from shared.adapters.repositories import Conflict, utcnow
 from shared.adapters.snapshot_store import SnapshotRecord, SnapshotStatus, snapshot_prefix
 
 log = logging.getLogger(__name__)
 
-FANIN_SECONDS = LEASE.total_seconds()  # a finisher's claim; one that died is repeated after it
+FANIN_SECONDS = 60  # a finisher's claim, renewed every third of it while it works; a dead one's lapses
 
 
 class FanInBusy(Exception):
@@ -81,7 +84,18 @@ def complete(ctx: AppContext, key: IngestRunKey) -> None:
         raise FanInBusy(claim)
     if claim == "committed":
         return
+
+    def keep() -> None:
+        ctx.file_parts.renew_commit(key, FANIN_SECONDS)
+        renew(ctx, key)
+
     renew(ctx, key)
+    with kept_alive(keep, timedelta(seconds=FANIN_SECONDS / 3), f"fan-in of {key.partition}"):
+        _finish(ctx, key, record, parts)
+
+
+def _finish(ctx: AppContext, key: IngestRunKey, record: SnapshotRecord, parts: list[PartDone]) -> None:
+    """Merge the parts' states and write the snapshot's findings, summary and manifest; mark it Ready."""
     snapshot_id = snapshot_prefix(record.tenant_id, record.invoice_id, record.invoice_type, record.fanout_version)
     base = folder(snapshot_id, key.attempt)
     run = json.loads(ctx.storage.files.get_blob_client(f"{base}/run.json").download_blob().readall())

@@ -14,8 +14,8 @@ instances as the queue scales to; the part that finds every blob done finishes t
   state and duplicate-key hashes (shared/adapters/ingest_parts.py), then marks itself done and advances the
   counter in one transaction: a part is counted once; a done part is never computed again; one that died half way
   is computed again from its start (deterministic names overwrite).
-- The snapshot record's lease is renewed by every part that starts or finishes; a fan-out whose lease lapsed is
-  resumed by the next caller of `ensure` (missing parts sent again), not restarted.
+- The snapshot record's lease is renewed by every part that starts or finishes, and every third of the lease while
+  one computes (shared/app/heartbeat.py `kept_alive`); a fan-out whose lease lapsed is resumed by the next caller of `ensure` (missing parts sent again), not restarted.
 - V1 pages and exports of fewer blobs than FANOUT_MIN_PARTS stay on one instance.
 """
 
@@ -35,11 +35,11 @@ from shared.app import ingest_fanin
 from shared.app.builder import build
 from shared.adapters.memory import release_memory
 from shared.app.context import AppContext
-from shared.app.heartbeat import Heartbeat, LeaseLost
+from shared.app.heartbeat import Heartbeat, LeaseLost, kept_alive
 from shared.app.ingest_common import LEASE, WAIT_SECONDS, IngestPlan, NotIngestible, SnapshotBusy
 from shared.app.ingest_fanin import current, renew
 from shared.app.part_slots import part_slot
-from shared.core.columns import FileType, Layout, layout_for
+from shared.core.columns import FileType, layout_for
 from shared.core.reach import ReachCollector
 from shared.core.reconcile import Tally
 from shared.core.validation import Validator
@@ -47,12 +47,11 @@ from shared.core.validation.part_state import encode_state
 from shared.adapters.file_parts import IngestRunKey
 from shared.adapters.ingest_parts import PartDuplicates, folder, save_part
 from shared.adapters.invoices import client_for
-from shared.adapters.partner_center.client import Manifest, PartnerCenterClient
-from shared.adapters.partner_center.transport import NotFound, PartnerCenterError
+from shared.adapters.partner_center.transport import NotFound
 from shared.adapters.repositories import Conflict, utcnow
 from shared.adapters.snapshot_parts import PartWriter
 from shared.adapters.snapshot_store import SnapshotRecord, SnapshotStatus, snapshot_prefix
-from shared.adapters.sources import DataChanged, GraphExportSource, Source
+from shared.adapters.sources import DataChanged, GraphExportSource, Source, recorded_export
 from shared.adapters.storage import through_outage
 
 log = logging.getLogger(__name__)
@@ -60,6 +59,7 @@ log = logging.getLogger(__name__)
 # Test hook (tests/app/test_ingest_fanout_processes.py): a worker process with these set sleeps after the second
 # batch of that part (its blob downloaded, its Parquet part half written), so a test can SIGKILL it there.
 PAUSE_PART, PAUSE_SECONDS = "INGEST_TEST_PAUSE_PART", "INGEST_TEST_PAUSE_SECONDS"
+RENEW_EVERY = LEASE / 3  # while a part computes, however long its blob takes
 
 
 class FannedOut(SnapshotBusy):
@@ -198,7 +198,8 @@ def _compute_and_complete(ctx: AppContext, record: SnapshotRecord, key: IngestRu
         log.warning("ingest part %d of %s computed again (start %d)", part, key.partition, starts)
     renew(ctx, key)
     try:
-        entry, rows = compute_part(ctx, record, snapshot_id, part)
+        with kept_alive(lambda: renew(ctx, key), RENEW_EVERY, f"ingest part {part} of {key.partition}"):
+            entry, rows = compute_part(ctx, record, snapshot_id, part)
     except (DataChanged, NotIngestible, NotFound) as exc:
         fail(ctx, key, str(exc)[:500])
         return False
@@ -219,7 +220,8 @@ def compute_part(ctx: AppContext, record: SnapshotRecord, snapshot_id: str, part
         raise NotIngestible(f"Tenant {record.tenant_id} is not registered any more.")
     layout = layout_for(FileType(record.invoice_type))
     client = client_for(tenant, settings, correlation_id=f"{record.invoice_id}-{record.invoice_type}-p{part}")
-    source = GraphExportSource(client, layout, _recorded_export(client, layout, record), only=part)
+    export = recorded_export(client, layout, record.invoice_id, record.fanout_operation, record.fanout_version)
+    source = GraphExportSource(client, layout, export, only=part)
     if source.data_version != record.fanout_version or len(source.manifest.blobs) != record.parts_total:
         raise DataChanged("Microsoft published new data for this invoice while its snapshot was being made.")
     writer = PartWriter(ctx.snapshots.container, snapshot_id, tuple(sorted(layout.decimal_columns)))
@@ -244,26 +246,6 @@ def compute_part(ctx: AppContext, record: SnapshotRecord, snapshot_id: str, part
         dups.close()
     entries = writer.manifest_parts()
     return (entries[0] if entries else None), result.totals.rows
-
-
-def _recorded_export(client: PartnerCenterClient, layout: Layout, record: SnapshotRecord):
-    """The recorded export read again (a status read); a refresh (expired links), or an operation Microsoft no
-    longer answers, makes a fresh export, accepted only at the recorded eTag (the caller checks)."""
-    operation = [record.fanout_operation]
-
-    def export() -> Manifest:
-        op = operation.pop() if operation else None
-        if op:
-            try:
-                return client.wait_for_export(op)
-            except PartnerCenterError as exc:
-                log.info("the export of %s could not be read again (%s); exporting anew", record.invoice_id, exc)
-        fresh = client.export(layout.file_type.value, record.invoice_id)
-        if fresh.etag != record.fanout_version:
-            raise DataChanged("Microsoft published new data for this invoice while its snapshot was being made.")
-        return fresh
-
-    return export
 
 
 def fail(ctx: AppContext, key: IngestRunKey, reason: str) -> None:

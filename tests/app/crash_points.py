@@ -126,6 +126,26 @@ def run_host(ctx: AppContext, tenant: str, file_id: str, seconds: float = 60) ->
     raise AssertionError(f"file stuck: {record.status} v{record.version}, error {record.error!r}")
 
 
+def deliver_until(ctx: AppContext, done: Callable[[], bool], seconds: float = 30, what: str = "the work") -> None:
+    """What the platform does, one message at a time: a message whose handler died (`Kill`) comes back after its
+    visibility timeout (a second), until `done()` holds once the queue is empty."""
+    queue, worker = ctx.storage.queue(), Worker(ctx)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        batch = list(queue.receive_messages(visibility_timeout=1, max_messages=1))
+        if not batch:
+            if done():
+                return
+            time.sleep(0.1)
+            continue
+        try:
+            worker.handle(batch[0].content, batch[0].dequeue_count)
+        except Kill:
+            continue
+        queue.delete_message(batch[0])
+    raise AssertionError(f"{what} was not finished in {seconds:.0f} s")
+
+
 def csv_rows(data: bytes) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
 

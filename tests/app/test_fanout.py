@@ -246,26 +246,13 @@ def test_a_duplicated_part_message_stages_nothing_twice_and_commits_once(daily, 
 
 
 def settle(ctx, tenant: str, file_id: str, seconds: float = 30) -> None:
-    """What the platform does: deliver messages (one whose handler died comes back after its visibility timeout)
-    until the file is Available."""
-    from tests.app.crash_points import Kill
+    """Deliver messages as the platform does until the file is Available and no message is left, not even an
+    invisible one."""
+    from tests.app.crash_points import deliver_until
 
-    queue, worker = ctx.storage.queue(), Worker(ctx)
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        batch = list(queue.receive_messages(visibility_timeout=1, max_messages=1))
-        if not batch:
-            settled = ctx.files.get(tenant, file_id)[0].status == FileStatus.AVAILABLE
-            if settled and not queue.get_queue_properties().approximate_message_count:  # none invisible either
-                return
-            time.sleep(0.1)
-            continue
-        try:
-            worker.handle(batch[0].content, batch[0].dequeue_count)
-        except Kill:
-            continue
-        queue.delete_message(batch[0])
-    raise AssertionError(f"file not made: {ctx.files.get(tenant, file_id)[0]}")
+    queue = ctx.storage.queue()
+    deliver_until(ctx, lambda: ctx.files.get(tenant, file_id)[0].status == FileStatus.AVAILABLE
+                  and not queue.get_queue_properties().approximate_message_count, seconds, f"file {file_id}")
 
 
 def kill_once(monkeypatch, owner, attribute: str, when, after: bool = True) -> list:
@@ -424,3 +411,26 @@ def test_one_process_computes_at_most_fanout_parts_at_once(daily, fan, monkeypat
     assert most[0] == at_once
     made = fan.files.get(tenant, record.id)[0]
     assert made.status == FileStatus.AVAILABLE, made.error
+
+
+def test_a_part_longer_than_the_lease_keeps_the_files_lease(daily, fan, monkeypatch) -> None:
+    """The file's lease is renewed while a part computes, not only when one finishes: a part slower than the lease
+    (a busy instance) would otherwise let the file look abandoned and have its parts sent again."""
+    tenant, inv, _, _ = daily
+    monkeypatch.setattr(fanout, "RENEW_EVERY", timedelta(seconds=0.1))
+    record = make(fan, tenant, inv)
+    leases: list[tuple] = []
+    real = fanout.compute_part
+
+    def slow(ctx, rec, part):
+        before = fan.files.get(tenant, record.id)[0].lease_until
+        time.sleep(0.6)
+        leases.append((before, fan.files.get(tenant, record.id)[0].lease_until))
+        return real(ctx, rec, part)
+
+    monkeypatch.setattr(fanout, "compute_part", slow)
+    drain(fan)
+    made = fan.files.get(tenant, record.id)[0]
+    assert made.status == FileStatus.AVAILABLE, made.error
+    assert len(leases) == made.parts_total >= 3
+    assert all(after > before for before, after in leases), leases

@@ -21,7 +21,7 @@ import pytest
 from shared.adapters.file_parts import IngestRunKey
 from shared.adapters.repositories import utcnow
 from shared.adapters.storage import Storage
-from shared.app import file_requests, ingest, ingest_fanout, retention
+from shared.app import file_requests, ingest, ingest_fanin, ingest_fanout, retention
 from shared.app.context import AppContext
 from shared.app.generation import Worker
 from shared.app.ingest import SnapshotBusy
@@ -338,3 +338,52 @@ def test_a_file_waits_for_the_fanned_out_ingest_and_is_made_from_it(pair, sim) -
     done = fan.files.get(tenant, rec.id)[0]
     assert done.status in (FileStatus.AVAILABLE, FileStatus.NEEDS_REVIEW), done.error
     assert done.snapshot_id == parts.snapshot_id and done.row_count == sim.expected(inv, DAILY.value).rows
+
+
+def test_a_part_longer_than_the_lease_keeps_the_snapshots_lease(pair, sim, monkeypatch) -> None:
+    """The snapshot record's lease is renewed while a part computes, not only when one starts or finishes: a blob
+    slower than the lease would otherwise let the next caller resume the fan-out and send that part again."""
+    tenant, inv, _, fan = pair
+    monkeypatch.setattr(ingest_fanout, "RENEW_EVERY", timedelta(seconds=0.1))
+    parts = fan_out(fan, tenant, inv)
+    leases: list[tuple] = []
+    real = ingest_fanout.compute_part
+
+    def slow(ctx, record, snapshot_id, part):
+        before = fan.snapshots.get(tenant, inv, DAILY.value)[0].lease_until
+        time.sleep(0.6)
+        leases.append((before, fan.snapshots.get(tenant, inv, DAILY.value)[0].lease_until))
+        return real(ctx, record, snapshot_id, part)
+
+    monkeypatch.setattr(ingest_fanout, "compute_part", slow)
+    assert drain(fan) == {"ingestPart": parts}
+    assert ingest.current(fan, tenant, inv, DAILY) is not None
+    assert len(leases) == parts and all(after > before for before, after in leases), leases
+
+
+def test_a_live_finisher_keeps_its_claim_and_a_dead_ones_is_taken_over(pair, sim, monkeypatch) -> None:
+    """The fan-in's claim (a minute) is renewed while the finisher works: another worker looking in finds it busy
+    however long it takes. A finisher that dies is repeated, once its claim lapses, by the last part's message
+    coming back; no part is computed again."""
+    from tests.app.crash_points import Kill, deliver_until
+
+    tenant, inv, one, fan = pair
+    single = ingest.ensure(one, tenant, inv, DAILY)
+    monkeypatch.setattr(ingest_fanin, "FANIN_SECONDS", 0.3)
+    parts = fan_out(fan, tenant, inv)
+    key = IngestRunKey(tenant, inv, DAILY.value, fan.snapshots.get(tenant, inv, DAILY.value)[0].attempts)
+    looked: list = []
+    real = ingest_fanin.write_snapshot
+
+    def slow_then_dies_once(*args, **kwargs):
+        time.sleep(1.0)  # over three claims long
+        looked.append(fan.file_parts.claim_commit(key, 0.3))  # another worker looks in meanwhile
+        if len(looked) == 1:
+            raise Kill("the finisher dies")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ingest_fanin, "write_snapshot", slow_then_dies_once)
+    deliver_until(fan, lambda: ingest.current(fan, tenant, inv, DAILY) is not None, 60, "the snapshot")
+    assert len(looked) == 2 and all(isinstance(x, float) for x in looked), looked  # busy both times, never taken
+    assert fan.file_parts.starts(key) == {p: 1 for p in range(parts)}
+    assert comparable(ingest.current(fan, tenant, inv, DAILY).manifest) == comparable(single.manifest)
