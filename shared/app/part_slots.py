@@ -3,8 +3,9 @@ once (FANOUT_PARTS_AT_ONCE, default 1).
 
 The queue trigger hands a process `batchSize` messages at a time (host.json: 2, so light messages — a waiter
 looking again, a duplicate of a finished part — never queue behind a long one). Two parts computed side by side
-took 305–370 MB in one process (measured with `python -m devtools.fanout_bench`), past the 300 MB a worker may
-use; one part at a time stays under it. A part message that finds the slot taken waits for it in its own thread
+took 305–370 MB in one process (measured with `python -m devtools.fanout_bench`, before Arrow's C++ allocations
+moved to the system allocator, shared/adapters/memory.py; not measured since), past the 300 MB a worker may use; one
+part at a time stays under it (218–233 MB). A part message that finds the slot taken waits for it in its own thread
 (the host keeps the message invisible meanwhile); more parts at once come from more instances, which is how the
 platform scales a queue anyway.
 """
